@@ -1,0 +1,442 @@
+//! The command-line interface: `train`, `eval`, `classify`, `faces`, `bench`, `app`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::classify::{Classifier, ImagePrediction};
+use crate::dataset::collect_images;
+use crate::dataset::split::{Split, SplitSpec};
+use crate::eval::format_report;
+use crate::features::FeatureCache;
+use crate::features::extract::{Cancelled, Progress};
+use crate::model::BackboneKind;
+use crate::model_file::default_model_path;
+use crate::train::TrainOptions;
+use crate::train::run::{EvalScope, TrainConfig, TrainEvent, evaluate_dataset, train_dataset};
+
+/// Tells whether the person in a photo is a man or a woman; builds, cleans and retrains the dataset.
+#[derive(Debug, Parser)]
+#[command(name = "gender-classifier", version, about, long_about = None)]
+pub struct Cli {
+    /// Compute device: cpu, cuda or metal (GPU ones need the matching cargo feature).
+    #[arg(long, global = true, default_value = "cpu")]
+    pub device: String,
+    /// Feature cache folder (default: the user cache dir, or $GENDER_CLASSIFIER_CACHE).
+    #[arg(long, global = true)]
+    pub cache: Option<PathBuf>,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do; without one, the desktop app opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a new head on a dataset folder (one sub-folder per class).
+    Train(TrainArgs),
+    /// Evaluate a model on a dataset folder.
+    Eval(EvalArgs),
+    /// Classify photos (files or folders, searched recursively).
+    Classify(ClassifyArgs),
+    /// List face detections as JSON.
+    Faces(FacesArgs),
+    /// Measure extraction and training speed.
+    Bench(crate::bench::BenchArgs),
+    /// Write faceres' own (zero-shot) gender head as a model file.
+    ZeroShot {
+        /// Where to write the model (`.safetensors` + `.json`).
+        #[arg(long, short, default_value = "zero-shot.safetensors")]
+        out: PathBuf,
+        /// Classify whole images instead of face crops.
+        #[arg(long)]
+        no_face_crop: bool,
+    },
+    /// Open the desktop app, optionally on a dataset folder.
+    App {
+        /// Dataset folder to open.
+        dir: Option<PathBuf>,
+    },
+}
+
+/// `train` arguments.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset folder with one sub-folder per class.
+    pub dir: PathBuf,
+    /// Backbone: faceres or inception-v3.
+    #[arg(long, default_value = "faceres")]
+    pub backbone: BackboneKind,
+    /// Where to write the model (`.safetensors` + `.json`).
+    #[arg(long, short, default_value = "model.safetensors")]
+    pub out: PathBuf,
+    /// Do not detect and crop faces; use whole images.
+    #[arg(long)]
+    pub no_face_crop: bool,
+    /// Learning rate.
+    #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
+    pub lr: f64,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = TrainOptions::default().epochs)]
+    pub epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
+    pub batch_size: usize,
+    /// L2 penalty.
+    #[arg(long, default_value_t = TrainOptions::default().l2)]
+    pub l2: f64,
+    /// Dropout on the bottleneck.
+    #[arg(long, default_value_t = TrainOptions::default().dropout)]
+    pub dropout: f32,
+    /// Do not re-weight classes to equal importance.
+    #[arg(long)]
+    pub no_balance: bool,
+    /// Early-stopping patience in epochs (0 = off).
+    #[arg(long, default_value_t = TrainOptions::default().patience)]
+    pub patience: usize,
+    /// Random seed.
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
+    pub seed: u64,
+    /// Start from faceres' own gender head (faceres only).
+    #[arg(long)]
+    pub warm_start: bool,
+    /// Percent of images for validation.
+    #[arg(long, default_value_t = SplitSpec::default().validation_pct)]
+    pub validation_pct: f64,
+    /// Percent of images for the test split.
+    #[arg(long, default_value_t = SplitSpec::default().test_pct)]
+    pub test_pct: f64,
+    /// Use at most this many images per class.
+    #[arg(long)]
+    pub max_per_class: Option<usize>,
+    /// Images per backbone forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub extract_batch: usize,
+}
+
+/// `eval` arguments.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Dataset folder with one sub-folder per class.
+    pub dir: PathBuf,
+    /// Model file (default: the shipped default model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Which images: all, train, validation or test (default: test if DIR is the model's training folder, else all).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `classify` arguments.
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// Image files or folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Model file (default: the shipped default model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Classify whole images (no face detection).
+    #[arg(long)]
+    pub no_face_crop: bool,
+    /// Print JSON.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV.
+    #[arg(long)]
+    pub csv: bool,
+}
+
+/// `faces` arguments.
+#[derive(Debug, Args)]
+pub struct FacesArgs {
+    /// Image files or folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// The cancel flag shared with the Ctrl-C handler.
+pub fn install_ctrlc() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    if let Err(e) = ctrlc::set_handler(move || f.store(true, Ordering::SeqCst)) {
+        tracing::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    flag
+}
+
+fn cache_of(cli: &Cli) -> FeatureCache {
+    match &cli.cache {
+        Some(dir) => FeatureCache::new(dir.clone()),
+        None => FeatureCache::default_location(),
+    }
+}
+
+fn progress_bar(label: &str) -> ProgressBar {
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_message(label.to_string());
+    pb
+}
+
+fn update_bar(pb: &ProgressBar, p: &Progress) {
+    pb.set_length(p.total as u64);
+    pb.set_position(p.done as u64);
+}
+
+/// Runs a parsed command line (everything except `app`).
+pub fn run(cli: &Cli) -> Result<()> {
+    let cancel = install_ctrlc();
+    let device = crate::device::select(&cli.device)?;
+    match cli.command.as_ref().expect("app handled by main") {
+        Command::Train(a) => train(cli, a, &device, &cancel),
+        Command::Eval(a) => eval(cli, a, &device, &cancel),
+        Command::Classify(a) => classify(a, &device),
+        Command::Faces(a) => faces(a, &device),
+        Command::Bench(a) => crate::bench::run(a, &cache_of(cli), &device),
+        Command::ZeroShot { out, no_face_crop } => {
+            crate::train::run::zero_shot_model(!no_face_crop)?.save(out)?;
+            eprintln!("zero-shot model written to {}", out.display());
+            Ok(())
+        }
+        Command::App { .. } => unreachable!("the app is started by main"),
+    }
+}
+
+fn cancelled_or(e: anyhow::Error) -> anyhow::Error {
+    if e.downcast_ref::<Cancelled>().is_some() { anyhow::anyhow!("interrupted: {}", Cancelled) } else { e }
+}
+
+fn train(cli: &Cli, a: &TrainArgs, device: &candle_core::Device, cancel: &AtomicBool) -> Result<()> {
+    let cfg = TrainConfig {
+        backbone: a.backbone,
+        face_crop: !a.no_face_crop,
+        options: TrainOptions {
+            learning_rate: a.lr,
+            epochs: a.epochs,
+            batch_size: a.batch_size,
+            l2: a.l2,
+            dropout: a.dropout,
+            balance_classes: !a.no_balance,
+            patience: a.patience,
+            seed: a.seed,
+            warm_start: a.warm_start,
+        },
+        split: SplitSpec { validation_pct: a.validation_pct, test_pct: a.test_pct },
+        extract_batch: a.extract_batch,
+        max_per_class: a.max_per_class,
+    };
+    let pb = progress_bar("features");
+    let mut last_epoch = None;
+    let report = train_dataset(
+        &a.dir,
+        &cfg,
+        &cache_of(cli),
+        device,
+        &mut |e| match e {
+            TrainEvent::Loading => pb.set_message("loading"),
+            TrainEvent::Extracting(p) => {
+                pb.set_message("features");
+                update_bar(&pb, &p);
+            }
+            TrainEvent::Epoch(s) => {
+                if last_epoch.is_none() {
+                    pb.finish_and_clear();
+                }
+                last_epoch = Some(s.epoch);
+                tracing::info!(?s, "epoch");
+            }
+        },
+        cancel,
+    )
+    .map_err(cancelled_or)?;
+    pb.finish_and_clear();
+    report.model.save(&a.out)?;
+    for (path, why) in &report.failures {
+        eprintln!("skipped {}: {why}", path.display());
+    }
+    let meta = &report.model.meta;
+    eprintln!("trained for {} epochs; model written to {}", meta.history.len(), a.out.display());
+    if let Some(m) = &meta.test_metrics {
+        println!("test split:\n{}", format_report(m));
+    }
+    Ok(())
+}
+
+fn parse_scope(s: &str) -> Result<EvalScope> {
+    Ok(match s {
+        "all" => EvalScope::All,
+        "train" => EvalScope::Only(Split::Train),
+        "validation" => EvalScope::Only(Split::Validation),
+        "test" => EvalScope::Only(Split::Test),
+        other => bail!("unknown split '{other}': use all, train, validation or test"),
+    })
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn eval(cli: &Cli, a: &EvalArgs, device: &candle_core::Device, cancel: &AtomicBool) -> Result<()> {
+    let model_path = a.model.clone().unwrap_or_else(default_model_path);
+    let classifier = Classifier::load(&model_path, device)?;
+    let trained_here = classifier.model.meta.dataset.as_ref().is_some_and(|d| same_dir(&d.root, &a.dir));
+    let scope = match &a.split {
+        Some(s) => parse_scope(s)?,
+        None if trained_here => EvalScope::Only(Split::Test),
+        None => EvalScope::All,
+    };
+    let pb = progress_bar("features");
+    let report = evaluate_dataset(&a.dir, &classifier, scope, &cache_of(cli), 16, &mut |p| update_bar(&pb, p), cancel)
+        .map_err(cancelled_or)?;
+    pb.finish_and_clear();
+    for (path, why) in &report.failures {
+        eprintln!("skipped {}: {why}", path.display());
+    }
+    if a.json {
+        let wrong: Vec<_> = report.misclassified();
+        let out = serde_json::json!({
+            "scope": format!("{scope:?}"),
+            "model": model_path,
+            "metrics": report.metrics,
+            "misclassified": wrong,
+            "skipped": report.failures,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("{}", format_report(&report.metrics));
+        let wrong = report.misclassified();
+        if !wrong.is_empty() {
+            println!("misclassified ({}), most confidently wrong first:", wrong.len());
+            for s in wrong {
+                println!(
+                    "  {}  true {} ({:.1}%), predicted {} ({:.1}%)",
+                    s.path.display(),
+                    report.classes[s.label],
+                    s.probs[s.label] * 100.0,
+                    report.classes[s.predicted],
+                    s.probs[s.predicted] * 100.0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_classifier(model: &Option<PathBuf>, no_face_crop: bool, device: &candle_core::Device) -> Result<Classifier> {
+    let path = model.clone().unwrap_or_else(default_model_path);
+    let mut m = crate::model_file::Model::load(&path, device)?;
+    if no_face_crop {
+        m.meta.preprocess.face_crop = false;
+    }
+    Classifier::new(m, device)
+}
+
+fn classify(a: &ClassifyArgs, device: &candle_core::Device) -> Result<()> {
+    let classifier = load_classifier(&a.model, a.no_face_crop, device)?;
+    let files = collect_images(&a.paths)?;
+    if files.is_empty() {
+        bail!("no image files found in {}", a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let classes = classifier.classes().to_vec();
+    let mut results: Vec<ImagePrediction> = Vec::new();
+    let mut failed = 0;
+    if a.csv {
+        println!("path,face,x1,y1,x2,y2,face_score,predicted,{}", classes.iter().map(|c| format!("p_{c}")).collect::<Vec<_>>().join(","));
+    }
+    for f in &files {
+        match classifier.classify_file(f) {
+            Ok(p) => {
+                if a.csv {
+                    print_csv(&p, &classes);
+                } else if !a.json {
+                    print_human(&p, &classes);
+                }
+                results.push(p);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("skipped {}: {e:#}", f.display());
+            }
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "classes": classes, "images": results }))?);
+    }
+    if results.is_empty() {
+        bail!("none of the {failed} files could be classified");
+    }
+    Ok(())
+}
+
+fn print_human(p: &ImagePrediction, classes: &[String]) {
+    let n = p.faces.len();
+    for (i, f) in p.faces.iter().enumerate() {
+        let what = match &f.region.detection {
+            Some(d) => {
+                let b = d.bbox;
+                format!("face {}/{n} at [{:.0},{:.0},{:.0},{:.0}] (score {:.2})", i + 1, b[0], b[1], b[2], b[3], d.score)
+            }
+            None => "whole image (no face found)".to_string(),
+        };
+        println!("{}: {} {:.1}%  {what}", p.path.display(), classes[f.class], f.probs[f.class] * 100.0);
+    }
+}
+
+fn print_csv(p: &ImagePrediction, classes: &[String]) {
+    for (i, f) in p.faces.iter().enumerate() {
+        let (b, s) = match &f.region.detection {
+            Some(d) => (d.bbox, d.score),
+            None => ([0.0; 4], 0.0),
+        };
+        let path = p.path.display().to_string().replace('"', "\"\"");
+        let probs: Vec<String> = f.probs.iter().map(|v| format!("{v:.5}")).collect();
+        println!(
+            "\"{path}\",{i},{:.1},{:.1},{:.1},{:.1},{s:.4},{},{}",
+            b[0],
+            b[1],
+            b[2],
+            b[3],
+            classes[f.class],
+            probs.join(",")
+        );
+    }
+}
+
+fn faces(a: &FacesArgs, device: &candle_core::Device) -> Result<()> {
+    let finder = crate::face::FaceFinder::load(device)?;
+    let files = collect_images(&a.paths)?;
+    let mut out = Vec::new();
+    for f in &files {
+        let entry = match crate::imaging::load_rgb(f).map_err(anyhow::Error::from).and_then(|img| {
+            let regions = finder.regions(&img)?;
+            Ok((img.dimensions(), regions))
+        }) {
+            Ok((size, regions)) => {
+                let faces: Vec<_> = regions.into_iter().filter(|r| r.is_face()).collect();
+                serde_json::json!({ "path": f, "image_size": size, "faces": faces })
+            }
+            Err(e) => serde_json::json!({ "path": f, "error": format!("{e:#}") }),
+        };
+        out.push(entry);
+    }
+    println!("{}", serde_json::to_string_pretty(&out).context("cannot format JSON")?);
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! `gender-classifier`: the desktop app (no arguments or `app`) and the CLI (`train`, `eval`, `classify`, ...).
+
+use clap::Parser;
+use gender_classifier::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .init();
+    let result = match &cli.command {
+        None => gender_classifier::app::run_native(None),
+        Some(Command::App { dir }) => gender_classifier::app::run_native(dir.clone()),
+        Some(_) => gender_classifier::cli::run(&cli),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let interrupted = e.to_string().starts_with("interrupted");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(if interrupted { 130 } else { 1 })
+        }
+    }
+}

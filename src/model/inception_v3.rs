@@ -1,0 +1,870 @@
+//! Inception-v3 (torchvision `Inception3` tensor names) as a frozen 2048-d feature extractor.
+//!
+//! Spec: `models/MODELS.md` section 1. The network is torchvision's Inception3 (no aux head, no `fc`)
+//! with one difference: the 3x3 / stride-1 / pad-1 average pools of the `branch_pool` branches
+//! (Mixed_5b..5d, 6b..6e, 7b, 7c) **exclude padding** (TF semantics: divide by the number of valid
+//! pixels). Input is RGB `x/255` at 299x299; the output is the mean over the final 8x8 map.
+//!
+//! Implementation notes (for speed on the CPU):
+//! * BatchNorm (eps 1e-3) is folded into the conv weights and a per-channel bias at load time,
+//!   and the ReLU is fused into the bias epilogue.
+//! * Activations are kept internally in **CNHW** layout. Every conv is then a plain
+//!   `[C_out, C_in*kh*kw] x [C_in*kh*kw, N*H*W]` matmul whose result is already CNHW, channel
+//!   slices (`narrow` on dim 0) are free and channel concatenation is a flat copy.
+//! * All 1x1 convs that read the same block input are merged into one matmul and split afterwards.
+//! * The `branch_pool` 1x1 conv is run *before* its average pool (both are linear and the
+//!   exclude-padding weights sum to one, so they commute), which pools 32..192 channels instead of
+//!   192..2048; the ReLU is applied after the pool.
+//! * Non-square kernels (1x7, 7x1, 1x3, 3x1) use per-axis padding in a custom im2col.
+//!
+//! On non-CPU devices (or non-f32 tensors) every custom op falls back to stock Candle ops.
+
+use std::path::Path;
+
+use anyhow::Result;
+use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, Layout, Shape, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+use super::weights::{self, INCEPTION_V3};
+use super::{Backbone, BackboneKind};
+
+/// Length of the pooled feature vector.
+pub const FEATURE_DIM: usize = 2048;
+/// Input side in pixels.
+pub const INPUT_SIZE: usize = 299;
+/// BatchNorm epsilon of every `BasicConv2d` (torchvision and Keras agree on 1e-3).
+pub const BN_EPS: f64 = 1e-3;
+
+/// Largest im2col buffer (in f32 values) built at once; bigger batches are processed in chunks.
+const MAX_COL_VALUES: usize = 1 << 23;
+
+/// Intermediate maps of one forward pass, in NCHW layout (for checks against a reference).
+#[derive(Debug, Clone)]
+pub struct InceptionTaps {
+    /// Output of `Mixed_5b`, `[N, 256, 35, 35]` at 299 input.
+    pub mixed_5b: Tensor,
+    /// Output of `Mixed_6e`, `[N, 768, 17, 17]` at 299 input.
+    pub mixed_6e: Tensor,
+    /// Output of `Mixed_7c`, `[N, 2048, 8, 8]` at 299 input.
+    pub mixed_7c: Tensor,
+    /// Mean of `mixed_7c` over its spatial map, `[N, 2048]` (same as [`Backbone::features`]).
+    pub pool: Tensor,
+}
+
+/// `true` when the hand-written CPU kernels apply to this tensor.
+fn fast_path(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conv + folded BN + ReLU
+// ---------------------------------------------------------------------------------------------
+
+/// A convolution with BatchNorm folded in and a ReLU on its first `relu_upto` output channels.
+///
+/// Works on CNHW activations. Several 1x1 convs over the same input may be merged into one
+/// `ConvBn` (their output channels concatenated); only the trailing channels may skip the ReLU.
+#[derive(Debug, Clone)]
+struct ConvBn {
+    /// Folded weights, `[c_out, c_in*kh*kw]` (OIHW flattened), contiguous.
+    weight: Tensor,
+    /// Folded bias, `[c_out]`.
+    bias: Tensor,
+    /// The bias on the host (used by the CPU epilogue).
+    bias_host: Vec<f32>,
+    c_in: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    /// Zero padding (rows, cols), applied on both sides of each axis.
+    pad: (usize, usize),
+    relu_upto: usize,
+}
+
+/// Reads one torchvision `BasicConv2d` and folds its BatchNorm: returns `([O, I*kh*kw], [O])`.
+fn load_folded(
+    vb: &VarBuilder,
+    name: &str,
+    c_in: usize,
+    c_out: usize,
+    (kh, kw): (usize, usize),
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let vb = vb.pp(name);
+    let w = vb.get((c_out, c_in, kh, kw), "conv.weight")?;
+    let gamma = vb.get(c_out, "bn.weight")?;
+    let beta = vb.get(c_out, "bn.bias")?;
+    let mean = vb.get(c_out, "bn.running_mean")?;
+    let var = vb.get(c_out, "bn.running_var")?;
+    let scale = gamma.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
+    let w = w.reshape((c_out, c_in * kh * kw))?.broadcast_mul(&scale.reshape((c_out, 1))?)?;
+    let b = (beta - mean.mul(&scale)?)?;
+    Ok((w.contiguous()?, b.contiguous()?))
+}
+
+impl ConvBn {
+    /// One `BasicConv2d` (conv + BN + ReLU).
+    fn new(
+        vb: &VarBuilder,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: (usize, usize),
+        stride: usize,
+        pad: (usize, usize),
+    ) -> candle_core::Result<Self> {
+        let (weight, bias) = load_folded(vb, name, c_in, c_out, kernel)?;
+        Self::from_parts(weight, bias, c_in, kernel, stride, pad, c_out)
+    }
+
+    /// Several 1x1 `BasicConv2d`s over the same input, merged in order. `linear` convs go last and
+    /// get no ReLU (used for the `branch_pool` conv that runs before its average pool).
+    fn merged_1x1(
+        vb: &VarBuilder,
+        c_in: usize,
+        relu: &[(&str, usize)],
+        linear: Option<(&str, usize)>,
+    ) -> candle_core::Result<Self> {
+        let mut ws = Vec::new();
+        let mut bs = Vec::new();
+        let mut relu_upto = 0;
+        for &(name, c_out) in relu {
+            let (w, b) = load_folded(vb, name, c_in, c_out, (1, 1))?;
+            ws.push(w);
+            bs.push(b);
+            relu_upto += c_out;
+        }
+        if let Some((name, c_out)) = linear {
+            let (w, b) = load_folded(vb, name, c_in, c_out, (1, 1))?;
+            ws.push(w);
+            bs.push(b);
+        }
+        let weight = Tensor::cat(&ws, 0)?;
+        let bias = Tensor::cat(&bs, 0)?;
+        Self::from_parts(weight, bias, c_in, (1, 1), 1, (0, 0), relu_upto)
+    }
+
+    fn from_parts(
+        weight: Tensor,
+        bias: Tensor,
+        c_in: usize,
+        (kh, kw): (usize, usize),
+        stride: usize,
+        pad: (usize, usize),
+        relu_upto: usize,
+    ) -> candle_core::Result<Self> {
+        let (c_out, k) = weight.dims2()?;
+        if k != c_in * kh * kw {
+            candle_core::bail!("conv weight has {k} columns, expected {}", c_in * kh * kw);
+        }
+        let bias_host = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        Ok(Self { weight, bias, bias_host, c_in, c_out, kh, kw, stride, pad, relu_upto })
+    }
+
+    fn out_hw(&self, h: usize, w: usize) -> candle_core::Result<(usize, usize)> {
+        let (ph, pw) = self.pad;
+        if h + 2 * ph < self.kh || w + 2 * pw < self.kw {
+            candle_core::bail!("input {h}x{w} is smaller than the {}x{} kernel", self.kh, self.kw);
+        }
+        Ok(((h + 2 * ph - self.kh) / self.stride + 1, (w + 2 * pw - self.kw) / self.stride + 1))
+    }
+
+    fn is_plain_1x1(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == (0, 0)
+    }
+
+    /// Runs the layer on a CNHW tensor, returning CNHW.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (c, _, _, _) = x.dims4()?;
+        if c != self.c_in {
+            candle_core::bail!("conv expects {} input channels, got {c}", self.c_in);
+        }
+        if fast_path(x) { self.forward_cpu(x) } else { self.forward_generic(x) }
+    }
+
+    /// CPU path: (im2col) + one matmul + fused bias/ReLU epilogue, all in CNHW.
+    fn forward_cpu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, n, h, w) = x.dims4()?;
+        let (oh, ow) = self.out_hw(h, w)?;
+        let epilogue = BiasRelu { bias: &self.bias_host, relu_upto: self.relu_upto };
+        if self.is_plain_1x1() {
+            let xs = x.contiguous()?.reshape((self.c_in, n * h * w))?;
+            let y = self.weight.matmul(&xs)?;
+            y.inplace_op1(&epilogue)?;
+            return y.reshape((self.c_out, n, oh, ow));
+        }
+        let x = {
+            let s = x.stride();
+            if s[3] == 1 && s[2] == w { x.clone() } else { x.contiguous()? }
+        };
+        let per_image = self.c_in * self.kh * self.kw * oh * ow;
+        let chunk = (MAX_COL_VALUES / per_image.max(1)).clamp(1, n.max(1));
+        let op = Im2Col { kh: self.kh, kw: self.kw, stride: self.stride, pad: self.pad };
+        let mut outs = Vec::with_capacity(n.div_ceil(chunk));
+        let mut n0 = 0;
+        while n0 < n {
+            let nc = chunk.min(n - n0);
+            let xc = if nc == n { x.clone() } else { x.narrow(1, n0, nc)? };
+            let col = xc.apply_op1_no_bwd(&op)?;
+            let y = self.weight.matmul(&col)?;
+            y.inplace_op1(&epilogue)?;
+            outs.push(y.reshape((self.c_out, nc, oh, ow))?);
+            n0 += nc;
+        }
+        if outs.len() == 1 { Ok(outs.remove(0)) } else { Tensor::cat(&outs, 1) }
+    }
+
+    /// Device-agnostic path built from stock Candle ops (also the reference for the CPU kernels).
+    fn forward_generic(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (ph, pw) = self.pad;
+        let mut xn = x.transpose(0, 1)?;
+        if ph > 0 {
+            xn = xn.pad_with_zeros(2, ph, ph)?;
+        }
+        if pw > 0 {
+            xn = xn.pad_with_zeros(3, pw, pw)?;
+        }
+        let w4 = self.weight.reshape((self.c_out, self.c_in, self.kh, self.kw))?;
+        let y = xn.contiguous()?.conv2d(&w4, 0, self.stride, 1, 1)?;
+        let y = y.broadcast_add(&self.bias.reshape((1, self.c_out, 1, 1))?)?;
+        let y = relu_leading(&y, 1, self.relu_upto)?;
+        y.transpose(0, 1)?.contiguous()
+    }
+}
+
+/// ReLU on the first `upto` entries of `dim`, identity on the rest.
+fn relu_leading(y: &Tensor, dim: usize, upto: usize) -> candle_core::Result<Tensor> {
+    let total = y.dim(dim)?;
+    if upto >= total {
+        y.relu()
+    } else if upto == 0 {
+        Ok(y.clone())
+    } else {
+        Tensor::cat(&[y.narrow(dim, 0, upto)?.relu()?, y.narrow(dim, upto, total - upto)?], dim)
+    }
+}
+
+/// Rayon minimum chunk count so that each task handles at least ~4096 values.
+fn min_len(plane: usize) -> usize {
+    (4096 / plane.max(1)).max(1)
+}
+
+/// im2col over a CNHW f32 tensor with per-axis zero padding: `[C,N,H,W] -> [C*kh*kw, N*OH*OW]`.
+///
+/// Row `c*kh*kw + ky*kw + kx` matches an OIHW weight flattened to `[O, I*kh*kw]`.
+/// The input planes (`H x W`) must be contiguous; dims 0 and 1 may have any stride.
+struct Im2Col {
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: (usize, usize),
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "inception-im2col"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let src = match storage {
+            CpuStorage::F32(v) => v.as_slice(),
+            _ => candle_core::bail!("im2col expects f32"),
+        };
+        let (c, n, h, w) = layout.shape().dims4()?;
+        let st = layout.stride();
+        if st[3] != 1 || st[2] != w {
+            candle_core::bail!("im2col expects contiguous H x W planes, got strides {st:?}");
+        }
+        let (s0, s1, off) = (st[0], st[1], layout.start_offset());
+        let (ph, pw) = self.pad;
+        let s = self.stride;
+        let oh = (h + 2 * ph - self.kh) / s + 1;
+        let ow = (w + 2 * pw - self.kw) / s + 1;
+        let plane = oh * ow;
+        let rows = c * self.kh * self.kw;
+        let mut out = vec![0f32; rows * n * plane];
+        out.par_chunks_mut(plane).with_min_len(min_len(plane)).enumerate().for_each(|(idx, dst)| {
+            let r = idx / n;
+            let ni = idx % n;
+            let ci = r / (self.kh * self.kw);
+            let ky = (r / self.kw) % self.kh;
+            let kx = r % self.kw;
+            let base = off + ci * s0 + ni * s1;
+            let img = &src[base..base + h * w];
+            // Valid output columns: 0 <= ox*s + kx - pw < w.
+            let lo = if kx >= pw { 0 } else { (pw - kx).div_ceil(s) };
+            let hi = (w + pw).saturating_sub(kx).div_ceil(s).min(ow);
+            if lo >= hi {
+                return;
+            }
+            for oy in 0..oh {
+                let iy = (oy * s + ky) as isize - ph as isize;
+                if iy < 0 || iy >= h as isize {
+                    continue;
+                }
+                let srow = &img[iy as usize * w..(iy as usize + 1) * w];
+                let drow = &mut dst[oy * ow + lo..oy * ow + hi];
+                let start = lo * s + kx - pw;
+                if s == 1 {
+                    drow.copy_from_slice(&srow[start..start + (hi - lo)]);
+                } else {
+                    for (i, d) in drow.iter_mut().enumerate() {
+                        *d = srow[start + i * s];
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((rows, n * plane))))
+    }
+}
+
+/// In-place `y[o, :] += bias[o]`, then ReLU for `o < relu_upto`, on a contiguous `[O, M]` f32 tensor.
+struct BiasRelu<'a> {
+    bias: &'a [f32],
+    relu_upto: usize,
+}
+
+impl InplaceOp1 for BiasRelu<'_> {
+    fn name(&self) -> &'static str {
+        "inception-bias-relu"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let data = match storage {
+            CpuStorage::F32(v) => v,
+            _ => candle_core::bail!("bias-relu expects f32"),
+        };
+        let (o, m) = layout.shape().dims2()?;
+        if o != self.bias.len() {
+            candle_core::bail!("bias-relu: {o} channels but {} biases", self.bias.len());
+        }
+        let (a, b) = match layout.contiguous_offsets() {
+            Some(ab) => ab,
+            None => candle_core::bail!("bias-relu expects a contiguous tensor"),
+        };
+        data[a..b].par_chunks_mut(m).with_min_len(min_len(m)).enumerate().for_each(|(ch, row)| {
+            let bv = self.bias[ch];
+            if ch < self.relu_upto {
+                row.iter_mut().for_each(|v| *v = (*v + bv).max(0.0));
+            } else {
+                row.iter_mut().for_each(|v| *v += bv);
+            }
+        });
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools
+// ---------------------------------------------------------------------------------------------
+
+/// 3x3 / stride 1 / pad 1 average pool that EXCLUDES padding (divides by the valid-pixel count),
+/// followed by a ReLU. Works per `H x W` plane, so the layout of dims 0 and 1 does not matter.
+fn avg_pool3x3_relu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if fast_path(x) {
+        return x.contiguous()?.apply_op1_no_bwd(&AvgPool3x3Relu);
+    }
+    let (_, _, h, w) = x.dims4()?;
+    let sums = (x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.avg_pool2d_with_stride(3, 1)? * 9.0)?;
+    let count: Vec<f32> = (0..h)
+        .flat_map(|y| {
+            let ry = (y + 2).min(h) - y.saturating_sub(1);
+            (0..w).map(move |x| (ry * ((x + 2).min(w) - x.saturating_sub(1))) as f32)
+        })
+        .collect();
+    let count = Tensor::from_vec(count, (1, 1, h, w), x.device())?.to_dtype(x.dtype())?;
+    sums.broadcast_div(&count)?.relu()
+}
+
+struct AvgPool3x3Relu;
+
+impl CustomOp1 for AvgPool3x3Relu {
+    fn name(&self) -> &'static str {
+        "inception-avgpool3x3-relu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let src = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
+            _ => candle_core::bail!("avgpool3x3 expects a contiguous f32 tensor"),
+        };
+        let (_, _, h, w) = layout.shape().dims4()?;
+        let plane = h * w;
+        let mut out = vec![0f32; src.len()];
+        out.par_chunks_mut(plane).with_min_len(min_len(plane)).enumerate().for_each(|(p, dst)| {
+            let img = &src[p * plane..(p + 1) * plane];
+            // Horizontal 3-sums (clipped at the borders), then vertical 3-sums of those.
+            let mut hs = vec![0f32; plane];
+            for y in 0..h {
+                let s = &img[y * w..(y + 1) * w];
+                let d = &mut hs[y * w..(y + 1) * w];
+                for x in 0..w {
+                    let mut acc = s[x];
+                    if x > 0 {
+                        acc += s[x - 1];
+                    }
+                    if x + 1 < w {
+                        acc += s[x + 1];
+                    }
+                    d[x] = acc;
+                }
+            }
+            for y in 0..h {
+                let y0 = y.saturating_sub(1);
+                let y1 = (y + 2).min(h);
+                let ry = (y1 - y0) as f32;
+                let d = &mut dst[y * w..(y + 1) * w];
+                for yy in y0..y1 {
+                    for (o, v) in d.iter_mut().zip(&hs[yy * w..(yy + 1) * w]) {
+                        *o += v;
+                    }
+                }
+                for (x, o) in d.iter_mut().enumerate() {
+                    let rx = ((x + 2).min(w) - x.saturating_sub(1)) as f32;
+                    *o = (*o / (ry * rx)).max(0.0);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// 3x3 / stride 2 max pool without padding, per `H x W` plane.
+fn max_pool3x3s2(x: &Tensor) -> candle_core::Result<Tensor> {
+    if fast_path(x) {
+        return x.contiguous()?.apply_op1_no_bwd(&MaxPool3x3S2);
+    }
+    x.max_pool2d_with_stride(3, 2)
+}
+
+struct MaxPool3x3S2;
+
+impl CustomOp1 for MaxPool3x3S2 {
+    fn name(&self) -> &'static str {
+        "inception-maxpool3x3s2"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let src = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
+            _ => candle_core::bail!("maxpool3x3 expects a contiguous f32 tensor"),
+        };
+        let (d0, d1, h, w) = layout.shape().dims4()?;
+        if h < 3 || w < 3 {
+            candle_core::bail!("maxpool3x3 needs at least 3x3 input, got {h}x{w}");
+        }
+        let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
+        let mut out = vec![0f32; d0 * d1 * oh * ow];
+        out.par_chunks_mut(oh * ow).with_min_len(min_len(oh * ow)).enumerate().for_each(|(p, dst)| {
+            let img = &src[p * h * w..(p + 1) * h * w];
+            for oy in 0..oh {
+                let r0 = &img[2 * oy * w..];
+                let r1 = &img[(2 * oy + 1) * w..];
+                let r2 = &img[(2 * oy + 2) * w..];
+                for (ox, o) in dst[oy * ow..(oy + 1) * ow].iter_mut().enumerate() {
+                    let x = 2 * ox;
+                    let mut m = r0[x].max(r0[x + 1]).max(r0[x + 2]);
+                    m = m.max(r1[x]).max(r1[x + 1]).max(r1[x + 2]);
+                    *o = m.max(r2[x]).max(r2[x + 1]).max(r2[x + 2]);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((d0, d1, oh, ow))))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inception blocks (all CNHW)
+// ---------------------------------------------------------------------------------------------
+
+/// `InceptionA` (Mixed_5b..5d): 1x1 | 1x1->5x5 | 1x1->3x3->3x3 | avgpool->1x1.
+#[derive(Debug, Clone)]
+struct BlockA {
+    /// branch1x1 (64) + branch5x5_1 (48) + branch3x3dbl_1 (64) + branch_pool (linear).
+    heads: ConvBn,
+    b5x5_2: ConvBn,
+    b3x3dbl_2: ConvBn,
+    b3x3dbl_3: ConvBn,
+}
+
+impl BlockA {
+    fn new(vb: &VarBuilder, c_in: usize, pool_features: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            heads: ConvBn::merged_1x1(
+                vb,
+                c_in,
+                &[("branch1x1", 64), ("branch5x5_1", 48), ("branch3x3dbl_1", 64)],
+                Some(("branch_pool", pool_features)),
+            )?,
+            b5x5_2: ConvBn::new(vb, "branch5x5_2", 48, 64, (5, 5), 1, (2, 2))?,
+            b3x3dbl_2: ConvBn::new(vb, "branch3x3dbl_2", 64, 96, (3, 3), 1, (1, 1))?,
+            b3x3dbl_3: ConvBn::new(vb, "branch3x3dbl_3", 96, 96, (3, 3), 1, (1, 1))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.heads.forward(x)?;
+        let pool_c = self.heads.c_out - 176;
+        let b1 = y.narrow(0, 0, 64)?;
+        let b5 = self.b5x5_2.forward(&y.narrow(0, 64, 48)?)?;
+        let b3 = self.b3x3dbl_3.forward(&self.b3x3dbl_2.forward(&y.narrow(0, 112, 64)?)?)?;
+        let bp = avg_pool3x3_relu(&y.narrow(0, 176, pool_c)?)?;
+        Tensor::cat(&[b1, b5, b3, bp], 0)
+    }
+}
+
+/// `InceptionB` (Mixed_6a): 3x3/s2 | 1x1->3x3->3x3/s2 | maxpool/s2.
+#[derive(Debug, Clone)]
+struct BlockB {
+    b3x3: ConvBn,
+    b3x3dbl_1: ConvBn,
+    b3x3dbl_2: ConvBn,
+    b3x3dbl_3: ConvBn,
+}
+
+impl BlockB {
+    fn new(vb: &VarBuilder, c_in: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            b3x3: ConvBn::new(vb, "branch3x3", c_in, 384, (3, 3), 2, (0, 0))?,
+            b3x3dbl_1: ConvBn::new(vb, "branch3x3dbl_1", c_in, 64, (1, 1), 1, (0, 0))?,
+            b3x3dbl_2: ConvBn::new(vb, "branch3x3dbl_2", 64, 96, (3, 3), 1, (1, 1))?,
+            b3x3dbl_3: ConvBn::new(vb, "branch3x3dbl_3", 96, 96, (3, 3), 2, (0, 0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let b3 = self.b3x3.forward(x)?;
+        let d = self.b3x3dbl_3.forward(&self.b3x3dbl_2.forward(&self.b3x3dbl_1.forward(x)?)?)?;
+        let bp = max_pool3x3s2(x)?;
+        Tensor::cat(&[b3, d, bp], 0)
+    }
+}
+
+/// `InceptionC` (Mixed_6b..6e): 1x1 | 1x1->1x7->7x1 | 1x1->7x1->1x7->7x1->1x7 | avgpool->1x1.
+#[derive(Debug, Clone)]
+struct BlockC {
+    /// branch1x1 (192) + branch7x7_1 (c7) + branch7x7dbl_1 (c7) + branch_pool (192, linear).
+    heads: ConvBn,
+    c7: usize,
+    b7x7: [ConvBn; 2],
+    b7x7dbl: [ConvBn; 4],
+}
+
+impl BlockC {
+    fn new(vb: &VarBuilder, c7: usize) -> candle_core::Result<Self> {
+        let row = (1, 7);
+        let col = (7, 1);
+        let (prow, pcol) = ((0, 3), (3, 0));
+        Ok(Self {
+            heads: ConvBn::merged_1x1(
+                vb,
+                768,
+                &[("branch1x1", 192), ("branch7x7_1", c7), ("branch7x7dbl_1", c7)],
+                Some(("branch_pool", 192)),
+            )?,
+            c7,
+            b7x7: [
+                ConvBn::new(vb, "branch7x7_2", c7, c7, row, 1, prow)?,
+                ConvBn::new(vb, "branch7x7_3", c7, 192, col, 1, pcol)?,
+            ],
+            b7x7dbl: [
+                ConvBn::new(vb, "branch7x7dbl_2", c7, c7, col, 1, pcol)?,
+                ConvBn::new(vb, "branch7x7dbl_3", c7, c7, row, 1, prow)?,
+                ConvBn::new(vb, "branch7x7dbl_4", c7, c7, col, 1, pcol)?,
+                ConvBn::new(vb, "branch7x7dbl_5", c7, 192, row, 1, prow)?,
+            ],
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let c7 = self.c7;
+        let y = self.heads.forward(x)?;
+        let b1 = y.narrow(0, 0, 192)?;
+        let mut b7 = y.narrow(0, 192, c7)?;
+        for conv in &self.b7x7 {
+            b7 = conv.forward(&b7)?;
+        }
+        let mut bd = y.narrow(0, 192 + c7, c7)?;
+        for conv in &self.b7x7dbl {
+            bd = conv.forward(&bd)?;
+        }
+        let bp = avg_pool3x3_relu(&y.narrow(0, 192 + 2 * c7, 192)?)?;
+        Tensor::cat(&[b1, b7, bd, bp], 0)
+    }
+}
+
+/// `InceptionD` (Mixed_7a): 1x1->3x3/s2 | 1x1->1x7->7x1->3x3/s2 | maxpool/s2.
+#[derive(Debug, Clone)]
+struct BlockD {
+    /// branch3x3_1 (192) + branch7x7x3_1 (192).
+    heads: ConvBn,
+    b3x3_2: ConvBn,
+    b7x7x3: [ConvBn; 3],
+}
+
+impl BlockD {
+    fn new(vb: &VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            heads: ConvBn::merged_1x1(vb, 768, &[("branch3x3_1", 192), ("branch7x7x3_1", 192)], None)?,
+            b3x3_2: ConvBn::new(vb, "branch3x3_2", 192, 320, (3, 3), 2, (0, 0))?,
+            b7x7x3: [
+                ConvBn::new(vb, "branch7x7x3_2", 192, 192, (1, 7), 1, (0, 3))?,
+                ConvBn::new(vb, "branch7x7x3_3", 192, 192, (7, 1), 1, (3, 0))?,
+                ConvBn::new(vb, "branch7x7x3_4", 192, 192, (3, 3), 2, (0, 0))?,
+            ],
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.heads.forward(x)?;
+        let b3 = self.b3x3_2.forward(&y.narrow(0, 0, 192)?)?;
+        let mut b7 = y.narrow(0, 192, 192)?;
+        for conv in &self.b7x7x3 {
+            b7 = conv.forward(&b7)?;
+        }
+        let bp = max_pool3x3s2(x)?;
+        Tensor::cat(&[b3, b7, bp], 0)
+    }
+}
+
+/// `InceptionE` (Mixed_7b, 7c): 1x1 | 1x1->(1x3, 3x1) | 1x1->3x3->(1x3, 3x1) | avgpool->1x1.
+#[derive(Debug, Clone)]
+struct BlockE {
+    /// branch1x1 (320) + branch3x3_1 (384) + branch3x3dbl_1 (448) + branch_pool (192, linear).
+    heads: ConvBn,
+    b3x3_2a: ConvBn,
+    b3x3_2b: ConvBn,
+    b3x3dbl_2: ConvBn,
+    b3x3dbl_3a: ConvBn,
+    b3x3dbl_3b: ConvBn,
+}
+
+impl BlockE {
+    fn new(vb: &VarBuilder, c_in: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            heads: ConvBn::merged_1x1(
+                vb,
+                c_in,
+                &[("branch1x1", 320), ("branch3x3_1", 384), ("branch3x3dbl_1", 448)],
+                Some(("branch_pool", 192)),
+            )?,
+            b3x3_2a: ConvBn::new(vb, "branch3x3_2a", 384, 384, (1, 3), 1, (0, 1))?,
+            b3x3_2b: ConvBn::new(vb, "branch3x3_2b", 384, 384, (3, 1), 1, (1, 0))?,
+            b3x3dbl_2: ConvBn::new(vb, "branch3x3dbl_2", 448, 384, (3, 3), 1, (1, 1))?,
+            b3x3dbl_3a: ConvBn::new(vb, "branch3x3dbl_3a", 384, 384, (1, 3), 1, (0, 1))?,
+            b3x3dbl_3b: ConvBn::new(vb, "branch3x3dbl_3b", 384, 384, (3, 1), 1, (1, 0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.heads.forward(x)?;
+        let b1 = y.narrow(0, 0, 320)?;
+        let t = y.narrow(0, 320, 384)?;
+        let b3a = self.b3x3_2a.forward(&t)?;
+        let b3b = self.b3x3_2b.forward(&t)?;
+        let d = self.b3x3dbl_2.forward(&y.narrow(0, 704, 448)?)?;
+        let da = self.b3x3dbl_3a.forward(&d)?;
+        let db = self.b3x3dbl_3b.forward(&d)?;
+        let bp = avg_pool3x3_relu(&y.narrow(0, 1152, 192)?)?;
+        Tensor::cat(&[b1, b3a, b3b, da, db, bp], 0)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The network
+// ---------------------------------------------------------------------------------------------
+
+/// The Inception-v3 feature extractor (frozen, BatchNorm folded at load time).
+///
+/// Input: NCHW RGB in `0..1` (`x/255`), normally `[N, 3, 299, 299]`. Output: `[N, 2048]`.
+#[derive(Debug, Clone)]
+pub struct InceptionV3 {
+    stem: [ConvBn; 3],
+    conv3b: ConvBn,
+    conv4a: ConvBn,
+    mixed5: [BlockA; 3],
+    mixed6a: BlockB,
+    mixed6: [BlockC; 4],
+    mixed7a: BlockD,
+    mixed7: [BlockE; 2],
+}
+
+impl InceptionV3 {
+    /// Loads and checks the weights file (sha256, then every tensor's shape).
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let vb = weights::load_checked(path, &INCEPTION_V3, device)?;
+        weights::with_file_context(Self::from_vb(vb), path)
+    }
+
+    /// Builds the network from a `VarBuilder` over the torchvision `Inception3` tensor names,
+    /// folding each BatchNorm into its conv.
+    pub fn from_vb(vb: VarBuilder) -> candle_core::Result<Self> {
+        let conv = |name: &str, c_in, c_out, k, s, p| ConvBn::new(&vb, name, c_in, c_out, (k, k), s, (p, p));
+        Ok(Self {
+            stem: [
+                conv("Conv2d_1a_3x3", 3, 32, 3, 2, 0)?,
+                conv("Conv2d_2a_3x3", 32, 32, 3, 1, 0)?,
+                conv("Conv2d_2b_3x3", 32, 64, 3, 1, 1)?,
+            ],
+            conv3b: conv("Conv2d_3b_1x1", 64, 80, 1, 1, 0)?,
+            conv4a: conv("Conv2d_4a_3x3", 80, 192, 3, 1, 0)?,
+            mixed5: [
+                BlockA::new(&vb.pp("Mixed_5b"), 192, 32)?,
+                BlockA::new(&vb.pp("Mixed_5c"), 256, 64)?,
+                BlockA::new(&vb.pp("Mixed_5d"), 288, 64)?,
+            ],
+            mixed6a: BlockB::new(&vb.pp("Mixed_6a"), 288)?,
+            mixed6: [
+                BlockC::new(&vb.pp("Mixed_6b"), 128)?,
+                BlockC::new(&vb.pp("Mixed_6c"), 160)?,
+                BlockC::new(&vb.pp("Mixed_6d"), 160)?,
+                BlockC::new(&vb.pp("Mixed_6e"), 192)?,
+            ],
+            mixed7a: BlockD::new(&vb.pp("Mixed_7a"))?,
+            mixed7: [BlockE::new(&vb.pp("Mixed_7b"), 1280)?, BlockE::new(&vb.pp("Mixed_7c"), 2048)?],
+        })
+    }
+
+    /// Runs the trunk on NCHW input; returns the CNHW maps after Mixed_5b, Mixed_6e and Mixed_7c.
+    fn trunk(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (_, c, _, _) = x.dims4()?;
+        if c != 3 {
+            candle_core::bail!("inception-v3 expects RGB input [N, 3, H, W], got {:?}", x.shape());
+        }
+        let x = x.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
+        let mut x = x;
+        for conv in &self.stem {
+            x = conv.forward(&x)?;
+        }
+        x = max_pool3x3s2(&x)?;
+        x = self.conv4a.forward(&self.conv3b.forward(&x)?)?;
+        x = max_pool3x3s2(&x)?;
+        let m5b = self.mixed5[0].forward(&x)?;
+        x = self.mixed5[2].forward(&self.mixed5[1].forward(&m5b)?)?;
+        x = self.mixed6a.forward(&x)?;
+        for block in &self.mixed6 {
+            x = block.forward(&x)?;
+        }
+        let m6e = x;
+        x = self.mixed7a.forward(&m6e)?;
+        for block in &self.mixed7 {
+            x = block.forward(&x)?;
+        }
+        Ok((m5b, m6e, x))
+    }
+
+    /// `[C, N, H, W] -> [N, C]` spatial mean.
+    fn pool(m7c: &Tensor) -> candle_core::Result<Tensor> {
+        m7c.mean((2, 3))?.t()?.contiguous()
+    }
+
+    /// Runs the network and also returns the Mixed_5b / Mixed_6e / Mixed_7c maps (NCHW).
+    pub fn forward_with_taps(&self, x: &Tensor) -> candle_core::Result<InceptionTaps> {
+        let (m5b, m6e, m7c) = self.trunk(x)?;
+        let pool = Self::pool(&m7c)?;
+        let nchw = |t: Tensor| t.transpose(0, 1)?.contiguous();
+        Ok(InceptionTaps { mixed_5b: nchw(m5b)?, mixed_6e: nchw(m6e)?, mixed_7c: nchw(m7c)?, pool })
+    }
+}
+
+impl Backbone for InceptionV3 {
+    fn kind(&self) -> BackboneKind {
+        BackboneKind::InceptionV3
+    }
+
+    fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, _, m7c) = self.trunk(x)?;
+        Self::pool(&m7c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    fn random_conv(c_in: usize, c_out: usize, k: (usize, usize), s: usize, p: (usize, usize), relu: usize) -> ConvBn {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (c_out, c_in * k.0 * k.1), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, c_out, &dev).unwrap();
+        ConvBn::from_parts(w, b, c_in, k, s, p, relu).unwrap()
+    }
+
+    #[test]
+    fn cpu_conv_matches_generic_conv() {
+        let dev = Device::Cpu;
+        let cases = [
+            ((3, 3), 2, (0, 0), 9, 9),
+            ((3, 3), 1, (1, 1), 8, 7),
+            ((1, 7), 1, (0, 3), 9, 9),
+            ((7, 1), 1, (3, 0), 9, 10),
+            ((1, 3), 1, (0, 1), 5, 5),
+            ((3, 1), 1, (1, 0), 5, 5),
+            ((5, 5), 1, (2, 2), 7, 7),
+            ((1, 1), 1, (0, 0), 6, 6),
+            ((3, 3), 2, (0, 0), 8, 8),
+        ];
+        for (k, s, p, h, w) in cases {
+            // A narrowed (offset) input with batch 2 exercises the strided im2col path.
+            let big = Tensor::randn(0f32, 1.0, (6, 2, h, w), &dev).unwrap();
+            let x = big.narrow(0, 2, 4).unwrap();
+            let conv = random_conv(4, 5, k, s, p, 3);
+            let got = conv.forward_cpu(&x).unwrap();
+            let want = conv.forward_generic(&x).unwrap();
+            let d = max_diff(&got, &want);
+            assert!(d < 1e-4, "kernel {k:?} stride {s} pad {p:?}: diff {d}");
+        }
+    }
+
+    #[test]
+    fn batch_chunking_matches_single_pass() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 9), &dev).unwrap();
+        let conv = random_conv(2, 4, (3, 3), 1, (1, 1), 4);
+        let want = conv.forward_generic(&x).unwrap();
+        // Force one image per chunk by narrowing each image separately.
+        let parts: Vec<Tensor> = (0..3).map(|n| conv.forward_cpu(&x.narrow(1, n, 1).unwrap()).unwrap()).collect();
+        let got = Tensor::cat(&parts, 1).unwrap();
+        assert!(max_diff(&got, &want) < 1e-4);
+    }
+
+    #[test]
+    fn avg_pool_excludes_padding() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (3, 2, 6, 5), &dev).unwrap();
+        let got = avg_pool3x3_relu(&x).unwrap();
+        // Generic reference: pad, sum, divide by the valid count.
+        let ones = Tensor::ones((1, 1, 6, 5), DType::F32, &dev).unwrap();
+        let sum = |t: &Tensor| {
+            (t.pad_with_zeros(2, 1, 1).unwrap().pad_with_zeros(3, 1, 1).unwrap().avg_pool2d_with_stride(3, 1).unwrap()
+                * 9.0)
+                .unwrap()
+        };
+        let want = sum(&x).broadcast_div(&sum(&ones)).unwrap().relu().unwrap();
+        assert!(max_diff(&got, &want) < 1e-5);
+        // The device-agnostic path (taken for non-f32 tensors) agrees.
+        let generic = avg_pool3x3_relu(&x.to_dtype(DType::F64).unwrap()).unwrap().to_dtype(DType::F32).unwrap();
+        assert!(max_diff(&got, &generic) < 1e-5);
+        // Corner of an all-ones map is 1 (4/4), not 4/9.
+        let one = avg_pool3x3_relu(&ones).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(one.iter().all(|v| (v - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn max_pool_matches_candle() {
+        let dev = Device::Cpu;
+        for (h, w) in [(7, 7), (8, 9), (3, 3)] {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev).unwrap();
+            let got = max_pool3x3s2(&x).unwrap();
+            let want = x.max_pool2d_with_stride(3, 2).unwrap();
+            assert_eq!(max_diff(&got, &want), 0.0);
+            let generic = max_pool3x3s2(&x.to_dtype(DType::F64).unwrap()).unwrap().to_dtype(DType::F32).unwrap();
+            assert_eq!(max_diff(&got, &generic), 0.0);
+        }
+    }
+}

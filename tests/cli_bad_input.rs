@@ -1,0 +1,161 @@
+//! The CLI on bad input: clear one-line errors, bad files skipped, nothing lost, Ctrl-C resumable.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cli(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
+        .args(args)
+        .env("GENDER_CLASSIFIER_CACHE", cache)
+        .env("GENDER_CLASSIFIER_MODELS", common::root().join("models"))
+        .output()
+        .expect("binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn empty_folder_single_class_and_missing_path_fail_with_advice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let o = cli(&["train", empty.to_str().unwrap()], &cache);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no class folders"), "{}", stderr(&o));
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "one-line cause: {}", stderr(&o));
+
+    let single = tmp.path().join("single");
+    common::synthetic_dataset(&single, &["male"], 3);
+    let o = cli(&["train", single.to_str().unwrap()], &cache);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("at least two class folders"), "{}", stderr(&o));
+
+    let o = cli(&["classify", tmp.path().join("nope.jpg").to_str().unwrap()], &cache);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_files_in_a_folder_are_reported_and_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("photos");
+    std::fs::create_dir(&dir).unwrap();
+    common::synthetic(1, 80, 60).save(dir.join("good.png")).unwrap();
+    std::fs::write(dir.join("text.jpg"), b"this is not a picture").unwrap();
+    std::fs::write(dir.join("empty.jpg"), b"").unwrap();
+    let mut jpeg = Vec::new();
+    common::synthetic(2, 300, 200)
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .unwrap();
+    std::fs::write(dir.join("truncated.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
+    // A PNG header claiming 20000x20000 pixels (a decompression bomb): refused before decoding.
+    let mut bomb = Vec::new();
+    bomb.extend_from_slice(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR");
+    bomb.extend_from_slice(&20000u32.to_be_bytes());
+    bomb.extend_from_slice(&20000u32.to_be_bytes());
+    bomb.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let crc = crc32(&bomb[12..]);
+    bomb.extend_from_slice(&crc.to_be_bytes());
+    // A tiny IDAT and IEND so the header parses as a complete PNG structure.
+    let idat = [0u8, 0, 0, 4, b'I', b'D', b'A', b'T', 0x78, 0x9c, 0x03, 0x00];
+    bomb.extend_from_slice(&idat);
+    bomb.extend_from_slice(&crc32(&idat[4..]).to_be_bytes());
+    bomb.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
+    std::fs::write(dir.join("bomb.png"), &bomb).unwrap();
+    std::os::unix::fs::symlink(dir.join("gone.jpg"), dir.join("dangling.jpg")).unwrap();
+
+    let before: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let o = cli(&["classify", dir.to_str().unwrap(), "--csv"], &tmp.path().join("cache"));
+    let err = stderr(&o);
+    assert!(o.status.success(), "one good image makes the run succeed: {err}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("good.png"), "{out}");
+    for (name, why) in [
+        ("text.jpg", "not a readable image"),
+        ("empty.jpg", "empty file"),
+        ("truncated.jpg", "not a readable image"),
+        ("bomb.png", "megapixel limit"),
+        ("dangling.jpg", "cannot read"),
+    ] {
+        let line = err.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} not reported: {err}"));
+        assert!(line.contains(why), "{name}: {line}");
+    }
+    let after: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(before.len(), after.len(), "no file was touched");
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn a_model_for_another_backbone_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m.safetensors");
+    let o = cli(&["zero-shot", "--out", model.to_str().unwrap()], &tmp.path().join("cache"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json = tmp.path().join("m.json");
+    let text = std::fs::read_to_string(&json).unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(&text).unwrap();
+    meta["preprocess"]["backbone"] = "inception-v3".into();
+    meta["backbone_sha256"] = gender_classifier::model::weights::INCEPTION_V3.sha256.into();
+    std::fs::write(&json, meta.to_string()).unwrap();
+    let sample = common::root().join("assets/samples/obama.jpg");
+    let o = cli(&["classify", sample.to_str().unwrap(), "--model", model.to_str().unwrap()], &tmp.path().join("cache"));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not fit its backbone inception-v3"), "{}", stderr(&o));
+}
+
+#[test]
+fn ctrl_c_during_extraction_stops_and_the_next_run_resumes_from_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::synthetic_dataset(&data, &["female", "male"], 120);
+    let cache = tmp.path().join("cache");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
+        .args(["train", data.to_str().unwrap(), "--no-face-crop", "--out", tmp.path().join("m").to_str().unwrap()])
+        .env("GENDER_CLASSIFIER_CACHE", &cache)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let count = || walk_count(&cache);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while count() < 20 {
+        assert!(std::time::Instant::now() < deadline, "extraction made no progress");
+        assert!(child.try_wait().unwrap().is_none(), "finished before it could be interrupted");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    let cached = count();
+    assert!(cached >= 20 && cached < 240, "partial cache: {cached}");
+    assert!(!tmp.path().join("m.safetensors").exists(), "no model from an interrupted run");
+
+    let o = cli(&["-v", "train", data.to_str().unwrap(), "--no-face-crop", "--out", tmp.path().join("m").to_str().unwrap()], &cache);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    let line = log.lines().find(|l| l.contains("features ready")).unwrap_or_else(|| panic!("no summary: {log}"));
+    assert!(line.contains(&format!("from_cache={cached}")), "resumed from the cache: {line}");
+}
+
+fn walk_count(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    rd.filter_map(Result::ok)
+        .map(|e| if e.path().is_dir() { walk_count(&e.path()) } else { usize::from(e.path().extension().is_some_and(|x| x == "bin")) })
+        .sum()
+}

@@ -1,0 +1,49 @@
+//! End to end on real data: train faceres on 150+150 photos of `../shared/datasets/web-faces`, then
+//! evaluate on 100+100 different photos. Accuracy must reach 95%.
+
+mod common;
+
+use std::sync::atomic::AtomicBool;
+
+use candle_core::Device;
+use gender_classifier::classify::Classifier;
+use gender_classifier::dataset::split::SplitSpec;
+use gender_classifier::features::FeatureCache;
+use gender_classifier::train::TrainOptions;
+use gender_classifier::train::run::{EvalScope, TrainConfig, evaluate_dataset, train_dataset};
+
+#[test]
+fn train_on_a_subset_and_reach_95_percent_on_held_out_photos() {
+    let src = common::web_faces();
+    let tmp = tempfile::tempdir().unwrap();
+    let (train_dir, test_dir) = (tmp.path().join("train"), tmp.path().join("held-out"));
+    for class in ["female", "male"] {
+        let files = common::class_files(&src, class);
+        // Interleave so both sides sample the whole folder; files are never copied, only linked.
+        for (sub, range) in [(&train_dir, 0..150usize), (&test_dir, 150..250usize)] {
+            std::fs::create_dir_all(sub.join(class)).unwrap();
+            for i in range {
+                let f = &files[i * files.len() / 250];
+                std::os::unix::fs::symlink(f, sub.join(class).join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let cache = FeatureCache::new(tmp.path().join("cache"));
+    let cfg = TrainConfig {
+        options: TrainOptions { warm_start: true, ..Default::default() },
+        split: SplitSpec { validation_pct: 20.0, test_pct: 0.0 },
+        ..Default::default()
+    };
+    let report = train_dataset(&train_dir, &cfg, &cache, &Device::Cpu, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    let summary = report.model.meta.dataset.clone().unwrap();
+    assert_eq!(summary.class_counts, vec![150, 150]);
+    assert!(summary.split_counts[0] >= 200, "{summary:?}");
+
+    let classifier = Classifier::new(report.model, &Device::Cpu).unwrap();
+    let eval = evaluate_dataset(&test_dir, &classifier, EvalScope::All, &cache, 16, &mut |_| {}, &AtomicBool::new(false))
+        .unwrap();
+    let m = &eval.metrics;
+    eprintln!("{}", gender_classifier::eval::format_report(m));
+    assert!(m.count >= 195, "evaluated {} of 200 held-out photos", m.count);
+    assert!(m.accuracy >= 0.95, "held-out accuracy {:.3} < 0.95", m.accuracy);
+}

@@ -1,0 +1,79 @@
+//! faceres in Candle against the original runtime's outputs (`../shared/models/reference`).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use gender_classifier::model::Backbone;
+use gender_classifier::model::faceres::Faceres;
+use gender_classifier::train::zero_shot_head;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn reference() -> std::collections::HashMap<String, Tensor> {
+    let p = root().join("../shared/models/reference/faceres_deep_ref.safetensors");
+    assert!(p.exists(), "reference file missing: expected {} (the development workspace's shared/models)", p.display());
+    candle_core::safetensors::load(&p, &Device::Cpu).expect("reference loads")
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn faceres_pool_and_gender_match_reference() {
+    let r = reference();
+    let path = root().join("models/faceres_deep.f32.safetensors");
+    let net = Faceres::load(&path, &Device::Cpu).unwrap();
+    let pool = net.features(&r["input"]).unwrap();
+    let d = max_diff(&pool, &r["global_pool"]);
+    assert!(d <= 1e-4, "global_pool max |diff| {d} > 1e-4");
+
+    let head = Faceres::load_gender_head(&path, &Device::Cpu).unwrap();
+    let classes = vec!["female".to_string(), "male".to_string()];
+    let zs = zero_shot_head(&head, &classes).unwrap();
+    let probs = zs.probs(&pool).unwrap();
+    let p_male = probs.get(0).unwrap().get(1).unwrap().to_scalar::<f32>().unwrap();
+    let want = r["gender"].flatten_all().unwrap().get(0).unwrap().to_scalar::<f32>().unwrap();
+    assert!((p_male - want).abs() < 1e-5, "P(male) {p_male} vs reference {want}");
+}
+
+#[test]
+fn batched_forward_equals_single_forward() {
+    let r = reference();
+    let net = Faceres::load(&root().join("models/faceres_deep.f32.safetensors"), &Device::Cpu).unwrap();
+    let x = &r["input"];
+    let batch = Tensor::cat(&[x, &x.flip_lr_for_test(), x], 0).unwrap();
+    let fb = net.features(&batch).unwrap();
+    let d = max_diff(&fb.get(2).unwrap(), &net.features(x).unwrap().get(0).unwrap());
+    assert!(d < 1e-5, "batch item differs from single run by {d}");
+}
+
+trait FlipForTest {
+    fn flip_lr_for_test(&self) -> Tensor;
+}
+impl FlipForTest for Tensor {
+    fn flip_lr_for_test(&self) -> Tensor {
+        let w = self.dim(3).unwrap();
+        let idx = Tensor::from_vec((0..w as u32).rev().collect::<Vec<_>>(), w, &Device::Cpu).unwrap();
+        self.index_select(&idx, 3).unwrap()
+    }
+}
+
+#[test]
+fn missing_truncated_and_wrong_model_files_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("faceres_deep.f32.safetensors");
+    let e = Faceres::load(&missing, &Device::Cpu).err().expect("missing file fails");
+    assert!(format!("{e:#}").contains(&missing.display().to_string()), "{e:#}");
+
+    let bytes = std::fs::read(root().join("models/faceres_deep.f32.safetensors")).unwrap();
+    std::fs::write(&missing, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Faceres::load(&missing, &Device::Cpu).err().expect("truncated file fails");
+    assert!(format!("{e:#}").contains("damaged"), "{e:#}");
+
+    let wrong = root().join("models/inception_v3.safetensors");
+    let e = Faceres::load(Path::new(&wrong), &Device::Cpu).err().expect("wrong file fails");
+    assert!(format!("{e:#}").contains("inception_v3.safetensors"), "{e:#}");
+}
