@@ -297,7 +297,7 @@ pub fn show(
                             if let Some(added) = &item.added_as {
                                 ui.colored_label(
                                     Color32::from_rgb(90, 170, 90),
-                                    format!("✔ added as {}", added.display()),
+                                    format!("Added to the dataset as {}", added.display()),
                                 );
                             } else if !dataset_classes.is_empty()
                                 && matches!(item.state, ClassifyState::Done(_))

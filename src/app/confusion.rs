@@ -33,14 +33,14 @@ pub fn matrix(ui: &mut egui::Ui, m: &Metrics, split: SplitFilter, commands: &mut
     painter.text(
         rect.min + Vec2::new(head_w + 24.0 + cell.x * k as f32 / 2.0, 0.0),
         Align2::CENTER_TOP,
-        "predicted →",
+        "predicted",
         FontId::proportional(12.0),
         weak,
     );
     painter.text(
         rect.min + Vec2::new(0.0, head_h),
         Align2::LEFT_TOP,
-        "true ↓",
+        "true",
         FontId::proportional(12.0),
         weak,
     );

@@ -196,13 +196,21 @@ fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
         ui.set_min_height(22.0);
         if let Some((level, text)) = &app.status {
             let (icon, color) = match level {
-                Level::Info => ("ℹ", ui.visuals().text_color()),
-                Level::Warning => ("⚠", ui.visuals().warn_fg_color),
-                Level::Error => ("⚠", ui.visuals().error_fg_color),
+                Level::Info => ("", ui.visuals().text_color()),
+                Level::Warning => ("Warning:", ui.visuals().warn_fg_color),
+                Level::Error => ("Error:", ui.visuals().error_fg_color),
             };
             let log = app.log.clone();
             ui.add(
-                egui::Label::new(RichText::new(format!("{icon} {text}")).color(color)).truncate(),
+                egui::Label::new(
+                    RichText::new(if icon.is_empty() {
+                        text.clone()
+                    } else {
+                        format!("{icon} {text}")
+                    })
+                    .color(color),
+                )
+                .truncate(),
             )
             .on_hover_ui(|ui| {
                 ui.label(RichText::new("Messages of this session").strong());
@@ -640,9 +648,9 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
         ui.separator();
         let enabled = n_sel > 0 && app.curation.is_some();
         ui.label(if n_sel > 1 {
-            format!("{n_sel} selected:")
+            format!("Relabel {n_sel} photos as")
         } else {
-            "Selection:".into()
+            "Relabel as".into()
         });
         for (i, c) in classes.iter().enumerate() {
             let cmd = match c.to_ascii_lowercase().as_str() {
@@ -663,7 +671,7 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
             }
             let r = ui.add_enabled(
                 enabled,
-                egui::Button::new(RichText::new(format!("→ {c}")).color(widgets::class_color(c))),
+                egui::Button::new(RichText::new(c.as_str()).color(widgets::class_color(c))),
             );
             if r.on_hover_text(&t).clicked() {
                 app.pending.push(cmd);

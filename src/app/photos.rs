@@ -388,7 +388,7 @@ mod tests {
             rows: vec![
                 row("female/a.jpg", 0.1, 1, Split::Test),
                 row("female/b.jpg", 0.8, 2, Split::Train),
-                row("male/c.jpg", 0.9, 0, Split::Test),
+                row("male/c.jpg", 0.7, 0, Split::Test),
             ],
             failures: vec![],
         });
@@ -446,10 +446,7 @@ mod tests {
             confidence: (0.85, 1.0),
             ..all.clone()
         };
-        assert_eq!(
-            names(&p, &p.filtered(&f, SortOrder::Name)),
-            ["a.jpg", "c.jpg"]
-        );
+        assert_eq!(names(&p, &p.filtered(&f, SortOrder::Name)), ["a.jpg"]);
         let f = Filters {
             split: SplitFilter::Test,
             ..all.clone()
@@ -471,7 +468,7 @@ mod tests {
         let v = p.filtered(&Filters::default(), SortOrder::Loss);
         assert_eq!(names(&p, &v), ["b.jpg", "c.jpg", "a.jpg", "d.jpg"]);
         let v = p.filtered(&Filters::default(), SortOrder::ConfidenceAsc);
-        assert_eq!(names(&p, &v)[0], "b.jpg");
+        assert_eq!(names(&p, &v)[0], "c.jpg");
     }
 
     #[test]

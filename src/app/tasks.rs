@@ -514,7 +514,7 @@ mod tests {
 
         let mut bad: Task<(), ()> = Task::spawn("bad", Waker::default(), |_, _| panic!("boom"));
         let mut err = false;
-        for _ in 0..200 {
+        for _ in 0..2000 {
             if bad.poll().is_err() {
                 err = true;
                 break;

@@ -384,7 +384,9 @@ mod tests {
         let mut t = Thumbnails::new(2, None, Waker::default());
         let mut ok = false;
         for _ in 0..400 {
-            let _ = ctx.run_ui(Default::default(), |_| {});
+            ctx.run_ui(Default::default(), |_| {})
+                .textures_delta
+                .clear();
             t.begin_frame(&ctx);
             let g = t.get(&good);
             let b = t.get(&bad);

@@ -450,7 +450,7 @@ pub fn tab(ui: &mut egui::Ui, training: &Training, commands: &mut Vec<Command>) 
             }),
         ) => {
             ui.label(
-                RichText::new("✔ Finished")
+                RichText::new("Finished")
                     .strong()
                     .color(egui::Color32::from_rgb(90, 170, 90)),
             );

@@ -417,12 +417,12 @@ pub fn show(
                     ui.label(RichText::new("Prediction").strong());
                     if wrong {
                         ui.label(
-                            RichText::new("✖ disagrees with the folder")
+                            RichText::new("Disagrees with the folder")
                                 .color(ui.visuals().warn_fg_color),
                         );
                     } else {
                         ui.label(
-                            RichText::new("✔ agrees with the folder")
+                            RichText::new("Agrees with the folder")
                                 .color(Color32::from_rgb(90, 170, 90)),
                         );
                     }

@@ -24,7 +24,7 @@ pub fn hint(ui: &mut egui::Ui, text: &str) {
 
 /// A warning line in the theme's warning colour.
 pub fn warning(ui: &mut egui::Ui, text: &str) {
-    ui.label(RichText::new(format!("⚠ {text}")).color(ui.visuals().warn_fg_color));
+    ui.label(RichText::new(text).color(ui.visuals().warn_fg_color));
 }
 
 /// A bar filled to `confidence` in the class colour with "class 93%" on it.

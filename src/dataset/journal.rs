@@ -60,6 +60,7 @@ impl Journal {
         let path = dir.join("journal.jsonl");
         let mut pending: Vec<(u64, Move)> = Vec::new();
         let mut next_id = 0;
+        drop_torn_tail(&path)?;
         if let Ok(f) = File::open(&path) {
             for line in BufReader::new(f).lines() {
                 let Ok(line) = line else { break };
@@ -130,6 +131,19 @@ impl Journal {
         self.append(&Record::Done { id })?;
         Ok(mv.clone())
     }
+}
+
+/// Cuts an unterminated last line (a crash mid-append); that record was never acted on.
+fn drop_torn_tail(path: &Path) -> Result<()> {
+    let Ok(bytes) = std::fs::read(path) else { return Ok(()) };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(keep as u64).with_context(|| format!("cannot repair the move journal {}", path.display()))?;
+    f.sync_data()?;
+    Ok(())
 }
 
 /// `dir/name`, or `dir/stem (n).ext` with the first free n.

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::preprocess::PreprocessSpec;
 
 const MAGIC: &[u8; 4] = b"GCF1";
-const HEADER_LEN: usize = 4 + 4 * 4 + 5 * 4;
+const HEADER_LEN: usize = 4 + 5 * 4 + 5 * 4;
 const CHECKSUM_LEN: usize = 8;
 
 /// Cached result of running the pipeline on one file.
