@@ -21,15 +21,7 @@ fn make_dataset(root: &Path) {
         for i in 0..PHOTOS / 2 {
             let shade = (i % 200) as u8;
             let img = image::RgbImage::from_fn(48, 48, |x, y| {
-                image::Rgb([
-                    shade,
-                    (x * 5) as u8,
-                    if c == 0 {
-                        200 - (y * 3) as u8
-                    } else {
-                        (y * 4) as u8
-                    },
-                ])
+                image::Rgb([shade, (x * 5) as u8, if c == 0 { 200 - (y * 3) as u8 } else { (y * 4) as u8 }])
             });
             img.save(dir.join(format!("{class}-{i:05}.png"))).unwrap();
         }
@@ -46,30 +38,18 @@ fn main() {
     let root = tmp.path().join("faces");
     let t = Instant::now();
     make_dataset(&root);
-    println!(
-        "generated {PHOTOS} photos in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    println!("generated {PHOTOS} photos in {:.1} s", t.elapsed().as_secs_f64());
 
-    let mut app = GenderApp::with_cache_root(
-        Settings::default(),
-        Some(root.clone()),
-        &tmp.path().join("cache"),
-    );
+    let mut app = GenderApp::with_cache_root(Settings::default(), Some(root.clone()), &tmp.path().join("cache"));
     app.auto_load_model = false;
     app.settings.show_right_panel = true;
-    let mut h = Harness::builder()
-        .with_size([1600.0, 1000.0])
-        .build_ui_state(|ui, app: &mut GenderApp| app.ui(ui), app);
+    let mut h =
+        Harness::builder().with_size([1600.0, 1000.0]).build_ui_state(|ui, app: &mut GenderApp| app.ui(ui), app);
     let t = Instant::now();
     while h.state().photos.is_none() {
         h.step();
         std::thread::sleep(Duration::from_millis(5));
-        assert!(
-            t.elapsed() < Duration::from_secs(120),
-            "the dataset did not open: {}",
-            h.state().status_text()
-        );
+        assert!(t.elapsed() < Duration::from_secs(120), "the dataset did not open: {}", h.state().status_text());
     }
     println!("opened the dataset in {:.2} s", t.elapsed().as_secs_f64());
     h.run_steps(3);
@@ -83,10 +63,7 @@ fn main() {
         t.elapsed()
     };
 
-    for (pass, speed) in [
-        ("fast scroll (cold thumbnail cache)", 400.0f32),
-        ("slow scroll (warm caches)", 60.0),
-    ] {
+    for (pass, speed) in [("fast scroll (cold thumbnail cache)", 400.0f32), ("slow scroll (warm caches)", 60.0)] {
         let mut times = Vec::new();
         let mut y = 0.0f32;
         let mut max_offset = 0.0f32;
@@ -123,9 +100,6 @@ fn main() {
             worst.as_secs_f64() * 1e3,
             h.state().thumbs.texture_count()
         );
-        assert!(
-            h.state().grid.view.len() == PHOTOS,
-            "every photo is in the grid"
-        );
+        assert!(h.state().grid.view.len() == PHOTOS, "every photo is in the grid");
     }
 }

@@ -50,7 +50,7 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
         let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/web-faces");
         if shared.exists() { shared } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/samples") }
     });
-    let mut files = collect_images(&[dir.clone()])?;
+    let mut files = collect_images(std::slice::from_ref(&dir))?;
     if files.is_empty() {
         bail!("no images in {}", dir.display());
     }
@@ -58,7 +58,13 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
     while files.len() < a.count {
         files.push(files[files.len() % files.len().max(1)].clone());
     }
-    println!("images: {} from {} | threads: {} | device: {:?}", files.len(), dir.display(), rayon::current_num_threads(), device);
+    println!(
+        "images: {} from {} | threads: {} | device: {:?}",
+        files.len(),
+        dir.display(),
+        rayon::current_num_threads(),
+        device
+    );
     println!("{:<13} {:>5} {:>16} {:>16} {:>9}", "backbone", "batch", "img/s (no decode)", "img/s (decode)", "GFLOP/s");
     for &bk in &a.backbones {
         let spec = PreprocessSpec::new(bk, false);
@@ -69,7 +75,7 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
         for &b in &a.batches {
             let b = b.max(1);
             // warm-up
-            pipeline.features(&inputs[..b.min(inputs.len())])?;
+            pipeline.features(inputs.get(..b).unwrap_or(&inputs))?;
             let mut no_decode = Vec::new();
             let mut with_decode = Vec::new();
             for _ in 0..a.repeats.max(1) {
@@ -106,7 +112,10 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
         let small_ms = t.elapsed().as_secs_f64() * 1e3 / imgs.len().max(1) as f64;
         let t = Instant::now();
         finder.regions(&big)?;
-        println!("face detection: {small_ms:.1} ms/image (dataset crops), {:.1} ms for a 4000x3000 photo (tiled)", t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "face detection: {small_ms:.1} ms/image (dataset crops), {:.1} ms for a 4000x3000 photo (tiled)",
+            t.elapsed().as_secs_f64() * 1e3
+        );
     }
     // Head training on cached-size vectors.
     let mut rng = crate::train::rng::Rng::new(7);
@@ -120,7 +129,12 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
         let opts = TrainOptions { epochs: 60, patience: 0, ..Default::default() };
         let t = Instant::now();
         train_head(&set, &LabelledSet::default(), 2, None, &opts, &mut |_| {}, &AtomicBool::new(false))?;
-        println!("head training: {} vectors x {d}-d, {} epochs: {:.2} s", a.train_vectors, opts.epochs, t.elapsed().as_secs_f64());
+        println!(
+            "head training: {} vectors x {d}-d, {} epochs: {:.2} s",
+            a.train_vectors,
+            opts.epochs,
+            t.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -353,13 +353,19 @@ fn classify(a: &ClassifyArgs, device: &candle_core::Device) -> Result<()> {
     let classifier = load_classifier(&a.model, a.no_face_crop, device)?;
     let files = collect_images(&a.paths)?;
     if files.is_empty() {
-        bail!("no image files found in {}", a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no image files found in {}",
+            a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     let classes = classifier.classes().to_vec();
     let mut results: Vec<ImagePrediction> = Vec::new();
     let mut failed = 0;
     if a.csv {
-        println!("path,face,x1,y1,x2,y2,face_score,predicted,{}", classes.iter().map(|c| format!("p_{c}")).collect::<Vec<_>>().join(","));
+        println!(
+            "path,face,x1,y1,x2,y2,face_score,predicted,{}",
+            classes.iter().map(|c| format!("p_{c}")).collect::<Vec<_>>().join(",")
+        );
     }
     for f in &files {
         match classifier.classify_file(f) {
@@ -392,7 +398,15 @@ fn print_human(p: &ImagePrediction, classes: &[String]) {
         let what = match &f.region.detection {
             Some(d) => {
                 let b = d.bbox;
-                format!("face {}/{n} at [{:.0},{:.0},{:.0},{:.0}] (score {:.2})", i + 1, b[0], b[1], b[2], b[3], d.score)
+                format!(
+                    "face {}/{n} at [{:.0},{:.0},{:.0},{:.0}] (score {:.2})",
+                    i + 1,
+                    b[0],
+                    b[1],
+                    b[2],
+                    b[3],
+                    d.score
+                )
             }
             None => "whole image (no face found)".to_string(),
         };

@@ -9,13 +9,17 @@ pub fn select(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
             if !cfg!(feature = "cuda") {
-                bail!("this build has no CUDA support: rebuild with `cargo build --release --features cuda`, or use --device cpu");
+                bail!(
+                    "this build has no CUDA support: rebuild with `cargo build --release --features cuda`, or use --device cpu"
+                );
             }
             Device::new_cuda(0).map_err(|e| anyhow::anyhow!("no usable CUDA GPU ({e}); use --device cpu"))
         }
         "metal" => {
             if !cfg!(feature = "metal") {
-                bail!("this build has no Metal support: rebuild with `cargo build --release --features metal`, or use --device cpu");
+                bail!(
+                    "this build has no Metal support: rebuild with `cargo build --release --features metal`, or use --device cpu"
+                );
             }
             Device::new_metal(0).map_err(|e| anyhow::anyhow!("no usable Metal GPU ({e}); use --device cpu"))
         }

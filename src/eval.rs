@@ -67,8 +67,9 @@ pub fn compute(classes: &[String], probs: &[Vec<f32>], labels: &[usize]) -> Metr
     let roc_auc = if k == 2 {
         auc(probs.iter().map(|p| p[1]).collect(), labels.iter().map(|&l| l == 1).collect())
     } else {
-        let aucs: Vec<f64> =
-            (0..k).filter_map(|c| auc(probs.iter().map(|p| p[c]).collect(), labels.iter().map(|&l| l == c).collect())).collect();
+        let aucs: Vec<f64> = (0..k)
+            .filter_map(|c| auc(probs.iter().map(|p| p[c]).collect(), labels.iter().map(|&l| l == c).collect()))
+            .collect();
         (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
     };
     Metrics {

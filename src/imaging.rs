@@ -55,7 +55,8 @@ pub fn has_image_extension(path: &Path) -> bool {
 
 /// Reads and decodes a file into upright 8-bit RGB.
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageLoadError> {
-    let bytes = std::fs::read(path).map_err(|source| ImageLoadError::Read { path: path.display().to_string(), source })?;
+    let bytes =
+        std::fs::read(path).map_err(|source| ImageLoadError::Read { path: path.display().to_string(), source })?;
     decode_rgb(&bytes, path)
 }
 
@@ -66,14 +67,19 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageLoadError>
         return Err(ImageLoadError::Empty(name()));
     }
     let decode_err = |e: image::ImageError| ImageLoadError::Decode { path: name(), reason: e.to_string() };
-    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageLoadError::Decode {
-        path: name(),
-        reason: e.to_string(),
-    })?;
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageLoadError::Decode { path: name(), reason: e.to_string() })?;
     // The pixel limit below is checked before any pixel is decoded.
     reader.no_limits();
     if reader.format().is_none() {
         return Err(ImageLoadError::Decode { path: name(), reason: "unknown file format".into() });
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !has_jpeg_end_marker(bytes) {
+        return Err(ImageLoadError::Decode {
+            path: name(),
+            reason: "the JPEG is truncated (no end-of-image marker); re-copy or re-download it".into(),
+        });
     }
     let mut decoder = reader.into_decoder().map_err(decode_err)?;
     let (w, h) = decoder.dimensions();
@@ -84,6 +90,12 @@ pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageLoadError>
     let mut img = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     img.apply_orientation(orientation);
     Ok(to_rgb_over_white(img))
+}
+
+/// True when a JPEG's end-of-image marker (FF D9) is among its last 4 KiB (some files carry trailing bytes).
+fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Converts any pixel format to 8-bit RGB; transparent pixels are composited over white.
@@ -122,7 +134,8 @@ mod tests {
         assert_eq!(rgb.get_pixel(0, 0).0, [77, 77, 77]);
 
         let g16: ImageBuffer<Luma<u16>, Vec<u16>> = ImageBuffer::from_pixel(2, 2, Luma([65535]));
-        let rgb = decode_rgb(&encode(&DynamicImage::ImageLuma16(g16), image::ImageFormat::Png), Path::new("a")).unwrap();
+        let rgb =
+            decode_rgb(&encode(&DynamicImage::ImageLuma16(g16), image::ImageFormat::Png), Path::new("a")).unwrap();
         assert_eq!(rgb.get_pixel(1, 1).0, [255, 255, 255]);
 
         let mut a = RgbaImage::from_pixel(2, 1, Rgba([0, 0, 0, 0]));

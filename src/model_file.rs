@@ -104,7 +104,10 @@ impl Model {
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let (st, js) = model_paths(path);
         let text = std::fs::read_to_string(&js).with_context(|| {
-            format!("cannot read model metadata {} (a model is a .safetensors file with a .json beside it)", js.display())
+            format!(
+                "cannot read model metadata {} (a model is a .safetensors file with a .json beside it)",
+                js.display()
+            )
         })?;
         let meta: ModelMeta = serde_json::from_str(&text)
             .with_context(|| format!("model metadata {} is damaged or from another program", js.display()))?;
@@ -120,8 +123,10 @@ impl Model {
                 meta.backbone_sha256
             );
         }
-        let head = Head::load(&st, meta.preprocess.backbone.feature_dim(), meta.classes.len(), device)
-            .with_context(|| format!("model {} does not fit its backbone {}", st.display(), meta.preprocess.backbone))?;
+        let head =
+            Head::load(&st, meta.preprocess.backbone.feature_dim(), meta.classes.len(), device).with_context(|| {
+                format!("model {} does not fit its backbone {}", st.display(), meta.preprocess.backbone)
+            })?;
         Ok(Self { meta, head })
     }
 }

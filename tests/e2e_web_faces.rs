@@ -40,8 +40,9 @@ fn train_on_a_subset_and_reach_95_percent_on_held_out_photos() {
     assert!(summary.split_counts[0] >= 200, "{summary:?}");
 
     let classifier = Classifier::new(report.model, &Device::Cpu).unwrap();
-    let eval = evaluate_dataset(&test_dir, &classifier, EvalScope::All, &cache, 16, &mut |_| {}, &AtomicBool::new(false))
-        .unwrap();
+    let eval =
+        evaluate_dataset(&test_dir, &classifier, EvalScope::All, &cache, 16, &mut |_| {}, &AtomicBool::new(false))
+            .unwrap();
     let m = &eval.metrics;
     eprintln!("{}", gender_classifier::eval::format_report(m));
     assert!(m.count >= 195, "evaluated {} of 200 held-out photos", m.count);

@@ -157,17 +157,7 @@ pub fn shortcuts() -> Vec<(Command, Vec<KeyboardShortcut>)> {
     let cmd = Modifiers::COMMAND;
     let cmd_shift = Modifiers::COMMAND | Modifiers::SHIFT;
     let shift = Modifiers::SHIFT;
-    let digits = [
-        Key::Num1,
-        Key::Num2,
-        Key::Num3,
-        Key::Num4,
-        Key::Num5,
-        Key::Num6,
-        Key::Num7,
-        Key::Num8,
-        Key::Num9,
-    ];
+    let digits = [Key::Num1, Key::Num2, Key::Num3, Key::Num4, Key::Num5, Key::Num6, Key::Num7, Key::Num8, Key::Num9];
     let mut v = vec![
         (Command::Redo, vec![k(cmd_shift, Key::Z), k(cmd, Key::Y)]),
         (Command::ClassifyFilesDialog, vec![k(cmd_shift, Key::O)]),
@@ -183,16 +173,10 @@ pub fn shortcuts() -> Vec<(Command, Vec<KeyboardShortcut>)> {
         (Command::ExtendNext, vec![k(shift, Key::ArrowRight)]),
         (Command::ExtendPrevious, vec![k(shift, Key::ArrowLeft)]),
         (Command::Rescan, vec![k(none, Key::F5)]),
-        (
-            Command::ToggleHelp,
-            vec![k(none, Key::F1), k(none, Key::Questionmark)],
-        ),
+        (Command::ToggleHelp, vec![k(none, Key::F1), k(none, Key::Questionmark)]),
         (Command::RelabelMale, vec![k(none, Key::M)]),
         (Command::RelabelFemale, vec![k(none, Key::F)]),
-        (
-            Command::Exclude,
-            vec![k(none, Key::X), k(none, Key::Delete)],
-        ),
+        (Command::Exclude, vec![k(none, Key::X), k(none, Key::Delete)]),
         (Command::Next, vec![k(none, Key::ArrowRight)]),
         (Command::Previous, vec![k(none, Key::ArrowLeft)]),
         (Command::Down, vec![k(none, Key::ArrowDown)]),
@@ -208,22 +192,13 @@ pub fn shortcuts() -> Vec<(Command, Vec<KeyboardShortcut>)> {
 
 /// The shortcuts of one command (empty when it has none).
 pub fn shortcuts_of(command: &Command) -> Vec<KeyboardShortcut> {
-    shortcuts()
-        .into_iter()
-        .find(|(c, _)| c == command)
-        .map(|(_, s)| s)
-        .unwrap_or_default()
+    shortcuts().into_iter().find(|(c, _)| c == command).map(|(_, s)| s).unwrap_or_default()
 }
 
 /// The first shortcut of `command` in words for this platform, e.g. "Ctrl+Z".
 pub fn shortcut_text(ctx: &egui::Context, command: &Command) -> Option<String> {
     let s = shortcuts_of(command);
-    (!s.is_empty()).then(|| {
-        s.iter()
-            .map(|s| ctx.format_shortcut(s))
-            .collect::<Vec<_>>()
-            .join(" or ")
-    })
+    (!s.is_empty()).then(|| s.iter().map(|s| ctx.format_shortcut(s)).collect::<Vec<_>>().join(" or "))
 }
 
 /// "Description (Shortcut)" for tooltips.
@@ -275,10 +250,7 @@ mod tests {
         }
         // Each command is listed once.
         for (i, (a, _)) in all.iter().enumerate() {
-            assert!(
-                all[i + 1..].iter().all(|(b, _)| a != b),
-                "{a:?} is listed twice"
-            );
+            assert!(all[i + 1..].iter().all(|(b, _)| a != b), "{a:?} is listed twice");
         }
     }
 
@@ -290,12 +262,8 @@ mod tests {
         for (i, a) in flat.iter().enumerate() {
             for b in &flat[i + 1..] {
                 // Pressing `b` would also fire `a`, which is tried first: `b` could never be used.
-                let a_steals_b =
-                    a.logical_key == b.logical_key && b.modifiers.matches_logically(a.modifiers);
-                assert!(
-                    !a_steals_b || a == b,
-                    "{b:?} comes after the less specific {a:?}"
-                );
+                let a_steals_b = a.logical_key == b.logical_key && b.modifiers.matches_logically(a.modifiers);
+                assert!(!a_steals_b || a == b, "{b:?} comes after the less specific {a:?}");
             }
         }
     }

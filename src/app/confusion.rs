@@ -21,10 +21,7 @@ pub fn matrix(ui: &mut egui::Ui, m: &Metrics, split: SplitFilter, commands: &mut
     let cell = Vec2::new(104.0, 58.0);
     let head_w = 90.0;
     let head_h = 22.0;
-    let total = Vec2::new(
-        head_w + 24.0 + cell.x * k as f32,
-        head_h * 2.0 + cell.y * k as f32,
-    );
+    let total = Vec2::new(head_w + 24.0 + cell.x * k as f32, head_h * 2.0 + cell.y * k as f32);
     let (rect, _) = ui.allocate_exact_size(total, Sense::hover());
     let painter = ui.painter().clone();
     let text_color = ui.visuals().text_color();
@@ -37,13 +34,7 @@ pub fn matrix(ui: &mut egui::Ui, m: &Metrics, split: SplitFilter, commands: &mut
         FontId::proportional(12.0),
         weak,
     );
-    painter.text(
-        rect.min + Vec2::new(0.0, head_h),
-        Align2::LEFT_TOP,
-        "true",
-        FontId::proportional(12.0),
-        weak,
-    );
+    painter.text(rect.min + Vec2::new(0.0, head_h), Align2::LEFT_TOP, "true", FontId::proportional(12.0), weak);
     for (j, c) in classes.iter().enumerate() {
         let x = origin.x + cell.x * (j as f32 + 0.5);
         painter.text(
@@ -66,21 +57,9 @@ pub fn matrix(ui: &mut egui::Ui, m: &Metrics, split: SplitFilter, commands: &mut
         let row_total: usize = m.confusion[i].iter().sum();
         for (j, col_class) in classes.iter().enumerate() {
             let n = m.confusion[i][j];
-            let frac = if row_total > 0 {
-                n as f32 / row_total as f32
-            } else {
-                0.0
-            };
-            let r = Rect::from_min_size(
-                origin + Vec2::new(cell.x * j as f32, cell.y * i as f32),
-                cell,
-            )
-            .shrink(2.0);
-            let base = if i == j {
-                Color32::from_rgb(60, 160, 90)
-            } else {
-                Color32::from_rgb(220, 80, 60)
-            };
+            let frac = if row_total > 0 { n as f32 / row_total as f32 } else { 0.0 };
+            let r = Rect::from_min_size(origin + Vec2::new(cell.x * j as f32, cell.y * i as f32), cell).shrink(2.0);
+            let base = if i == j { Color32::from_rgb(60, 160, 90) } else { Color32::from_rgb(220, 80, 60) };
             let fill = base.gamma_multiply(0.15 + 0.75 * frac);
             let id = ui.scope_id().with(("confusion", i, j));
             let resp = ui.interact(r, id, Sense::click());
@@ -88,12 +67,7 @@ pub fn matrix(ui: &mut egui::Ui, m: &Metrics, split: SplitFilter, commands: &mut
             resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &label));
             painter.rect_filled(r, 6.0, fill);
             if resp.hovered() {
-                painter.rect_stroke(
-                    r,
-                    6.0,
-                    Stroke::new(2.0, ui.visuals().selection.stroke.color),
-                    StrokeKind::Inside,
-                );
+                painter.rect_stroke(r, 6.0, Stroke::new(2.0, ui.visuals().selection.stroke.color), StrokeKind::Inside);
             }
             painter.text(
                 r.center() - Vec2::new(0.0, 8.0),
@@ -116,7 +90,10 @@ pub fn matrix(ui: &mut egui::Ui, m: &Metrics, split: SplitFilter, commands: &mut
                     split,
                 });
             }
-            resp.on_hover_text(format!("{n} {row_class} photos predicted {col_class} ({:.1}% of {row_class}). Click to show them.", frac * 100.0));
+            resp.on_hover_text(format!(
+                "{n} {row_class} photos predicted {col_class} ({:.1}% of {row_class}). Click to show them.",
+                frac * 100.0
+            ));
         }
     }
 }
@@ -124,11 +101,7 @@ pub fn matrix(ui: &mut egui::Ui, m: &Metrics, split: SplitFilter, commands: &mut
 /// Draws accuracy with its interval and the per-class table.
 pub fn summary(ui: &mut egui::Ui, m: &Metrics) {
     ui.horizontal(|ui| {
-        ui.label(
-            RichText::new(format!("{:.1}%", m.accuracy * 100.0))
-                .size(28.0)
-                .strong(),
-        );
+        ui.label(RichText::new(format!("{:.1}%", m.accuracy * 100.0)).size(28.0).strong());
         ui.vertical(|ui| {
             ui.label("accuracy");
             ui.weak(format!(
@@ -140,33 +113,22 @@ pub fn summary(ui: &mut egui::Ui, m: &Metrics) {
         });
     });
     ui.add_space(4.0);
-    egui::Grid::new("per-class")
-        .num_columns(5)
-        .striped(true)
-        .spacing([18.0, 4.0])
-        .show(ui, |ui| {
-            for h in ["class", "precision", "recall", "F1", "photos"] {
-                ui.label(RichText::new(h).strong());
-            }
+    egui::Grid::new("per-class").num_columns(5).striped(true).spacing([18.0, 4.0]).show(ui, |ui| {
+        for h in ["class", "precision", "recall", "F1", "photos"] {
+            ui.label(RichText::new(h).strong());
+        }
+        ui.end_row();
+        for c in &m.per_class {
+            ui.label(RichText::new(&c.class).color(widgets::class_color(&c.class)).strong());
+            ui.label(format!("{:.1}%", c.precision * 100.0))
+                .on_hover_text(format!("Of the photos predicted {}, the share that really are", c.class));
+            ui.label(format!("{:.1}%", c.recall * 100.0))
+                .on_hover_text(format!("Of the {} photos, the share found", c.class));
+            ui.label(format!("{:.3}", c.f1));
+            ui.label(c.support.to_string());
             ui.end_row();
-            for c in &m.per_class {
-                ui.label(
-                    RichText::new(&c.class)
-                        .color(widgets::class_color(&c.class))
-                        .strong(),
-                );
-                ui.label(format!("{:.1}%", c.precision * 100.0))
-                    .on_hover_text(format!(
-                        "Of the photos predicted {}, the share that really are",
-                        c.class
-                    ));
-                ui.label(format!("{:.1}%", c.recall * 100.0))
-                    .on_hover_text(format!("Of the {} photos, the share found", c.class));
-                ui.label(format!("{:.3}", c.f1));
-                ui.label(c.support.to_string());
-                ui.end_row();
-            }
-        });
+        }
+    });
     if let Some(auc) = m.roc_auc {
         ui.weak(format!("ROC AUC {auc:.3} · log loss {:.3}", m.log_loss));
     }

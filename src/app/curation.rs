@@ -48,15 +48,8 @@ pub struct Batch {
 }
 
 enum Job {
-    Moves {
-        kind: Kind,
-        what: String,
-        moves: Vec<(u64, Planned)>,
-    },
-    Copy {
-        from: PathBuf,
-        to_dir: PathBuf,
-    },
+    Moves { kind: Kind, what: String, moves: Vec<(u64, Planned)> },
+    Copy { from: PathBuf, to_dir: PathBuf },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,12 +66,7 @@ enum Planned {
 
 enum Reply {
     Opened(Result<Recovery, String>),
-    Moved {
-        kind: Kind,
-        what: String,
-        done: Vec<(u64, Move)>,
-        errors: Vec<String>,
-    },
+    Moved { kind: Kind, what: String, done: Vec<(u64, Move)>, errors: Vec<String> },
     Copied(PathBuf, Result<PathBuf, String>),
 }
 
@@ -116,56 +104,47 @@ impl Curation {
         let (tx, job_rx) = crossbeam_channel::unbounded::<Job>();
         let (reply_tx, rx) = crossbeam_channel::unbounded::<Reply>();
         let dir = root.to_path_buf();
-        let spawned = std::thread::Builder::new()
-            .name("curation".into())
-            .spawn(move || {
-                let mut journal = match Journal::open(&dir) {
-                    Ok((j, rec)) => {
-                        let _ = reply_tx.send(Reply::Opened(Ok(rec)));
-                        waker.wake();
-                        j
+        let spawned = std::thread::Builder::new().name("curation".into()).spawn(move || {
+            let mut journal = match Journal::open(&dir) {
+                Ok((j, rec)) => {
+                    let _ = reply_tx.send(Reply::Opened(Ok(rec)));
+                    waker.wake();
+                    j
+                }
+                Err(e) => {
+                    let _ = reply_tx.send(Reply::Opened(Err(format!("{e:#}"))));
+                    waker.wake();
+                    return;
+                }
+            };
+            for job in job_rx.iter() {
+                let reply = match job {
+                    Job::Moves { kind, what, moves } => {
+                        let mut done = Vec::new();
+                        let mut errors = Vec::new();
+                        for (id, m) in moves {
+                            let r = match m {
+                                Planned::Into(from, to_dir) => journal.move_into(&from, &to_dir),
+                                Planned::Exact(mv) => journal.apply(&mv),
+                            };
+                            match r {
+                                Ok(mv) => done.push((id, mv)),
+                                Err(e) => errors.push(format!("{e:#}")),
+                            }
+                        }
+                        Reply::Moved { kind, what, done, errors }
                     }
-                    Err(e) => {
-                        let _ = reply_tx.send(Reply::Opened(Err(format!("{e:#}"))));
-                        waker.wake();
-                        return;
+                    Job::Copy { from, to_dir } => {
+                        let r = copy_into(&from, &to_dir).map_err(|e| format!("{e:#}"));
+                        Reply::Copied(from, r)
                     }
                 };
-                for job in job_rx.iter() {
-                    let reply = match job {
-                        Job::Moves { kind, what, moves } => {
-                            let mut done = Vec::new();
-                            let mut errors = Vec::new();
-                            for (id, m) in moves {
-                                let r = match m {
-                                    Planned::Into(from, to_dir) => {
-                                        journal.move_into(&from, &to_dir)
-                                    }
-                                    Planned::Exact(mv) => journal.apply(&mv),
-                                };
-                                match r {
-                                    Ok(mv) => done.push((id, mv)),
-                                    Err(e) => errors.push(format!("{e:#}")),
-                                }
-                            }
-                            Reply::Moved {
-                                kind,
-                                what,
-                                done,
-                                errors,
-                            }
-                        }
-                        Job::Copy { from, to_dir } => {
-                            let r = copy_into(&from, &to_dir).map_err(|e| format!("{e:#}"));
-                            Reply::Copied(from, r)
-                        }
-                    };
-                    if reply_tx.send(reply).is_err() {
-                        return;
-                    }
-                    waker.wake();
+                if reply_tx.send(reply).is_err() {
+                    return;
                 }
-            });
+                waker.wake();
+            }
+        });
         if let Err(e) = spawned {
             tracing::error!("cannot start the curation thread: {e}");
         }
@@ -203,11 +182,7 @@ impl Curation {
 
     /// Applies finished work to `photos`, starts the next request, and returns notices for the user.
     /// Call once per frame.
-    pub fn pump(
-        &mut self,
-        photos: &mut Photos,
-        mut on_move: impl FnMut(&Path, &Path),
-    ) -> Vec<Notice> {
+    pub fn pump(&mut self, photos: &mut Photos, mut on_move: impl FnMut(&Path, &Path)) -> Vec<Notice> {
         let mut notices = Vec::new();
         for reply in self.rx.try_iter() {
             self.busy = false;
@@ -219,16 +194,9 @@ impl Curation {
                     }
                 }
                 Reply::Opened(Err(e)) => {
-                    notices.push(Notice::Error(format!(
-                        "curation is off for this folder: {e}"
-                    )));
+                    notices.push(Notice::Error(format!("curation is off for this folder: {e}")));
                 }
-                Reply::Moved {
-                    kind,
-                    what,
-                    done,
-                    errors,
-                } => {
+                Reply::Moved { kind, what, done, errors } => {
                     for (id, mv) in &done {
                         on_move(&mv.from, &mv.to);
                         photos.moved(*id, &mv.to);
@@ -237,51 +205,30 @@ impl Curation {
                     if n > 0 {
                         match kind {
                             Kind::Do => {
-                                self.undo.push(Batch {
-                                    what: what.clone(),
-                                    moves: done,
-                                });
+                                self.undo.push(Batch { what: what.clone(), moves: done });
                                 self.redo.clear();
-                                notices.push(Notice::Info(format!(
-                                    "{} (Ctrl+Z to undo)",
-                                    capitalise(&what)
-                                )));
+                                notices.push(Notice::Info(format!("{} (Ctrl+Z to undo)", capitalise(&what))));
                             }
                             Kind::Undo => {
-                                let original: Vec<(u64, Move)> = done
-                                    .into_iter()
-                                    .rev()
-                                    .map(|(id, m)| (id, m.reversed()))
-                                    .collect();
-                                self.redo.push(Batch {
-                                    what: what.clone(),
-                                    moves: original,
-                                });
+                                let original: Vec<(u64, Move)> =
+                                    done.into_iter().rev().map(|(id, m)| (id, m.reversed())).collect();
+                                self.redo.push(Batch { what: what.clone(), moves: original });
                                 notices.push(Notice::Info(format!("Undid: {what}")));
                             }
                             Kind::Redo => {
-                                self.undo.push(Batch {
-                                    what: what.clone(),
-                                    moves: done,
-                                });
+                                self.undo.push(Batch { what: what.clone(), moves: done });
                                 notices.push(Notice::Info(format!("Redid: {what}")));
                             }
                         }
                     }
                     if !errors.is_empty() {
-                        let more = if errors.len() > 1 {
-                            format!(" (and {} more)", errors.len() - 1)
-                        } else {
-                            String::new()
-                        };
+                        let more =
+                            if errors.len() > 1 { format!(" (and {} more)", errors.len() - 1) } else { String::new() };
                         notices.push(Notice::Error(format!("{}{more}", errors[0])));
                     }
                 }
                 Reply::Copied(from, Ok(to)) => {
-                    notices.push(Notice::Info(format!(
-                        "Added a copy to the dataset as {}",
-                        short(&to, &self.root)
-                    )));
+                    notices.push(Notice::Info(format!("Added a copy to the dataset as {}", short(&to, &self.root))));
                     notices.push(Notice::CopiedIn { from, to });
                 }
                 Reply::Copied(_, Err(e)) => notices.push(Notice::Error(e)),
@@ -293,9 +240,7 @@ impl Curation {
                     if self.tx.send(job).is_ok() {
                         self.busy = true;
                     } else {
-                        notices.push(Notice::Error(
-                            "the curation worker stopped; reopen the folder".into(),
-                        ));
+                        notices.push(Notice::Error("the curation worker stopped; reopen the folder".into()));
                     }
                     break;
                 }
@@ -320,11 +265,7 @@ impl Curation {
                     return None;
                 }
                 let what = format!("relabel {} as {name}", photos_word(moves.len()));
-                Some(Job::Moves {
-                    kind: Kind::Do,
-                    what,
-                    moves,
-                })
+                Some(Job::Moves { kind: Kind::Do, what, moves })
             }
             Op::Exclude(ids) => {
                 let to_dir = self.root.join(EXCLUDED_DIR);
@@ -337,77 +278,41 @@ impl Curation {
                 if moves.is_empty() {
                     return None;
                 }
-                let what = format!(
-                    "exclude {} (moved to {EXCLUDED_DIR}/)",
-                    photos_word(moves.len())
-                );
-                Some(Job::Moves {
-                    kind: Kind::Do,
-                    what,
-                    moves,
-                })
+                let what = format!("exclude {} (moved to {EXCLUDED_DIR}/)", photos_word(moves.len()));
+                Some(Job::Moves { kind: Kind::Do, what, moves })
             }
             Op::Undo => {
                 let Some(batch) = self.undo.pop() else {
                     notices.push(Notice::Info("Nothing to undo".into()));
                     return None;
                 };
-                let moves = batch
-                    .moves
-                    .iter()
-                    .rev()
-                    .map(|(id, m)| (*id, Planned::Exact(m.reversed())))
-                    .collect();
-                Some(Job::Moves {
-                    kind: Kind::Undo,
-                    what: batch.what,
-                    moves,
-                })
+                let moves = batch.moves.iter().rev().map(|(id, m)| (*id, Planned::Exact(m.reversed()))).collect();
+                Some(Job::Moves { kind: Kind::Undo, what: batch.what, moves })
             }
             Op::Redo => {
                 let Some(batch) = self.redo.pop() else {
                     notices.push(Notice::Info("Nothing to redo".into()));
                     return None;
                 };
-                let moves = batch
-                    .moves
-                    .iter()
-                    .map(|(id, m)| (*id, Planned::Exact(m.clone())))
-                    .collect();
-                Some(Job::Moves {
-                    kind: Kind::Redo,
-                    what: batch.what,
-                    moves,
-                })
+                let moves = batch.moves.iter().map(|(id, m)| (*id, Planned::Exact(m.clone()))).collect();
+                Some(Job::Moves { kind: Kind::Redo, what: batch.what, moves })
             }
-            Op::CopyIn { from, class } => Some(Job::Copy {
-                from,
-                to_dir: self.root.join(class),
-            }),
+            Op::CopyIn { from, class } => Some(Job::Copy { from, to_dir: self.root.join(class) }),
         }
     }
 }
 
 fn photos_word(n: usize) -> String {
-    if n == 1 {
-        "1 photo".into()
-    } else {
-        format!("{n} photos")
-    }
+    if n == 1 { "1 photo".into() } else { format!("{n} photos") }
 }
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
+    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
 }
 
 fn short(path: &Path, root: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
 /// The recovery report in words, or `None` when nothing was interrupted.
@@ -428,32 +333,18 @@ pub fn describe_recovery(rec: &Recovery) -> Option<String> {
 /// (a link fails instead of replacing an existing file).
 pub fn copy_into(from: &Path, to_dir: &Path) -> anyhow::Result<PathBuf> {
     use anyhow::Context as _;
-    let name = from
-        .file_name()
-        .with_context(|| format!("{} has no file name", from.display()))?;
-    std::fs::create_dir_all(to_dir)
-        .with_context(|| format!("cannot create folder {}", to_dir.display()))?;
+    let name = from.file_name().with_context(|| format!("{} has no file name", from.display()))?;
+    std::fs::create_dir_all(to_dir).with_context(|| format!("cannot create folder {}", to_dir.display()))?;
     let tmp = to_dir.join(format!(".incoming-{}.tmp", std::process::id()));
-    std::fs::copy(from, &tmp)
-        .with_context(|| format!("cannot copy {} into {}", from.display(), to_dir.display()))?;
+    std::fs::copy(from, &tmp).with_context(|| format!("cannot copy {} into {}", from.display(), to_dir.display()))?;
     if let Ok(f) = std::fs::File::open(&tmp) {
         let _ = f.sync_all();
     }
-    let stem = Path::new(name)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let ext = Path::new(name)
-        .extension()
-        .map(|e| format!(".{}", e.to_string_lossy()))
-        .unwrap_or_default();
+    let stem = Path::new(name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = Path::new(name).extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
     let mut result = None;
     for n in 0..10_000 {
-        let candidate = if n == 0 {
-            to_dir.join(name)
-        } else {
-            to_dir.join(format!("{stem} ({n}){ext}"))
-        };
+        let candidate = if n == 0 { to_dir.join(name) } else { to_dir.join(format!("{stem} ({n}){ext}")) };
         match std::fs::hard_link(&tmp, &candidate) {
             Ok(()) => {
                 result = Some(candidate);
@@ -465,10 +356,7 @@ pub fn copy_into(from: &Path, to_dir: &Path) -> anyhow::Result<PathBuf> {
                 if candidate.exists() {
                     continue;
                 }
-                let mut out = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&candidate)?;
+                let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&candidate)?;
                 std::io::copy(&mut std::fs::File::open(&tmp)?, &mut out)?;
                 out.sync_all()?;
                 result = Some(candidate);
@@ -478,13 +366,7 @@ pub fn copy_into(from: &Path, to_dir: &Path) -> anyhow::Result<PathBuf> {
     }
     // The temporary copy is ours; the original and the placed copy stay.
     let _ = std::fs::remove_file(&tmp);
-    result.with_context(|| {
-        format!(
-            "no free file name for {} in {}",
-            from.display(),
-            to_dir.display()
-        )
-    })
+    result.with_context(|| format!("no free file name for {} in {}", from.display(), to_dir.display()))
 }
 
 #[cfg(test)]

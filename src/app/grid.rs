@@ -51,11 +51,7 @@ impl Grid {
         self.selection.retain(|id| in_view.contains(id));
         match self.cursor {
             Some(c) if in_view.contains(&c) => {
-                self.cursor_pos = self
-                    .view
-                    .iter()
-                    .position(|&i| photos.entries[i].id == c)
-                    .unwrap_or(0);
+                self.cursor_pos = self.view.iter().position(|&i| photos.entries[i].id == c).unwrap_or(0);
             }
             Some(_) => {
                 // The focused photo left the view (relabelled away, excluded): focus the one now in its place.
@@ -87,12 +83,8 @@ impl Grid {
 
     /// Selected ids in view order (the cursor alone when nothing else is selected).
     pub fn selected_ids(&self, photos: &Photos) -> Vec<u64> {
-        let mut v: Vec<u64> = self
-            .view
-            .iter()
-            .map(|&i| photos.entries[i].id)
-            .filter(|id| self.selection.contains(id))
-            .collect();
+        let mut v: Vec<u64> =
+            self.view.iter().map(|&i| photos.entries[i].id).filter(|id| self.selection.contains(id)).collect();
         if v.is_empty()
             && let Some(c) = self.cursor
         {
@@ -162,10 +154,8 @@ impl Grid {
     fn click(&mut self, photos: &Photos, pos: usize, modifiers: egui::Modifiers) {
         let id = photos.entries[self.view[pos]].id;
         if modifiers.shift {
-            let anchor_pos = self
-                .anchor
-                .and_then(|a| self.view.iter().position(|&i| photos.entries[i].id == a))
-                .unwrap_or(pos);
+            let anchor_pos =
+                self.anchor.and_then(|a| self.view.iter().position(|&i| photos.entries[i].id == a)).unwrap_or(pos);
             let (lo, hi) = (anchor_pos.min(pos), anchor_pos.max(pos));
             if !modifiers.command {
                 self.selection.clear();
@@ -189,13 +179,7 @@ impl Grid {
 
     /// Draws the grid into the remaining space.
     /// Returns true when a photo was clicked.
-    pub fn show(
-        &mut self,
-        ui: &mut egui::Ui,
-        photos: &Photos,
-        thumbs: &mut Thumbnails,
-        thumb_size: f32,
-    ) -> bool {
+    pub fn show(&mut self, ui: &mut egui::Ui, photos: &Photos, thumbs: &mut Thumbnails, thumb_size: f32) -> bool {
         let cell = Vec2::new(thumb_size, thumb_size + CAPTION_H);
         let width = ui.available_width();
         let cols = (((width + GAP) / (cell.x + GAP)).floor() as usize).max(1);
@@ -204,15 +188,10 @@ impl Grid {
         let spacing = ui.spacing().item_spacing.y;
         self.row_h = cell.y + GAP;
         let row_with_spacing = self.row_h + spacing;
-        let mut area = egui::ScrollArea::vertical()
-            .id_salt("photo-grid")
-            .auto_shrink([false, false]);
+        let mut area = egui::ScrollArea::vertical().id_salt("photo-grid").auto_shrink([false, false]);
         if let Some(o) = self.scroll_request.take() {
             area = area.vertical_scroll_offset(o);
-        } else if std::mem::take(&mut self.reveal_cursor)
-            && self.cursor.is_some()
-            && self.viewport_h > 0.0
-        {
+        } else if std::mem::take(&mut self.reveal_cursor) && self.cursor.is_some() && self.viewport_h > 0.0 {
             let y = (self.cursor_pos / cols) as f32 * row_with_spacing;
             if y < self.offset {
                 area = area.vertical_scroll_offset(y);
@@ -220,43 +199,28 @@ impl Grid {
                 area = area.vertical_scroll_offset(y + row_with_spacing - self.viewport_h);
             }
         }
-        thumbs.ensure_capacity(
-            cols * ((ui.available_height() / row_with_spacing).ceil() as usize + 2) * 3,
-        );
+        thumbs.ensure_capacity(cols * ((ui.available_height() / row_with_spacing).ceil() as usize + 2) * 3);
         let mut clicked = None;
         let out = area.show_rows(ui, self.row_h, rows, |ui, range| {
             let painter = ui.painter().clone();
             for row in range {
-                let (row_rect, _) =
-                    ui.allocate_exact_size(Vec2::new(width, self.row_h), Sense::hover());
+                let (row_rect, _) = ui.allocate_exact_size(Vec2::new(width, self.row_h), Sense::hover());
                 for col in 0..cols {
                     let pos = row * cols + col;
                     let Some(&idx) = self.view.get(pos) else {
                         break;
                     };
                     let entry = &photos.entries[idx];
-                    let min = Pos2::new(
-                        row_rect.left() + col as f32 * (cell.x + GAP),
-                        row_rect.top(),
-                    );
+                    let min = Pos2::new(row_rect.left() + col as f32 * (cell.x + GAP), row_rect.top());
                     let rect = Rect::from_min_size(min, cell);
-                    let resp = ui.interact(
-                        rect,
-                        egui::Id::unique(("grid-cell", entry.id)),
-                        Sense::click(),
-                    );
+                    let resp = ui.interact(rect, egui::Id::unique(("grid-cell", entry.id)), Sense::click());
                     if resp.clicked() {
                         clicked = Some((pos, ui.input(|i| i.modifiers)));
                     }
                     let selected = self.selection.contains(&entry.id);
-                    let file_name = entry
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    resp.widget_info(|| {
-                        egui::WidgetInfo::selected(egui::Role::Button, true, selected, &file_name)
-                    });
+                    let file_name =
+                        entry.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    resp.widget_info(|| egui::WidgetInfo::selected(egui::Role::Button, true, selected, &file_name));
                     let is_cursor = self.cursor == Some(entry.id);
                     let img_rect = Rect::from_min_size(rect.min, Vec2::splat(cell.x));
                     let bg = if resp.hovered() {
@@ -289,10 +253,7 @@ impl Grid {
                                 img_rect.width() - 10.0,
                             );
                             painter.galley(
-                                Pos2::new(
-                                    img_rect.left() + 5.0,
-                                    img_rect.bottom() - galley.size().y - 4.0,
-                                ),
+                                Pos2::new(img_rect.left() + 5.0, img_rect.bottom() - galley.size().y - 4.0),
                                 galley,
                                 Color32::WHITE,
                             );
@@ -300,32 +261,17 @@ impl Grid {
                         }
                     }
                     // True label: a coloured tab on the left edge.
-                    let tab = Rect::from_min_size(
-                        img_rect.min + Vec2::new(0.0, 6.0),
-                        Vec2::new(4.0, 22.0),
-                    );
+                    let tab = Rect::from_min_size(img_rect.min + Vec2::new(0.0, 6.0), Vec2::new(4.0, 22.0));
                     painter.rect_filled(tab, 1.0, widgets::class_color(label_name));
                     // Prediction badge.
-                    if let (Some(pred), Some(conf)) =
-                        (photos.predicted_name(entry), photos.confidence(entry))
-                    {
+                    if let (Some(pred), Some(conf)) = (photos.predicted_name(entry), photos.confidence(entry)) {
                         let wrong = photos.is_wrong(entry);
                         let text = format!("{} {:.0}%", short_class(pred), conf * 100.0);
-                        let galley = painter.layout_no_wrap(
-                            text,
-                            FontId::proportional(11.0),
-                            Color32::WHITE,
-                        );
+                        let galley = painter.layout_no_wrap(text, FontId::proportional(11.0), Color32::WHITE);
                         let size = galley.size() + Vec2::new(8.0, 2.0);
-                        let badge = Rect::from_min_size(
-                            Pos2::new(img_rect.right() - size.x - 3.0, img_rect.top() + 3.0),
-                            size,
-                        );
-                        painter.rect_filled(
-                            badge,
-                            3.0,
-                            widgets::class_color(pred).gamma_multiply(0.92),
-                        );
+                        let badge =
+                            Rect::from_min_size(Pos2::new(img_rect.right() - size.x - 3.0, img_rect.top() + 3.0), size);
+                        painter.rect_filled(badge, 3.0, widgets::class_color(pred).gamma_multiply(0.92));
                         painter.galley(badge.min + Vec2::new(4.0, 1.0), galley, Color32::WHITE);
                         if wrong {
                             painter.rect_stroke(
@@ -337,11 +283,8 @@ impl Grid {
                         }
                     }
                     if entry.split == Some(Split::Train) {
-                        let galley = painter.layout_no_wrap(
-                            "train".into(),
-                            FontId::proportional(9.5),
-                            Color32::from_gray(230),
-                        );
+                        let galley =
+                            painter.layout_no_wrap("train".into(), FontId::proportional(9.5), Color32::from_gray(230));
                         let size = galley.size() + Vec2::new(6.0, 0.0);
                         let r = Rect::from_min_size(
                             Pos2::new(img_rect.left() + 3.0, img_rect.bottom() - size.y - 3.0),
@@ -351,13 +294,8 @@ impl Grid {
                         painter.galley(r.min + Vec2::new(3.0, 0.0), galley, Color32::WHITE);
                     }
                     // Caption.
-                    let name = entry
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let caption =
-                        Rect::from_min_max(Pos2::new(rect.left(), img_rect.bottom()), rect.max);
+                    let name = entry.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                    let caption = Rect::from_min_max(Pos2::new(rect.left(), img_rect.bottom()), rect.max);
                     let galley = painter.layout(
                         name.clone(),
                         FontId::proportional(11.0),
@@ -366,10 +304,7 @@ impl Grid {
                     );
                     let painter_c = painter.with_clip_rect(caption.intersect(painter.clip_rect()));
                     painter_c.galley(
-                        Pos2::new(
-                            caption.left() + 2.0,
-                            caption.center().y - galley.size().y / 2.0,
-                        ),
+                        Pos2::new(caption.left() + 2.0, caption.center().y - galley.size().y / 2.0),
                         galley,
                         Color32::WHITE,
                     );
@@ -385,9 +320,7 @@ impl Grid {
                     resp.on_hover_ui(|ui| {
                         ui.label(egui::RichText::new(&name).strong());
                         ui.label(format!("Label: {label_name}"));
-                        if let (Some(p), Some(c)) =
-                            (photos.predicted_name(entry), photos.confidence(entry))
-                        {
+                        if let (Some(p), Some(c)) = (photos.predicted_name(entry), photos.confidence(entry)) {
                             ui.label(format!("Predicted: {p} ({:.1}%)", c * 100.0));
                         }
                         if let Some(s) = entry.split {
@@ -411,11 +344,7 @@ impl Grid {
 
 /// A short form of a class name for badges ("male" stays, long names are cut).
 fn short_class(name: &str) -> String {
-    if name.chars().count() <= 7 {
-        name.to_string()
-    } else {
-        name.chars().take(6).collect::<String>() + "…"
-    }
+    if name.chars().count() <= 7 { name.to_string() } else { name.chars().take(6).collect::<String>() + "…" }
 }
 
 #[cfg(test)]
@@ -429,12 +358,7 @@ mod tests {
         Photos::from_dataset(&Dataset {
             root: root.clone(),
             classes: vec!["female".into(), "male".into()],
-            items: (0..n)
-                .map(|i| Item {
-                    path: root.join(format!("female/{i:03}.jpg")),
-                    label: 0,
-                })
-                .collect(),
+            items: (0..n).map(|i| Item { path: root.join(format!("female/{i:03}.jpg")), label: 0 }).collect(),
         })
     }
 
@@ -461,10 +385,7 @@ mod tests {
     fn focus_moves_on_when_the_focused_photo_leaves_the_view() {
         let mut p = photos(5);
         let mut g = Grid::default();
-        let f = Filters {
-            class: Some("female".into()),
-            ..Default::default()
-        };
+        let f = Filters { class: Some("female".into()), ..Default::default() };
         g.refresh(&p, &f, SortOrder::Name);
         g.focus(&p, 2);
         p.moved(2, std::path::Path::new("/d/male/002.jpg"));

@@ -7,19 +7,14 @@ use egui::{Align, Align2, Color32, FontId, Layout, RichText, Vec2};
 use super::commands::{Command, Tab, shortcut_text, shortcuts, tooltip};
 use super::state::{FaceFilter, SortOrder, SplitFilter};
 use super::viewer::DatasetFacts;
-use super::{
-    GenderApp, Level, SidePage, charts, classify_panel, confusion, train_panel, viewer, widgets,
-};
+use super::{GenderApp, Level, SidePage, charts, classify_panel, confusion, train_panel, viewer, widgets};
 use crate::dataset::EXCLUDED_DIR;
 
 /// Draws the whole frame.
 pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
     egui::Panel::top("top-bar").show(ui, |ui| top_bar(app, ui));
     egui::Panel::bottom("status-bar").show(ui, |ui| status_bar(app, ui));
-    egui::Panel::left("side-panel")
-        .default_size(290.0)
-        .size_range(240.0..=420.0)
-        .show(ui, |ui| left_panel(app, ui));
+    egui::Panel::left("side-panel").default_size(290.0).size_range(240.0..=420.0).show(ui, |ui| left_panel(app, ui));
     if app.settings.show_right_panel {
         egui::Panel::right("details-panel")
             .default_size(400.0)
@@ -31,18 +26,10 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
     help_window(app, ui.ctx());
 }
 
-fn button(
-    ui: &mut egui::Ui,
-    text: impl Into<egui::WidgetText>,
-    cmd: &Command,
-    enabled: bool,
-) -> bool {
+fn button(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>, cmd: &Command, enabled: bool) -> bool {
     let t = tooltip(ui.ctx(), cmd);
     let text: egui::WidgetText = text.into();
-    ui.add_enabled(enabled, egui::Button::new(text))
-        .on_hover_text(&t)
-        .on_disabled_hover_text(&t)
-        .clicked()
+    ui.add_enabled(enabled, egui::Button::new(text)).on_hover_text(&t).on_disabled_hover_text(&t).clicked()
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -52,12 +39,7 @@ fn top_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.label(RichText::new("Gender classifier").strong().size(16.0));
         ui.separator();
-        if button(
-            ui,
-            "Open folder…",
-            &Command::OpenFolderDialog,
-            app.dialog.is_none(),
-        ) {
+        if button(ui, "Open folder…", &Command::OpenFolderDialog, app.dialog.is_none()) {
             app.push(Command::OpenFolderDialog);
         }
         ui.menu_button("Recent", |ui| {
@@ -67,45 +49,24 @@ fn top_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
             for d in app.settings.recent.clone() {
                 let exists = d.is_dir();
                 let r = ui.add_enabled(exists, egui::Button::new(d.display().to_string()));
-                let r = if exists {
-                    r
-                } else {
-                    r.on_disabled_hover_text("This folder no longer exists")
-                };
+                let r = if exists { r } else { r.on_disabled_hover_text("This folder no longer exists") };
                 if r.clicked() {
                     app.push(Command::OpenDataset(d));
                     ui.close();
                 }
             }
         });
-        if button(
-            ui,
-            "Classify photos…",
-            &Command::ClassifyFilesDialog,
-            app.dialog.is_none(),
-        ) {
+        if button(ui, "Classify photos…", &Command::ClassifyFilesDialog, app.dialog.is_none()) {
             app.push(Command::ClassifyFilesDialog);
         }
         ui.separator();
         model_picker(app, ui);
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
-            let theme = if app.settings.dark_mode {
-                "Light mode"
-            } else {
-                "Dark mode"
-            };
-            if ui
-                .button(theme)
-                .on_hover_text("Switch between dark and light colours")
-                .clicked()
-            {
+            let theme = if app.settings.dark_mode { "Light mode" } else { "Dark mode" };
+            if ui.button(theme).on_hover_text("Switch between dark and light colours").clicked() {
                 app.settings.dark_mode = !app.settings.dark_mode;
             }
-            let side = if app.settings.show_right_panel {
-                "Hide details"
-            } else {
-                "Show details"
-            };
+            let side = if app.settings.show_right_panel { "Hide details" } else { "Show details" };
             if button(ui, side, &Command::ToggleRightPanel, true) {
                 app.push(Command::ToggleRightPanel);
             }
@@ -124,46 +85,29 @@ fn model_picker(app: &mut GenderApp, ui: &mut egui::Ui) {
             .iter()
             .find(|m| &m.path == p)
             .map(|m| m.label())
-            .unwrap_or_else(|| {
-                p.file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default()
-            })
+            .unwrap_or_else(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default())
     });
     let text = current.unwrap_or_else(|| "none".to_string());
-    let resp = egui::ComboBox::from_id_salt("model-picker")
-        .selected_text(text)
-        .width(260.0)
-        .show_ui(ui, |ui| {
-            if app.models.is_empty() {
-                ui.weak("No model found yet");
+    let resp = egui::ComboBox::from_id_salt("model-picker").selected_text(text).width(260.0).show_ui(ui, |ui| {
+        if app.models.is_empty() {
+            ui.weak("No model found yet");
+        }
+        for m in app.models.clone() {
+            let selected = app.model_path.as_ref() == Some(&m.path);
+            let mut hover = m.path.display().to_string();
+            match &m.meta {
+                Ok(meta) => hover = format!("{hover}\n{}\ncreated {}", meta.origin, meta.created),
+                Err(e) => hover = format!("{hover}\n{e}"),
             }
-            for m in app.models.clone() {
-                let selected = app.model_path.as_ref() == Some(&m.path);
-                let mut hover = m.path.display().to_string();
-                match &m.meta {
-                    Ok(meta) => {
-                        hover = format!("{hover}\n{}\ncreated {}", meta.origin, meta.created)
-                    }
-                    Err(e) => hover = format!("{hover}\n{e}"),
-                }
-                if ui
-                    .selectable_label(selected, m.label())
-                    .on_hover_text(hover)
-                    .clicked()
-                {
-                    app.push(Command::ChooseModel(m.path.clone()));
-                }
+            if ui.selectable_label(selected, m.label()).on_hover_text(hover).clicked() {
+                app.push(Command::ChooseModel(m.path.clone()));
             }
-            ui.separator();
-            if ui
-                .button("Use faceres' zero-shot head")
-                .on_hover_text("No training: faceres' own gender output")
-                .clicked()
-            {
-                app.push(Command::UseZeroShotModel);
-            }
-        });
+        }
+        ui.separator();
+        if ui.button("Use faceres' zero-shot head").on_hover_text("No training: faceres' own gender output").clicked() {
+            app.push(Command::UseZeroShotModel);
+        }
+    });
     resp.response
         .labelled_by(label.id)
         .on_hover_text("The model used for predictions; trained models are listed newest first");
@@ -171,20 +115,12 @@ fn model_picker(app: &mut GenderApp, ui: &mut egui::Ui) {
         ui.spinner();
         ui.weak("loading model…");
     } else if let Some(e) = &app.model_error {
-        ui.colored_label(ui.visuals().error_fg_color, "model not loaded")
-            .on_hover_text(e);
+        ui.colored_label(ui.visuals().error_fg_color, "model not loaded").on_hover_text(e);
     } else if app.classifier.is_none() {
-        if ui
-            .button("Use zero-shot head")
-            .on_hover_text(tooltip(ui.ctx(), &Command::UseZeroShotModel))
-            .clicked()
-        {
+        if ui.button("Use zero-shot head").on_hover_text(tooltip(ui.ctx(), &Command::UseZeroShotModel)).clicked() {
             app.push(Command::UseZeroShotModel);
         }
-    } else if app.photos.is_some()
-        && app.eval.is_none()
-        && button(ui, "Predict all", &Command::Evaluate, true)
-    {
+    } else if app.photos.is_some() && app.eval.is_none() && button(ui, "Predict all", &Command::Evaluate, true) {
         app.push(Command::Evaluate);
     }
 }
@@ -203,12 +139,7 @@ fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
             let log = app.log.clone();
             ui.add(
                 egui::Label::new(
-                    RichText::new(if icon.is_empty() {
-                        text.clone()
-                    } else {
-                        format!("{icon} {text}")
-                    })
-                    .color(color),
+                    RichText::new(if icon.is_empty() { text.clone() } else { format!("{icon} {text}") }).color(color),
                 )
                 .truncate(),
             )
@@ -247,18 +178,11 @@ fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
                 }
             } else if let Some(p) = app.eval_progress.clone() {
                 ui.separator();
-                if ui
-                    .small_button("Cancel")
-                    .on_hover_text("Stop predicting (finished photos stay cached)")
-                    .clicked()
-                {
+                if ui.small_button("Cancel").on_hover_text("Stop predicting (finished photos stay cached)").clicked() {
                     app.push(Command::CancelTasks);
                 }
-                ui.label(format!("Predicting: {}", train_panel::extract_text(&p)));
-                ui.add(
-                    egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32)
-                        .desired_width(120.0),
-                );
+                ui.label(train_panel::progress_text("Predicting", &p));
+                ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).desired_width(120.0));
             } else if app.eval.is_some() {
                 ui.separator();
                 ui.label("Predicting: reading photos…");
@@ -287,44 +211,27 @@ fn section(ui: &mut egui::Ui, title: &str) {
 }
 
 fn left_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
-    egui::ScrollArea::vertical()
-        .id_salt("left-scroll")
-        .auto_shrink([false, false])
-        .show(ui, |ui| {
-            section(ui, "Dataset");
-            dataset_summary(app, ui);
-            if app.photos.is_some() {
-                ui.separator();
-                section(ui, "Filters");
-                filters(app, ui);
-            }
+    egui::ScrollArea::vertical().id_salt("left-scroll").auto_shrink([false, false]).show(ui, |ui| {
+        section(ui, "Dataset");
+        dataset_summary(app, ui);
+        if app.photos.is_some() {
             ui.separator();
-            section(ui, "Training");
-            let can_train = app
-                .photos
-                .as_ref()
-                .is_some_and(|p| p.counts().0.iter().filter(|&&n| n > 0).count() >= 2);
-            let mut cmds = Vec::new();
-            train_panel::controls(
-                ui,
-                &app.training,
-                can_train && !app.training.is_running(),
-                &mut cmds,
-            );
-            if app.photos.is_none() {
-                ui.weak("Open a dataset to train on it.");
-            }
-            egui::CollapsingHeader::new("Training settings")
-                .default_open(false)
-                .show(ui, |ui| {
-                    train_panel::settings_form(
-                        ui,
-                        &mut app.settings.train,
-                        !app.training.is_running(),
-                    );
-                });
-            app.pending.extend(cmds);
+            section(ui, "Filters");
+            filters(app, ui);
+        }
+        ui.separator();
+        section(ui, "Training");
+        let can_train = app.photos.as_ref().is_some_and(|p| p.counts().0.iter().filter(|&&n| n > 0).count() >= 2);
+        let mut cmds = Vec::new();
+        train_panel::controls(ui, &app.training, can_train && !app.training.is_running(), &mut cmds);
+        if app.photos.is_none() {
+            ui.weak("Open a dataset to train on it.");
+        }
+        egui::CollapsingHeader::new("Training settings").default_open(false).show(ui, |ui| {
+            train_panel::settings_form(ui, &mut app.settings.train, !app.training.is_running());
         });
+        app.pending.extend(cmds);
+    });
 }
 
 fn dataset_summary(app: &mut GenderApp, ui: &mut egui::Ui) {
@@ -337,57 +244,36 @@ fn dataset_summary(app: &mut GenderApp, ui: &mut egui::Ui) {
             ui,
             "No dataset open. A dataset is a folder with one sub-folder per class (male/, female/) holding photos.",
         );
-        if ui
-            .button("Open folder…")
-            .on_hover_text(tooltip(ui.ctx(), &Command::OpenFolderDialog))
-            .clicked()
-        {
+        if ui.button("Open folder…").on_hover_text(tooltip(ui.ctx(), &Command::OpenFolderDialog)).clicked() {
             app.push(Command::OpenFolderDialog);
         }
         return;
     };
-    let name = p
-        .root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    ui.label(RichText::new(name).strong())
-        .on_hover_text(p.root.display().to_string());
+    let name = p.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    ui.label(RichText::new(name).strong()).on_hover_text(p.root.display().to_string());
     ui.add(egui::Label::new(RichText::new(p.root.display().to_string()).small().weak()).truncate());
     let (counts, excluded) = p.counts();
     let max = counts.iter().copied().max().unwrap_or(1).max(1);
     let mut filter_to = None;
-    egui::Grid::new("class-counts")
-        .num_columns(3)
-        .spacing([8.0, 4.0])
-        .show(ui, |ui| {
-            for (i, (c, n)) in p.classes.iter().zip(&counts).enumerate() {
-                let r = ui
-                    .add(
-                        egui::Button::new(RichText::new(c).color(widgets::class_color(c)).strong())
-                            .frame(false),
-                    )
-                    .on_hover_text(format!(
-                        "Show only {c} photos (key {} relabels the selection as {c})",
-                        i + 1
-                    ));
-                if r.clicked() {
-                    filter_to = Some(c.clone());
-                }
-                ui.label(n.to_string());
-                let (rect, _) = ui.allocate_exact_size(Vec2::new(90.0, 8.0), egui::Sense::hover());
-                ui.painter()
-                    .rect_filled(rect, 3.0, ui.visuals().extreme_bg_color);
-                let mut fill = rect;
-                fill.set_width(rect.width() * *n as f32 / max as f32);
-                ui.painter().rect_filled(fill, 3.0, widgets::class_color(c));
-                ui.end_row();
+    egui::Grid::new("class-counts").num_columns(3).spacing([8.0, 4.0]).show(ui, |ui| {
+        for (i, (c, n)) in p.classes.iter().zip(&counts).enumerate() {
+            let r = ui
+                .add(egui::Button::new(RichText::new(c).color(widgets::class_color(c)).strong()).frame(false))
+                .on_hover_text(format!("Show only {c} photos (key {} relabels the selection as {c})", i + 1));
+            if r.clicked() {
+                filter_to = Some(c.clone());
             }
-        });
+            ui.label(n.to_string());
+            let (rect, _) = ui.allocate_exact_size(Vec2::new(90.0, 8.0), egui::Sense::hover());
+            ui.painter().rect_filled(rect, 3.0, ui.visuals().extreme_bg_color);
+            let mut fill = rect;
+            fill.set_width(rect.width() * *n as f32 / max as f32);
+            ui.painter().rect_filled(fill, 3.0, widgets::class_color(c));
+            ui.end_row();
+        }
+    });
     if excluded > 0 {
-        ui.weak(format!(
-            "{excluded} excluded this session (in {EXCLUDED_DIR}/)"
-        ));
+        ui.weak(format!("{excluded} excluded this session (in {EXCLUDED_DIR}/)"));
     }
     if p.classes.len() < 2 {
         widgets::warning(ui, "Training needs at least two class folders.");
@@ -428,11 +314,7 @@ fn dataset_summary(app: &mut GenderApp, ui: &mut egui::Ui) {
 fn filters(app: &mut GenderApp, ui: &mut egui::Ui) {
     let Some(p) = &app.photos else { return };
     let classes = p.classes.clone();
-    let pred_classes = if p.pred_classes.is_empty() {
-        classes.clone()
-    } else {
-        p.pred_classes.clone()
-    };
+    let pred_classes = if p.pred_classes.is_empty() { classes.clone() } else { p.pred_classes.clone() };
     let f = &mut app.settings.filters;
     egui::Grid::new("filters").num_columns(2).spacing([8.0, 6.0]).show(ui, |ui| {
         let l = ui.label("Class");
@@ -494,17 +376,16 @@ fn filters(app: &mut GenderApp, ui: &mut egui::Ui) {
         });
         ui.end_row();
         let l = ui.label("Name");
-        ui.add(egui::TextEdit::singleline(&mut f.name_contains).hint_text("part of the file name").desired_width(150.0))
-            .labelled_by(l.id);
+        ui.add(
+            egui::TextEdit::singleline(&mut f.name_contains).hint_text("part of the file name").desired_width(150.0),
+        )
+        .labelled_by(l.id);
         ui.end_row();
     });
     ui.checkbox(&mut f.wrong_only, "Wrong predictions only");
     ui.checkbox(&mut f.unpredicted_only, "Not yet predicted");
     let active = !f.is_default();
-    if ui
-        .add_enabled(active, egui::Button::new("Clear filters"))
-        .clicked()
-    {
+    if ui.add_enabled(active, egui::Button::new("Clear filters")).clicked() {
         app.pending.push(Command::ClearFilters);
     }
 }
@@ -513,15 +394,9 @@ fn filters(app: &mut GenderApp, ui: &mut egui::Ui) {
 
 fn central(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        for (tab, name) in [
-            (Tab::Photos, "Photos"),
-            (Tab::Training, "Training"),
-            (Tab::Evaluation, "Evaluation"),
-        ] {
+        for (tab, name) in [(Tab::Photos, "Photos"), (Tab::Training, "Training"), (Tab::Evaluation, "Evaluation")] {
             let r = ui.selectable_label(app.tab == tab, RichText::new(name).size(15.0));
-            if r.on_hover_text(tooltip(ui.ctx(), &Command::ShowTab(tab)))
-                .clicked()
-            {
+            if r.on_hover_text(tooltip(ui.ctx(), &Command::ShowTab(tab))).clicked() {
                 app.tab = tab;
             }
         }
@@ -552,10 +427,7 @@ fn welcome(app: &mut GenderApp, ui: &mut egui::Ui) {
         );
         ui.add_space(8.0);
         if ui
-            .add(
-                egui::Button::new(RichText::new("Open folder…").size(16.0))
-                    .min_size(Vec2::new(180.0, 34.0)),
-            )
+            .add(egui::Button::new(RichText::new("Open folder…").size(16.0)).min_size(Vec2::new(180.0, 34.0)))
             .clicked()
         {
             app.push(Command::OpenFolderDialog);
@@ -570,10 +442,7 @@ fn welcome(app: &mut GenderApp, ui: &mut egui::Ui) {
             }
         }
         ui.add_space(16.0);
-        widgets::hint(
-            ui,
-            "Drop photos here (or paste a file path) to classify them with the current model.",
-        );
+        widgets::hint(ui, "Drop photos here (or paste a file path) to classify them with the current model.");
     });
 }
 
@@ -643,15 +512,11 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
             .response
             .labelled_by(l.id);
         let l = ui.label("Size");
-        ui.add(egui::Slider::new(&mut app.settings.thumb_size, 64.0..=220.0).show_value(false))
-            .labelled_by(l.id);
+        ui.spacing_mut().slider_width = 90.0;
+        ui.add(egui::Slider::new(&mut app.settings.thumb_size, 64.0..=220.0).show_value(false)).labelled_by(l.id);
         ui.separator();
         let enabled = n_sel > 0 && app.curation.is_some();
-        ui.label(if n_sel > 1 {
-            format!("Relabel {n_sel} photos as")
-        } else {
-            "Relabel as".into()
-        });
+        ui.label(if n_sel > 1 { format!("Relabel {n_sel} photos as") } else { "Relabel as".into() });
         for (i, c) in classes.iter().enumerate() {
             let cmd = match c.to_ascii_lowercase().as_str() {
                 "male" => Command::RelabelMale,
@@ -662,17 +527,11 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
             if let Some(k) = shortcut_text(ui.ctx(), &Command::RelabelClass(i)) {
                 t = format!(
                     "Move the selection into {c}/ ({}{k})",
-                    if matches!(cmd, Command::RelabelClass(_)) {
-                        ""
-                    } else {
-                        "also "
-                    }
+                    if matches!(cmd, Command::RelabelClass(_)) { "" } else { "also " }
                 );
             }
-            let r = ui.add_enabled(
-                enabled,
-                egui::Button::new(RichText::new(c.as_str()).color(widgets::class_color(c))),
-            );
+            let r =
+                ui.add_enabled(enabled, egui::Button::new(RichText::new(c.as_str()).color(widgets::class_color(c))));
             if r.on_hover_text(&t).clicked() {
                 app.pending.push(cmd);
             }
@@ -715,15 +574,25 @@ fn evaluation_tab(app: &mut GenderApp, ui: &mut egui::Ui) {
             }
             Some(m) => {
                 let mut cmds = Vec::new();
-                ui.horizontal_top(|ui| {
+                let wide = ui.available_width() > 760.0;
+                let matrix = |ui: &mut egui::Ui, cmds: &mut Vec<Command>| {
                     ui.vertical(|ui| {
                         ui.label(RichText::new("Confusion matrix").strong());
                         ui.weak("Click a cell to see its photos.");
-                        confusion::matrix(ui, &m, app.settings.eval_split, &mut cmds);
+                        confusion::matrix(ui, &m, app.settings.eval_split, cmds);
                     });
-                    ui.add_space(24.0);
-                    ui.vertical(|ui| confusion::summary(ui, &m));
-                });
+                };
+                if wide {
+                    ui.horizontal_top(|ui| {
+                        matrix(ui, &mut cmds);
+                        ui.add_space(24.0);
+                        ui.vertical(|ui| confusion::summary(ui, &m));
+                    });
+                } else {
+                    matrix(ui, &mut cmds);
+                    ui.add_space(8.0);
+                    confusion::summary(ui, &m);
+                }
                 app.pending.extend(cmds);
             }
         }
@@ -774,22 +643,10 @@ fn evaluation_tab(app: &mut GenderApp, ui: &mut egui::Ui) {
 
 fn right_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        ui.selectable_value(
-            &mut app.side,
-            SidePage::Photo,
-            RichText::new("Photo").size(15.0),
-        );
+        ui.selectable_value(&mut app.side, SidePage::Photo, RichText::new("Photo").size(15.0));
         let n = app.classify.items.len();
-        let label = if n > 0 {
-            format!("Classified ({n})")
-        } else {
-            "Classified".into()
-        };
-        ui.selectable_value(
-            &mut app.side,
-            SidePage::Classified,
-            RichText::new(label).size(15.0),
-        );
+        let label = if n > 0 { format!("Classified ({n})") } else { "Classified".into() };
+        ui.selectable_value(&mut app.side, SidePage::Classified, RichText::new(label).size(15.0));
     });
     ui.separator();
     match app.side {
@@ -798,43 +655,21 @@ fn right_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
                 let e = p.by_id(app.grid.cursor?)?;
                 Some(DatasetFacts {
                     label: p.label_name(e).to_string(),
-                    probs: e.pred.as_ref().map(|pr| {
-                        (
-                            p.predicted_name(e).unwrap_or("?").to_string(),
-                            pr.probs.clone(),
-                        )
-                    }),
+                    probs: e.pred.as_ref().map(|pr| (p.predicted_name(e).unwrap_or("?").to_string(), pr.probs.clone())),
                     classes: p.pred_classes.clone(),
                     split: e.split.map(|s| s.name()),
                     n_faces: e.n_faces,
                 })
             });
-            let n_sel = app
-                .photos
-                .as_ref()
-                .map_or(0, |p| app.grid.selected_ids(p).len());
-            egui::ScrollArea::vertical()
-                .id_salt("viewer-scroll")
-                .auto_shrink([false, false])
-                .show(ui, |ui| {
-                    viewer::show(ui, &app.viewer, facts.as_ref(), n_sel);
-                });
+            let n_sel = app.photos.as_ref().map_or(0, |p| app.grid.selected_ids(p).len());
+            egui::ScrollArea::vertical().id_salt("viewer-scroll").auto_shrink([false, false]).show(ui, |ui| {
+                viewer::show(ui, &app.viewer, facts.as_ref(), n_sel);
+            });
         }
         SidePage::Classified => {
-            let classes = app
-                .photos
-                .as_ref()
-                .map(|p| p.classes.clone())
-                .unwrap_or_default();
+            let classes = app.photos.as_ref().map(|p| p.classes.clone()).unwrap_or_default();
             let mut cmds = Vec::new();
-            classify_panel::show(
-                ui,
-                &mut app.classify,
-                &mut app.thumbs,
-                &classes,
-                app.classifier.is_some(),
-                &mut cmds,
-            );
+            classify_panel::show(ui, &mut app.classify, &mut app.thumbs, &classes, app.classifier.is_some(), &mut cmds);
             app.pending.extend(cmds);
         }
     }
@@ -847,10 +682,7 @@ fn drop_overlay(ctx: &egui::Context) {
     if !hovering {
         return;
     }
-    let painter = ctx.layer_painter(egui::LayerId::new(
-        egui::Order::Foreground,
-        egui::Id::unique("drop-overlay"),
-    ));
+    let painter = ctx.layer_painter(egui::LayerId::new(egui::Order::Foreground, egui::Id::unique("drop-overlay")));
     let rect = ctx.content_rect();
     painter.rect_filled(rect, 0.0, Color32::from_black_alpha(170));
     painter.text(
@@ -880,37 +712,55 @@ fn help_window(app: &mut GenderApp, ctx: &egui::Context) {
         .resizable(false)
         .anchor(Align2::CENTER_CENTER, [0.0, 0.0])
         .show(ctx, |ui| {
-            egui::Grid::new("shortcut-table")
-                .num_columns(2)
-                .striped(true)
-                .spacing([24.0, 4.0])
-                .show(ui, |ui| {
-                    for (cmd, _) in shortcuts() {
-                        if let Command::RelabelClass(i) = cmd
-                            && i > 1
-                        {
-                            continue;
-                        }
-                        ui.label(
-                            RichText::new(shortcut_text(ctx, &cmd).unwrap_or_default())
-                                .monospace()
-                                .strong(),
-                        );
-                        ui.label(cmd.describe());
-                        ui.end_row();
-                    }
-                    ui.label(RichText::new("3 … 9").monospace().strong());
-                    ui.label("Relabel selection as class 3 … 9");
+            egui::Grid::new("shortcut-table").num_columns(2).striped(true).spacing([24.0, 4.0]).show(ui, |ui| {
+                let order = [
+                    Command::OpenFolderDialog,
+                    Command::ClassifyFilesDialog,
+                    Command::Rescan,
+                    Command::Next,
+                    Command::Previous,
+                    Command::Down,
+                    Command::Up,
+                    Command::ExtendNext,
+                    Command::ExtendPrevious,
+                    Command::SelectAll,
+                    Command::ClearSelection,
+                    Command::RelabelMale,
+                    Command::RelabelFemale,
+                    Command::RelabelClass(0),
+                    Command::RelabelClass(1),
+                    Command::Exclude,
+                    Command::Undo,
+                    Command::Redo,
+                    Command::AddClassifiedAsPredicted,
+                    Command::StartTraining,
+                    Command::Evaluate,
+                    Command::ShowTab(Tab::Photos),
+                    Command::ShowTab(Tab::Training),
+                    Command::ShowTab(Tab::Evaluation),
+                    Command::ToggleRightPanel,
+                    Command::ToggleHelp,
+                ];
+                debug_assert!(
+                    shortcuts()
+                        .iter()
+                        .all(|(c, _)| matches!(c, Command::RelabelClass(i) if *i > 1) || order.contains(c))
+                );
+                for cmd in order {
+                    ui.label(RichText::new(shortcut_text(ctx, &cmd).unwrap_or_default()).monospace().strong());
+                    ui.label(cmd.describe());
                     ui.end_row();
-                    ui.label(RichText::new("Click").monospace().strong());
-                    ui.label(
-                        "Select a photo; Ctrl+click adds or removes, Shift+click selects a range",
-                    );
-                    ui.end_row();
-                    ui.label(RichText::new("Drop / paste").monospace().strong());
-                    ui.label("A folder opens as a dataset; photos are classified");
-                    ui.end_row();
-                });
+                }
+                ui.label(RichText::new("3 … 9").monospace().strong());
+                ui.label("Relabel selection as class 3 … 9");
+                ui.end_row();
+                ui.label(RichText::new("Click").monospace().strong());
+                ui.label("Select a photo; Ctrl+click adds or removes, Shift+click selects a range");
+                ui.end_row();
+                ui.label(RichText::new("Drop / paste").monospace().strong());
+                ui.label("A folder opens as a dataset; photos are classified");
+                ui.end_row();
+            });
             ui.add_space(6.0);
             ui.weak("Relabel and exclude move files (never delete them) and can be undone.");
         });

@@ -220,13 +220,11 @@ impl GenderApp {
 
     /// Handles dropped (or pasted) paths: a folder opens as a dataset, photos get classified.
     pub fn drop_paths(&mut self, paths: Vec<PathBuf>) {
-        let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) =
-            paths.into_iter().partition(|p| p.is_dir());
+        let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| p.is_dir());
         if let Some(d) = dirs.into_iter().next() {
             self.push(Command::OpenDataset(d));
         }
-        let (images, others): (Vec<PathBuf>, Vec<PathBuf>) =
-            files.into_iter().partition(|p| has_image_extension(p));
+        let (images, others): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|p| has_image_extension(p));
         if !others.is_empty() {
             self.say(
                 Level::Warning,
@@ -249,26 +247,17 @@ impl GenderApp {
             self.start(&ctx);
         }
         if self.applied_theme != Some(self.settings.dark_mode) {
-            ctx.set_theme(if self.settings.dark_mode {
-                egui::Theme::Dark
-            } else {
-                egui::Theme::Light
-            });
+            ctx.set_theme(if self.settings.dark_mode { egui::Theme::Dark } else { egui::Theme::Light });
             self.applied_theme = Some(self.settings.dark_mode);
         }
         self.poll(&ctx);
         self.thumbs.begin_frame(&ctx);
         self.read_input(&ctx);
         if let Some(p) = &self.photos {
-            self.grid
-                .refresh(p, &self.settings.filters, self.settings.sort);
+            self.grid.refresh(p, &self.settings.filters, self.settings.sort);
         }
         let cursor_path = self.cursor_path();
-        self.viewer.show_path(
-            cursor_path.as_deref(),
-            self.classifier.as_ref(),
-            self.model_key,
-        );
+        self.viewer.show_path(cursor_path.as_deref(), self.classifier.as_ref(), self.model_key);
         self.viewer.pump(&ctx);
 
         layout::draw(self, ui);
@@ -286,10 +275,7 @@ impl GenderApp {
 
     fn cursor_path(&self) -> Option<PathBuf> {
         let p = self.photos.as_ref()?;
-        self.grid
-            .cursor
-            .and_then(|id| p.by_id(id))
-            .map(|e| e.path.clone())
+        self.grid.cursor.and_then(|id| p.by_id(id)).map(|e| e.path.clone())
     }
 
     fn start(&mut self, ctx: &egui::Context) {
@@ -300,15 +286,10 @@ impl GenderApp {
         } else {
             self.refresh_models();
         }
-        let model = self
-            .settings
-            .model
-            .clone()
-            .filter(|p| p.exists())
-            .or_else(|| {
-                let d = default_model_path();
-                d.exists().then_some(d)
-            });
+        let model = self.settings.model.clone().filter(|p| p.exists()).or_else(|| {
+            let d = default_model_path();
+            d.exists().then_some(d)
+        });
         if let Some(m) = model.filter(|_| self.auto_load_model) {
             self.load_model(m);
         }
@@ -338,12 +319,7 @@ impl GenderApp {
         let text_focus = ctx.egui_wants_keyboard_input();
         let (mut cmds, dropped, pasted) = ctx.input_mut(|i| {
             let cmds = commands::take_shortcut_commands(i, text_focus);
-            let dropped: Vec<PathBuf> = i
-                .raw
-                .dropped_files
-                .iter()
-                .map(|f| f.path().to_path_buf())
-                .collect();
+            let dropped: Vec<PathBuf> = i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect();
             let mut pasted = Vec::new();
             if !text_focus {
                 for e in &i.events {
@@ -379,9 +355,7 @@ impl GenderApp {
             | Command::ExtendPrevious
             | Command::SelectAll => self.tab == Tab::Photos && self.photos.is_some(),
             Command::ClearSelection => true,
-            Command::AddClassifiedAsPredicted => {
-                self.side == SidePage::Classified && self.settings.show_right_panel
-            }
+            Command::AddClassifiedAsPredicted => self.side == SidePage::Classified && self.settings.show_right_panel,
             _ => true,
         }
     }
@@ -401,10 +375,7 @@ impl GenderApp {
                             Ok(ds) => self.dataset_opened(ds),
                             Err(e) => {
                                 self.open_error = Some(e.clone());
-                                self.say(
-                                    Level::Error,
-                                    format!("Cannot open {}: {e}", dir.display()),
-                                );
+                                self.say(Level::Error, format!("Cannot open {}: {e}", dir.display()));
                             }
                         }
                     }
@@ -425,11 +396,7 @@ impl GenderApp {
             self.models_task = None;
             if self.model_path.is_none() && self.model_task.is_none() && self.auto_load_model {
                 // No model chosen yet: take the newest one of this dataset (or the shipped one).
-                let newest = self
-                    .models
-                    .iter()
-                    .find(|m| !m.shipped && m.meta.is_ok())
-                    .or_else(|| self.models.first());
+                let newest = self.models.iter().find(|m| !m.shipped && m.meta.is_ok()).or_else(|| self.models.first());
                 if let Some(m) = newest.map(|m| m.path.clone()) {
                     self.load_model(m);
                 } else if self.photos.is_some() {
@@ -477,17 +444,11 @@ impl GenderApp {
             self.zero_shot_task = None;
             match result {
                 Ok(path) => {
-                    self.say(
-                        Level::Info,
-                        format!("Saved faceres' zero-shot head as {}", path.display()),
-                    );
+                    self.say(Level::Info, format!("Saved faceres' zero-shot head as {}", path.display()));
                     self.push(Command::ChooseModel(path));
                     self.refresh_models();
                 }
-                Err(e) => self.say(
-                    Level::Error,
-                    format!("Cannot make the zero-shot model: {e}"),
-                ),
+                Err(e) => self.say(Level::Error, format!("Cannot make the zero-shot model: {e}")),
             }
         }
         // Predictions.
@@ -506,10 +467,7 @@ impl GenderApp {
                                 if e.starts_with("cancelled") {
                                     self.say(Level::Info, "Predictions cancelled");
                                 } else {
-                                    self.say(
-                                        Level::Error,
-                                        format!("Cannot predict the dataset: {e}"),
-                                    );
+                                    self.say(Level::Error, format!("Cannot predict the dataset: {e}"));
                                 }
                             }
                         }
@@ -535,16 +493,17 @@ impl GenderApp {
                         match picked {
                             Picked::Folder(Some(d)) => self.push(Command::OpenDataset(d)),
                             Picked::Folder(None) => {}
-                            Picked::Files(f) if !f.is_empty() => {
-                                self.push(Command::ClassifyFiles(f))
-                            }
+                            Picked::Files(f) if !f.is_empty() => self.push(Command::ClassifyFiles(f)),
                             Picked::Files(_) => {}
                         }
                     }
                 }
                 Err(_) => {
                     self.dialog = None;
-                    self.say(Level::Error, "The file dialog could not be shown: drop folders or photos onto the window instead");
+                    self.say(
+                        Level::Error,
+                        "The file dialog could not be shown: drop folders or photos onto the window instead",
+                    );
                 }
             }
         }
@@ -585,12 +544,7 @@ impl GenderApp {
         self.open_error = None;
         self.curation = Some(Curation::open(&root, self.waker.clone()));
         let (counts, _) = photos.counts();
-        let summary: Vec<String> = photos
-            .classes
-            .iter()
-            .zip(&counts)
-            .map(|(c, n)| format!("{n} {c}"))
-            .collect();
+        let summary: Vec<String> = photos.classes.iter().zip(&counts).map(|(c, n)| format!("{n} {c}")).collect();
         self.photos = Some(photos);
         self.metrics = None;
         if n == 0 {
@@ -603,10 +557,7 @@ impl GenderApp {
                 ),
             );
         } else {
-            self.say(
-                Level::Info,
-                format!("Opened {}: {}", root.display(), summary.join(", ")),
-            );
+            self.say(Level::Info, format!("Opened {}: {}", root.display(), summary.join(", ")));
         }
         self.refresh_models();
         if self.classifier.is_some() && n > 0 {
@@ -619,11 +570,7 @@ impl GenderApp {
             return;
         };
         photos.set_predictions(preds);
-        let mut text = format!(
-            "Predicted {} photos in {}",
-            preds.rows.len(),
-            widgets::human_duration(secs)
-        );
+        let mut text = format!("Predicted {} photos in {}", preds.rows.len(), widgets::human_duration(secs));
         if let Some(p) = progress.filter(|p| p.from_cache > 0) {
             text += &format!(" ({} from the feature cache)", p.from_cache);
         }
@@ -633,11 +580,7 @@ impl GenderApp {
             let (path, why) = &preds.failures[0];
             self.say(
                 Level::Warning,
-                format!(
-                    "{text}; {} photo(s) could not be read, e.g. {}: {why}",
-                    preds.failures.len(),
-                    path.display()
-                ),
+                format!("{text}; {} photo(s) could not be read, e.g. {}: {why}", preds.failures.len(), path.display()),
             );
         }
     }
@@ -672,11 +615,9 @@ impl GenderApp {
     fn refresh_models(&mut self) {
         let root = self.photos.as_ref().map(|p| p.root.clone());
         let extra = self.settings.model.clone();
-        self.models_task = Some(Task::spawn(
-            "list-models",
-            self.waker.clone(),
-            move |_, _| tasks::list_models(root.as_deref(), extra.as_deref()),
-        ));
+        self.models_task = Some(Task::spawn("list-models", self.waker.clone(), move |_, _| {
+            tasks::list_models(root.as_deref(), extra.as_deref())
+        }));
     }
 
     fn load_model(&mut self, path: PathBuf) {
@@ -691,11 +632,9 @@ impl GenderApp {
         if let Some(p) = &mut self.photos {
             p.clear_predictions();
         }
-        self.model_task = Some(Task::spawn(
-            "load-model",
-            self.waker.clone(),
-            move |_, _| tasks::load_shared(&path).map_err(|e| format!("{e:#}")),
-        ));
+        self.model_task = Some(Task::spawn("load-model", self.waker.clone(), move |_, _| {
+            tasks::load_shared(&path).map_err(|e| format!("{e:#}"))
+        }));
     }
 
     fn start_eval(&mut self) {
@@ -712,23 +651,12 @@ impl GenderApp {
         let root = p.root.clone();
         let cache = self.cache.clone();
         self.eval_progress = None;
-        self.eval = Some(Task::spawn(
-            "predict-dataset",
-            self.waker.clone(),
-            move |rep, cancel| {
-                let start = std::time::Instant::now();
-                tasks::predict_dataset(
-                    &root,
-                    &c,
-                    &cache,
-                    16,
-                    &mut |p| rep.report(p.clone()),
-                    cancel,
-                )
+        self.eval = Some(Task::spawn("predict-dataset", self.waker.clone(), move |rep, cancel| {
+            let start = std::time::Instant::now();
+            tasks::predict_dataset(&root, &c, &cache, 16, &mut |p| rep.report(p.clone()), cancel)
                 .map(|p| (p, start.elapsed().as_secs_f64()))
                 .map_err(|e| format!("{e:#}"))
-            },
-        ));
+        }));
     }
 
     /// The metrics of the current predictions (cached per change).
@@ -790,10 +718,7 @@ impl GenderApp {
                 if i < n {
                     self.relabel(i);
                 } else {
-                    self.say(
-                        Level::Warning,
-                        format!("This dataset has {n} classes; key {} has no class", i + 1),
-                    );
+                    self.say(Level::Warning, format!("This dataset has {n} classes; key {} has no class", i + 1));
                 }
             }
             Command::Exclude => {
@@ -850,16 +775,8 @@ impl GenderApp {
                 let Some(i) = self.classify.selected else {
                     return;
                 };
-                let Some(class) = self
-                    .classify
-                    .items
-                    .get(i)
-                    .and_then(|it| it.predicted().map(str::to_string))
-                else {
-                    self.say(
-                        Level::Warning,
-                        "Select a classified photo first (click its thumbnail)",
-                    );
+                let Some(class) = self.classify.items.get(i).and_then(|it| it.predicted().map(str::to_string)) else {
+                    self.say(Level::Warning, "Select a classified photo first (click its thumbnail)");
                     return;
                 };
                 self.push(Command::AddClassified { index: i, class });
@@ -885,57 +802,39 @@ impl GenderApp {
                     let dir = self
                         .photos
                         .as_ref()
-                        .map_or(self.app_models_dir.clone(), |p| {
-                            tasks::dataset_models_dir(&p.root)
-                        });
-                    self.zero_shot_task =
-                        Some(Task::spawn("zero-shot", self.waker.clone(), move |_, _| {
-                            tasks::save_zero_shot(&dir).map_err(|e| format!("{e:#}"))
-                        }));
+                        .map_or(self.app_models_dir.clone(), |p| tasks::dataset_models_dir(&p.root));
+                    self.zero_shot_task = Some(Task::spawn("zero-shot", self.waker.clone(), move |_, _| {
+                        tasks::save_zero_shot(&dir).map_err(|e| format!("{e:#}"))
+                    }));
                 }
             }
             Command::Evaluate => {
                 if self.classifier.is_none() {
-                    self.say(
-                        Level::Warning,
-                        "No model loaded: choose, train or make one first",
-                    );
+                    self.say(Level::Warning, "No model loaded: choose, train or make one first");
                 } else {
                     self.start_eval();
                 }
             }
             Command::FilterConfusionCell { row, col, split } => {
-                self.settings.filters = Filters {
-                    class: Some(row.clone()),
-                    predicted: Some(col.clone()),
-                    split,
-                    ..Filters::default()
-                };
+                self.settings.filters =
+                    Filters { class: Some(row.clone()), predicted: Some(col.clone()), split, ..Filters::default() };
                 self.tab = Tab::Photos;
                 self.say(
                     Level::Info,
-                    format!(
-                        "Showing {row} photos predicted {col} ({})",
-                        split.label().to_lowercase()
-                    ),
+                    format!("Showing {row} photos predicted {col} ({})", split.label().to_lowercase()),
                 );
             }
             Command::ClearFilters => self.settings.filters = Filters::default(),
             Command::ShowTab(t) => self.tab = t,
             Command::ToggleHelp => self.show_help = !self.show_help,
-            Command::ToggleRightPanel => {
-                self.settings.show_right_panel = !self.settings.show_right_panel
-            }
+            Command::ToggleRightPanel => self.settings.show_right_panel = !self.settings.show_right_panel,
         }
         let _ = ctx;
     }
 
     fn open_dataset(&mut self, dir: PathBuf) {
         if self.training.is_running() {
-            self.say(
-                Level::Warning,
-                "Wait for the training to finish (or cancel it) before opening another folder",
-            );
+            self.say(Level::Warning, "Wait for the training to finish (or cancel it) before opening another folder");
             return;
         }
         if let Some(e) = self.eval.take() {
@@ -955,18 +854,10 @@ impl GenderApp {
         match p.classes.iter().position(|c| c.eq_ignore_ascii_case(name)) {
             Some(i) => self.relabel(i),
             None => {
-                let keys: Vec<String> = p
-                    .classes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!("{} = {c}", i + 1))
-                    .collect();
+                let keys: Vec<String> = p.classes.iter().enumerate().map(|(i, c)| format!("{} = {c}", i + 1)).collect();
                 self.say(
                     Level::Warning,
-                    format!(
-                        "This dataset has no '{name}' folder; use the number keys ({})",
-                        keys.join(", ")
-                    ),
+                    format!("This dataset has no '{name}' folder; use the number keys ({})", keys.join(", ")),
                 );
             }
         }
@@ -992,10 +883,7 @@ impl GenderApp {
             self.say(Level::Warning, "Open a dataset first to add photos to it");
             return;
         };
-        cur.request(Op::CopyIn {
-            from: item.path.clone(),
-            class: class.to_string(),
-        });
+        cur.request(Op::CopyIn { from: item.path.clone(), class: class.to_string() });
     }
 
     fn start_training(&mut self) {
@@ -1003,10 +891,7 @@ impl GenderApp {
             return;
         }
         let Some(p) = &self.photos else {
-            self.say(
-                Level::Warning,
-                "Open a dataset folder first (one sub-folder per class)",
-            );
+            self.say(Level::Warning, "Open a dataset folder first (one sub-folder per class)");
             return;
         };
         let ds_check = {
@@ -1014,7 +899,10 @@ impl GenderApp {
             counts.iter().filter(|&&n| n > 0).count() >= 2
         };
         if !ds_check {
-            self.say(Level::Error, "Training needs photos in at least two class folders: add photos to the other class");
+            self.say(
+                Level::Error,
+                "Training needs photos in at least two class folders: add photos to the other class",
+            );
             return;
         }
         if let Some(e) = self.eval.take() {
@@ -1022,12 +910,7 @@ impl GenderApp {
         }
         self.eval_progress = None;
         let root = p.root.clone();
-        self.training.start(
-            &root,
-            &self.settings.train,
-            self.cache.clone(),
-            self.waker.clone(),
-        );
+        self.training.start(&root, &self.settings.train, self.cache.clone(), self.waker.clone());
         self.tab = Tab::Training;
         self.say(Level::Info, format!("Training on {}…", root.display()));
     }
@@ -1075,10 +958,7 @@ pub fn run_native(dir: Option<PathBuf>) -> Result<()> {
     };
     let dir = match dir {
         Some(d) if !d.is_dir() => {
-            anyhow::bail!(
-                "{} is not a folder: give a dataset folder with one sub-folder per class",
-                d.display()
-            )
+            anyhow::bail!("{} is not a folder: give a dataset folder with one sub-folder per class", d.display())
         }
         d => d,
     };
@@ -1086,10 +966,8 @@ pub fn run_native(dir: Option<PathBuf>) -> Result<()> {
         "gender-classifier",
         options,
         Box::new(move |cc| {
-            let settings: Settings = cc
-                .storage
-                .and_then(|s| eframe::get_value(s, state::SETTINGS_KEY))
-                .unwrap_or_default();
+            let settings: Settings =
+                cc.storage.and_then(|s| eframe::get_value(s, state::SETTINGS_KEY)).unwrap_or_default();
             Ok(Box::new(GenderApp::new(settings, dir)))
         }),
     )
@@ -1105,11 +983,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a b.jpg");
         std::fs::write(&f, b"x").unwrap();
-        let text = format!(
-            "\"{}\"\nfile://{}\n/nope/x.jpg\n",
-            f.display(),
-            dir.path().display()
-        );
+        let text = format!("\"{}\"\nfile://{}\n/nope/x.jpg\n", f.display(), dir.path().display());
         assert_eq!(parse_pasted_paths(&text), vec![f, dir.path().to_path_buf()]);
     }
 }

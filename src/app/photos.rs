@@ -57,11 +57,7 @@ pub struct Photos {
 impl Photos {
     /// The photos of a scanned dataset.
     pub fn from_dataset(ds: &Dataset) -> Self {
-        let mut p = Photos {
-            root: ds.root.clone(),
-            classes: ds.classes.clone(),
-            ..Default::default()
-        };
+        let mut p = Photos { root: ds.root.clone(), classes: ds.classes.clone(), ..Default::default() };
         for item in &ds.items {
             p.push(item.path.clone(), Some(item.label));
         }
@@ -72,14 +68,7 @@ impl Photos {
         let id = self.next_id;
         self.next_id += 1;
         self.by_path.insert(path.clone(), self.entries.len());
-        self.entries.push(Entry {
-            id,
-            path,
-            label,
-            pred: None,
-            split: None,
-            n_faces: None,
-        });
+        self.entries.push(Entry { id, path, label, pred: None, split: None, n_faces: None });
         self.generation += 1;
         id
     }
@@ -162,10 +151,7 @@ impl Photos {
         for row in &preds.rows {
             if let Some(&i) = self.by_path.get(&row.path) {
                 let e = &mut self.entries[i];
-                e.pred = Some(Pred {
-                    class: row.predicted,
-                    probs: row.probs.clone(),
-                });
+                e.pred = Some(Pred { class: row.predicted, probs: row.probs.clone() });
                 e.split = row.split;
                 if row.n_faces.is_some() {
                     e.n_faces = row.n_faces;
@@ -186,25 +172,17 @@ impl Photos {
 
     /// Number of photos with a prediction.
     pub fn predicted_count(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| e.pred.is_some() && e.label.is_some())
-            .count()
+        self.entries.iter().filter(|e| e.pred.is_some() && e.label.is_some()).count()
     }
 
     /// The class name of an entry's label.
     pub fn label_name(&self, e: &Entry) -> &str {
-        e.label
-            .and_then(|l| self.classes.get(l))
-            .map_or(EXCLUDED_DIR, String::as_str)
+        e.label.and_then(|l| self.classes.get(l)).map_or(EXCLUDED_DIR, String::as_str)
     }
 
     /// The predicted class name of an entry.
     pub fn predicted_name(&self, e: &Entry) -> Option<&str> {
-        e.pred
-            .as_ref()
-            .and_then(|p| self.pred_classes.get(p.class))
-            .map(String::as_str)
+        e.pred.as_ref().and_then(|p| self.pred_classes.get(p.class)).map(String::as_str)
     }
 
     /// Probability of the predicted class.
@@ -229,10 +207,7 @@ impl Photos {
     /// Cross-entropy of the true class (high = the label looks suspicious).
     pub fn loss(&self, e: &Entry) -> Option<f32> {
         let p = e.pred.as_ref()?;
-        let prob = self
-            .label_in_pred_space(e)
-            .and_then(|l| p.probs.get(l).copied())
-            .unwrap_or(0.0);
+        let prob = self.label_in_pred_space(e).and_then(|l| p.probs.get(l).copied()).unwrap_or(0.0);
         Some(-(prob.max(1e-7)).ln())
     }
 
@@ -273,11 +248,7 @@ impl Photos {
                     return false;
                 }
                 if !needle.is_empty() {
-                    let name = e
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().to_lowercase())
-                        .unwrap_or_default();
+                    let name = e.path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
                     if !name.contains(&needle) {
                         return false;
                     }
@@ -357,22 +328,10 @@ mod tests {
             root: root.clone(),
             classes: vec!["female".into(), "male".into()],
             items: vec![
-                Item {
-                    path: root.join("female/a.jpg"),
-                    label: 0,
-                },
-                Item {
-                    path: root.join("female/b.jpg"),
-                    label: 0,
-                },
-                Item {
-                    path: root.join("male/c.jpg"),
-                    label: 1,
-                },
-                Item {
-                    path: root.join("male/d.jpg"),
-                    label: 1,
-                },
+                Item { path: root.join("female/a.jpg"), label: 0 },
+                Item { path: root.join("female/b.jpg"), label: 0 },
+                Item { path: root.join("male/c.jpg"), label: 1 },
+                Item { path: root.join("male/d.jpg"), label: 1 },
             ],
         };
         let mut p = Photos::from_dataset(&ds);
@@ -396,69 +355,29 @@ mod tests {
     }
 
     fn names(p: &Photos, v: &[usize]) -> Vec<String> {
-        v.iter()
-            .map(|&i| {
-                p.entries[i]
-                    .path
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
-            })
-            .collect()
+        v.iter().map(|&i| p.entries[i].path.file_name().unwrap().to_string_lossy().into_owned()).collect()
     }
 
     #[test]
     fn filters_pick_exactly_the_matching_photos() {
         let p = sample();
         let all = Filters::default();
-        assert_eq!(
-            names(&p, &p.filtered(&all, SortOrder::Name)),
-            ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
-        );
-        let f = Filters {
-            wrong_only: true,
-            ..all.clone()
-        };
+        assert_eq!(names(&p, &p.filtered(&all, SortOrder::Name)), ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]);
+        let f = Filters { wrong_only: true, ..all.clone() };
         assert_eq!(names(&p, &p.filtered(&f, SortOrder::Name)), ["b.jpg"]);
-        let f = Filters {
-            class: Some("female".into()),
-            predicted: Some("male".into()),
-            ..all.clone()
-        };
+        let f = Filters { class: Some("female".into()), predicted: Some("male".into()), ..all.clone() };
         assert_eq!(names(&p, &p.filtered(&f, SortOrder::Name)), ["b.jpg"]);
-        let f = Filters {
-            unpredicted_only: true,
-            ..all.clone()
-        };
+        let f = Filters { unpredicted_only: true, ..all.clone() };
         assert_eq!(names(&p, &p.filtered(&f, SortOrder::Name)), ["d.jpg"]);
-        let f = Filters {
-            faces: FaceFilter::SeveralFaces,
-            ..all.clone()
-        };
+        let f = Filters { faces: FaceFilter::SeveralFaces, ..all.clone() };
         assert_eq!(names(&p, &p.filtered(&f, SortOrder::Name)), ["b.jpg"]);
-        let f = Filters {
-            faces: FaceFilter::NoFace,
-            ..all.clone()
-        };
+        let f = Filters { faces: FaceFilter::NoFace, ..all.clone() };
         assert_eq!(names(&p, &p.filtered(&f, SortOrder::Name)), ["c.jpg"]);
-        let f = Filters {
-            confidence: (0.85, 1.0),
-            ..all.clone()
-        };
+        let f = Filters { confidence: (0.85, 1.0), ..all.clone() };
         assert_eq!(names(&p, &p.filtered(&f, SortOrder::Name)), ["a.jpg"]);
-        let f = Filters {
-            split: SplitFilter::Test,
-            ..all.clone()
-        };
-        assert_eq!(
-            names(&p, &p.filtered(&f, SortOrder::Name)),
-            ["a.jpg", "c.jpg"]
-        );
-        let f = Filters {
-            name_contains: "C.J".into(),
-            ..all
-        };
+        let f = Filters { split: SplitFilter::Test, ..all.clone() };
+        assert_eq!(names(&p, &p.filtered(&f, SortOrder::Name)), ["a.jpg", "c.jpg"]);
+        let f = Filters { name_contains: "C.J".into(), ..all };
         assert_eq!(names(&p, &p.filtered(&f, SortOrder::Name)), ["c.jpg"]);
     }
 

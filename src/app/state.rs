@@ -32,12 +32,8 @@ pub enum SortOrder {
 
 impl SortOrder {
     /// Every order, in menu order.
-    pub const ALL: [SortOrder; 4] = [
-        SortOrder::Name,
-        SortOrder::Loss,
-        SortOrder::ConfidenceAsc,
-        SortOrder::ConfidenceDesc,
-    ];
+    pub const ALL: [SortOrder; 4] =
+        [SortOrder::Name, SortOrder::Loss, SortOrder::ConfidenceAsc, SortOrder::ConfidenceDesc];
 
     /// Label for menus.
     pub fn label(self) -> &'static str {
@@ -66,12 +62,8 @@ pub enum SplitFilter {
 
 impl SplitFilter {
     /// Every choice, in menu order.
-    pub const ALL: [SplitFilter; 4] = [
-        SplitFilter::All,
-        SplitFilter::Test,
-        SplitFilter::Validation,
-        SplitFilter::Train,
-    ];
+    pub const ALL: [SplitFilter; 4] =
+        [SplitFilter::All, SplitFilter::Test, SplitFilter::Validation, SplitFilter::Train];
 
     /// Label for menus.
     pub fn label(self) -> &'static str {
@@ -111,12 +103,8 @@ pub enum FaceFilter {
 
 impl FaceFilter {
     /// Every choice, in menu order.
-    pub const ALL: [FaceFilter; 4] = [
-        FaceFilter::Any,
-        FaceFilter::NoFace,
-        FaceFilter::OneFace,
-        FaceFilter::SeveralFaces,
-    ];
+    pub const ALL: [FaceFilter; 4] =
+        [FaceFilter::Any, FaceFilter::NoFace, FaceFilter::OneFace, FaceFilter::SeveralFaces];
 
     /// Label for menus.
     pub fn label(self) -> &'static str {
@@ -281,13 +269,7 @@ mod tests {
         s.remember_folder(Path::new("/d5"));
         assert_eq!(s.recent.len(), MAX_RECENT);
         assert_eq!(s.recent[0], PathBuf::from("/d5"));
-        assert_eq!(
-            s.recent
-                .iter()
-                .filter(|d| **d == PathBuf::from("/d5"))
-                .count(),
-            1
-        );
+        assert_eq!(s.recent.iter().filter(|d| d.as_path() == Path::new("/d5")).count(), 1);
     }
 
     #[test]

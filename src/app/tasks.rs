@@ -16,9 +16,7 @@ use crate::dataset::split::Split;
 use crate::features::FeatureCache;
 use crate::features::extract::{Cancelled, Progress};
 use crate::model_file::{ModelMeta, default_model_path, model_paths};
-use crate::train::run::{
-    ItemFeatures, TrainConfig, TrainEvent, TrainReport, dataset_features, score, train_dataset,
-};
+use crate::train::run::{ItemFeatures, TrainConfig, TrainEvent, TrainReport, dataset_features, score, train_dataset};
 
 /// Wakes the UI when a background thread has news. Clones share one slot, which is filled with
 /// the [`egui::Context`] on the first frame, so workers started earlier can wake the UI too.
@@ -74,59 +72,35 @@ impl<P: Send + 'static, R: Send + 'static> Task<P, R> {
     /// Runs `job` on a new thread named `name`; `job` gets a reporter and the cancel flag.
     ///
     /// A panic in the job is caught and turned into a [`TaskError`] result by [`Task::poll`].
-    pub fn spawn(
-        name: &str,
-        waker: Waker,
-        job: impl FnOnce(&Reporter<P>, &AtomicBool) -> R + Send + 'static,
-    ) -> Self {
+    pub fn spawn(name: &str, waker: Waker, job: impl FnOnce(&Reporter<P>, &AtomicBool) -> R + Send + 'static) -> Self {
         let (ptx, prx) = crossbeam_channel::unbounded();
         let (dtx, drx) = crossbeam_channel::bounded(1);
         let cancel = Arc::new(AtomicBool::new(false));
         let flag = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                let reporter = Reporter {
-                    tx: ptx,
-                    waker: waker.clone(),
-                };
-                let result = job(&reporter, &flag);
-                let _ = dtx.send(result);
-                waker.wake();
-            });
+        let spawned = std::thread::Builder::new().name(name.to_string()).spawn(move || {
+            let reporter = Reporter { tx: ptx, waker: waker.clone() };
+            let result = job(&reporter, &flag);
+            let _ = dtx.send(result);
+            waker.wake();
+        });
         if let Err(e) = spawned {
             tracing::error!("cannot start background thread {name}: {e}");
         }
-        Self {
-            progress_rx: prx,
-            done_rx: drx,
-            cancel,
-            started: Instant::now(),
-            finished: false,
-        }
+        Self { progress_rx: prx, done_rx: drx, cancel, started: Instant::now(), finished: false }
     }
 
     /// Collects progress and, once, the result. `Err` means the thread died without a result.
     pub fn poll(&mut self) -> Result<Polled<P, R>, TaskError> {
         let progress: Vec<P> = self.progress_rx.try_iter().collect();
         if self.finished {
-            return Ok(Polled {
-                progress,
-                done: None,
-            });
+            return Ok(Polled { progress, done: None });
         }
         match self.done_rx.try_recv() {
             Ok(r) => {
                 self.finished = true;
-                Ok(Polled {
-                    progress,
-                    done: Some(r),
-                })
+                Ok(Polled { progress, done: Some(r) })
             }
-            Err(TryRecvError::Empty) => Ok(Polled {
-                progress,
-                done: None,
-            }),
+            Err(TryRecvError::Empty) => Ok(Polled { progress, done: None }),
             Err(TryRecvError::Disconnected) => {
                 self.finished = true;
                 Err(TaskError)
@@ -197,16 +171,8 @@ pub struct ModelInfo {
 impl ModelInfo {
     /// Short name for lists: the file stem, plus the test accuracy when known.
     pub fn label(&self) -> String {
-        let stem = self
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let name = if self.shipped {
-            format!("{stem} (shipped)")
-        } else {
-            stem
-        };
+        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = if self.shipped { format!("{stem} (shipped)") } else { stem };
         match &self.meta {
             Ok(m) => match &m.test_metrics {
                 Some(t) => format!("{name} — {:.1}% test", t.accuracy * 100.0),
@@ -219,8 +185,7 @@ impl ModelInfo {
 
 fn read_meta(path: &Path) -> Result<ModelMeta, String> {
     let (_, js) = model_paths(path);
-    let text =
-        std::fs::read_to_string(&js).map_err(|e| format!("cannot read {}: {e}", js.display()))?;
+    let text = std::fs::read_to_string(&js).map_err(|e| format!("cannot read {}: {e}", js.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", js.display()))
 }
 
@@ -230,11 +195,7 @@ pub fn list_models(dataset: Option<&Path>, extra: Option<&Path>) -> Vec<ModelInf
     let mut out = Vec::new();
     let default = default_model_path();
     if default.exists() {
-        out.push(ModelInfo {
-            meta: read_meta(&default),
-            path: default.clone(),
-            shipped: true,
-        });
+        out.push(ModelInfo { meta: read_meta(&default), path: default.clone(), shipped: true });
     }
     let mut found = Vec::new();
     if let Some(root) = dataset {
@@ -255,11 +216,7 @@ pub fn list_models(dataset: Option<&Path>, extra: Option<&Path>) -> Vec<ModelInf
     found.dedup();
     found.retain(|p| *p != default);
     for p in found.into_iter().rev() {
-        out.push(ModelInfo {
-            meta: read_meta(&p),
-            path: p,
-            shipped: false,
-        });
+        out.push(ModelInfo { meta: read_meta(&p), path: p, shipped: false });
     }
     out
 }
@@ -273,8 +230,7 @@ pub fn load_classifier(path: &Path) -> Result<Classifier> {
             st.display()
         );
     }
-    Classifier::load(path, &Device::Cpu)
-        .with_context(|| format!("cannot load model {}", st.display()))
+    Classifier::load(path, &Device::Cpu).with_context(|| format!("cannot load model {}", st.display()))
 }
 
 /// Saves faceres' zero-shot head under `dir` and returns its path.
@@ -353,15 +309,7 @@ pub fn predict_dataset(
         bail!("{} has no photos in its class folders yet", root.display());
     }
     let split = classifier.model.meta.split.unwrap_or_default();
-    let feats = dataset_features(
-        &ds,
-        &classifier.pipeline,
-        cache,
-        &split,
-        batch_size,
-        on_progress,
-        cancel,
-    )?;
+    let feats = dataset_features(&ds, &classifier.pipeline, cache, &split, batch_size, on_progress, cancel)?;
     let refs: Vec<&ItemFeatures> = feats.items.iter().collect();
     let scored = score(&classifier.model.head, &refs)?;
     let trained_split = classifier.model.meta.split.is_some();
@@ -378,11 +326,7 @@ pub fn predict_dataset(
             n_faces: face_crop.then_some(item.value.n_faces),
         })
         .collect();
-    Ok(Predictions {
-        classes,
-        rows,
-        failures: feats.failures,
-    })
+    Ok(Predictions { classes, rows, failures: feats.failures })
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -430,18 +374,12 @@ pub fn train_and_save(
     let mut path = dir.join(timestamp_file_name());
     let mut n = 1;
     while path.exists() {
-        path =
-            dir.join(timestamp_file_name().replace(".safetensors", &format!("-{n}.safetensors")));
+        path = dir.join(timestamp_file_name().replace(".safetensors", &format!("-{n}.safetensors")));
         n += 1;
     }
     match report.model.save(&path) {
-        Ok(()) => TrainOutcome::Finished {
-            path,
-            report: Box::new(report),
-        },
-        Err(e) => TrainOutcome::Failed(format!(
-            "training finished but the model could not be saved: {e:#}"
-        )),
+        Ok(()) => TrainOutcome::Finished { path, report: Box::new(report) },
+        Err(e) => TrainOutcome::Failed(format!("training finished but the model could not be saved: {e:#}")),
     }
 }
 
@@ -460,8 +398,7 @@ pub enum Picked {
 /// Opens the folder picker on a background thread.
 pub fn pick_folder(waker: Waker, start: Option<PathBuf>) -> Task<(), Picked> {
     Task::spawn("folder-dialog", waker, move |_, _| {
-        let mut d =
-            rfd::FileDialog::new().set_title("Open a dataset folder (one sub-folder per class)");
+        let mut d = rfd::FileDialog::new().set_title("Open a dataset folder (one sub-folder per class)");
         if let Some(s) = start {
             d = d.set_directory(s);
         }
@@ -473,10 +410,7 @@ pub fn pick_folder(waker: Waker, start: Option<PathBuf>) -> Task<(), Picked> {
 pub fn pick_files(waker: Waker) -> Task<(), Picked> {
     Task::spawn("files-dialog", waker, move |_, _| {
         let exts: Vec<&str> = crate::imaging::IMAGE_EXTENSIONS.to_vec();
-        let files = rfd::FileDialog::new()
-            .set_title("Photos to classify")
-            .add_filter("Images", &exts)
-            .pick_files();
+        let files = rfd::FileDialog::new().set_title("Photos to classify").add_filter("Images", &exts).pick_files();
         Picked::Files(files.unwrap_or_default())
     })
 }
@@ -533,10 +467,7 @@ mod tests {
 
     #[test]
     fn missing_model_says_what_to_do() {
-        let e = load_classifier(Path::new("/nonexistent/m.safetensors"))
-            .err()
-            .unwrap()
-            .to_string();
+        let e = load_classifier(Path::new("/nonexistent/m.safetensors")).err().unwrap().to_string();
         assert!(e.contains("Train button"), "{e}");
     }
 }

@@ -62,11 +62,7 @@ impl Thumbnails {
     /// Starts `workers` decoding threads; thumbnails are cached under `disk_dir` when given.
     pub fn new(workers: usize, disk_dir: Option<PathBuf>, waker: Waker) -> Self {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue {
-                jobs: VecDeque::new(),
-                in_progress: HashSet::new(),
-                shutdown: false,
-            }),
+            queue: Mutex::new(Queue { jobs: VecDeque::new(), in_progress: HashSet::new(), shutdown: false }),
             wake: Condvar::new(),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -169,11 +165,7 @@ impl Thumbnails {
         if self.textures.len() <= self.capacity {
             return;
         }
-        let mut by_age: Vec<(u64, PathBuf)> = self
-            .textures
-            .iter()
-            .map(|(p, (_, used))| (*used, p.clone()))
-            .collect();
+        let mut by_age: Vec<(u64, PathBuf)> = self.textures.iter().map(|(p, (_, used))| (*used, p.clone())).collect();
         by_age.sort();
         let excess = self.textures.len() - self.capacity;
         for (used, p) in by_age.into_iter().take(excess) {
@@ -271,11 +263,7 @@ pub fn cache_key(path: &Path, px: u32) -> Option<String> {
     #[cfg(not(unix))]
     h.update(path.as_os_str().as_encoded_bytes());
     h.update(meta.len().to_le_bytes());
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .unwrap_or_default();
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
     h.update(mtime.as_nanos().to_le_bytes());
     h.update(px.to_le_bytes());
     Some(hex::encode(h.finalize()))
@@ -293,22 +281,14 @@ pub fn make_thumbnail(path: &Path, disk: Option<&Path>) -> Result<ColorImage, St
         && let Ok(img) = image::load_from_memory_with_format(&bytes, image::ImageFormat::Jpeg)
     {
         let rgb = img.to_rgb8();
-        return Ok(ColorImage::from_rgb(
-            [rgb.width() as usize, rgb.height() as usize],
-            rgb.as_raw(),
-        ));
+        return Ok(ColorImage::from_rgb([rgb.width() as usize, rgb.height() as usize], rgb.as_raw()));
     }
     let rgb = crate::imaging::load_rgb(path).map_err(|e| short_reason(&e.to_string(), path))?;
-    let small = image::DynamicImage::ImageRgb8(rgb)
-        .thumbnail(THUMB_PX, THUMB_PX)
-        .to_rgb8();
+    let small = image::DynamicImage::ImageRgb8(rgb).thumbnail(THUMB_PX, THUMB_PX).to_rgb8();
     if let Some(file) = &cached {
         write_cache(file, &small);
     }
-    Ok(ColorImage::from_rgb(
-        [small.width() as usize, small.height() as usize],
-        small.as_raw(),
-    ))
+    Ok(ColorImage::from_rgb([small.width() as usize, small.height() as usize], small.as_raw()))
 }
 
 fn write_cache(file: &Path, img: &image::RgbImage) {
@@ -321,11 +301,7 @@ fn write_cache(file: &Path, img: &image::RgbImage) {
     if img.write_with_encoder(enc).is_err() {
         return;
     }
-    let tmp = dir.join(format!(
-        ".{}.{:?}.tmp",
-        std::process::id(),
-        std::thread::current().id()
-    ));
+    let tmp = dir.join(format!(".{}.{:?}.tmp", std::process::id(), std::thread::current().id()));
     if std::fs::write(&tmp, buf.get_ref()).is_ok() && std::fs::rename(&tmp, file).is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -333,9 +309,7 @@ fn write_cache(file: &Path, img: &image::RgbImage) {
 
 /// The reason without the (long) path, which the grid shows elsewhere.
 fn short_reason(reason: &str, path: &Path) -> String {
-    reason
-        .replace(&format!("{} ", path.display()), "")
-        .replace(&path.display().to_string(), "this file")
+    reason.replace(&format!("{} ", path.display()), "").replace(&path.display().to_string(), "this file")
 }
 
 #[cfg(test)]
@@ -345,9 +319,7 @@ mod tests {
     #[test]
     fn thumbnails_are_cached_on_disk_and_bad_files_explain_themselves() {
         let dir = tempfile::tempdir().unwrap();
-        let img = image::RgbImage::from_fn(400, 200, |x, y| {
-            image::Rgb([(x % 256) as u8, (y % 256) as u8, 9])
-        });
+        let img = image::RgbImage::from_fn(400, 200, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 9]));
         let p = dir.path().join("a.png");
         img.save(&p).unwrap();
         let disk = dir.path().join("cache");
@@ -375,18 +347,14 @@ mod tests {
     fn pool_delivers_and_failures_do_not_block() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("g.png");
-        image::RgbImage::from_pixel(50, 50, image::Rgb([200, 10, 10]))
-            .save(&good)
-            .unwrap();
+        image::RgbImage::from_pixel(50, 50, image::Rgb([200, 10, 10])).save(&good).unwrap();
         let bad = dir.path().join("b.png");
         std::fs::write(&bad, b"").unwrap();
         let ctx = egui::Context::default();
         let mut t = Thumbnails::new(2, None, Waker::default());
         let mut ok = false;
         for _ in 0..400 {
-            ctx.run_ui(Default::default(), |_| {})
-                .textures_delta
-                .clear();
+            ctx.run_ui(Default::default(), |_| {}).textures_delta.clear();
             t.begin_frame(&ctx);
             let g = t.get(&good);
             let b = t.get(&bad);

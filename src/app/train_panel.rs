@@ -83,13 +83,7 @@ impl Training {
     }
 
     /// Starts a run on the dataset at `root`.
-    pub fn start(
-        &mut self,
-        root: &Path,
-        settings: &TrainSettings,
-        cache: FeatureCache,
-        waker: Waker,
-    ) {
+    pub fn start(&mut self, root: &Path, settings: &TrainSettings, cache: FeatureCache, waker: Waker) {
         let cfg = settings.to_config();
         let root = root.to_path_buf();
         let max_epochs = cfg.options.epochs;
@@ -98,11 +92,7 @@ impl Training {
         let task = Task::spawn("training", waker, move |rep, cancel| {
             train_and_save(&root, &cfg, &cache, &mut |e| rep.report(e), cancel)
         });
-        self.running = Some(Running {
-            task,
-            phase: Phase::Loading,
-            max_epochs,
-        });
+        self.running = Some(Running { task, phase: Phase::Loading, max_epochs });
     }
 
     /// Asks the run to stop.
@@ -114,9 +104,7 @@ impl Training {
 
     /// True once cancel was asked for and the run has not stopped yet.
     pub fn is_cancelling(&self) -> bool {
-        self.running
-            .as_ref()
-            .is_some_and(|r| r.task.is_cancelling())
+        self.running.as_ref().is_some_and(|r| r.task.is_cancelling())
     }
 
     /// Collects progress; returns the outcome once the run ends.
@@ -126,8 +114,7 @@ impl Training {
             Ok(p) => p,
             Err(TaskError) => {
                 self.running = None;
-                let msg =
-                    "training stopped unexpectedly (see the log); nothing was saved".to_string();
+                let msg = "training stopped unexpectedly (see the log); nothing was saved".to_string();
                 self.last = Some(LastRun::Failed(msg.clone()));
                 return Some(Finished::Failed(msg));
             }
@@ -148,11 +135,7 @@ impl Training {
         Some(match outcome {
             TrainOutcome::Finished { path, report } => {
                 let test_accuracy = report.model.meta.test_metrics.as_ref().map(|m| m.accuracy);
-                self.last = Some(LastRun::Finished {
-                    path: path.clone(),
-                    test_accuracy,
-                    seconds,
-                });
+                self.last = Some(LastRun::Finished { path: path.clone(), test_accuracy, seconds });
                 Finished::Model(path, report)
             }
             TrainOutcome::Cancelled => {
@@ -188,13 +171,14 @@ impl Training {
 
 /// "Features: 120 of 2,310 photos · 14.2/s · 2 min 30 s left (80 from cache)".
 pub fn extract_text(p: &Progress) -> String {
-    let mut s = format!("Features: {} of {} photos", p.done, p.total);
+    progress_text("Features", p)
+}
+
+/// "{what}: 120 of 2,310 photos · 14.2/s · 2 min 30 s left (80 from cache)".
+pub fn progress_text(what: &str, p: &Progress) -> String {
+    let mut s = format!("{what}: {} of {} photos", p.done, p.total);
     if p.done > 0 {
-        s += &format!(
-            " · {:.1} photos/s · {} left",
-            p.rate(),
-            widgets::human_duration(p.eta().as_secs_f64())
-        );
+        s += &format!(" · {:.1} photos/s · {} left", p.rate(), widgets::human_duration(p.eta().as_secs_f64()));
     }
     if p.from_cache > 0 {
         s += &format!(" ({} from cache)", p.from_cache);
@@ -220,133 +204,72 @@ fn labelled(
 /// The settings form (left panel).
 pub fn settings_form(ui: &mut egui::Ui, s: &mut TrainSettings, enabled: bool) {
     ui.add_enabled_ui(enabled, |ui| {
-        egui::Grid::new("train-settings")
-            .num_columns(2)
-            .spacing([10.0, 6.0])
-            .show(ui, |ui| {
-                labelled(
-                    ui,
-                    "Backbone",
-                    "The pretrained network that turns a photo into features",
-                    |ui| {
-                        egui::ComboBox::from_id_salt("backbone")
-                            .selected_text(s.backbone.id())
-                            .show_ui(ui, |ui| {
-                                for b in BackboneKind::ALL {
-                                    let text = match b {
-                                        BackboneKind::Faceres => "faceres (fast, face-specific)",
-                                        BackboneKind::InceptionV3 => "inception-v3 (slow, general)",
-                                    };
-                                    ui.selectable_value(&mut s.backbone, b, text);
-                                }
-                            })
-                            .response
-                    },
-                );
-                if s.backbone != BackboneKind::Faceres {
-                    s.options.warm_start = false;
-                }
-                labelled(
-                    ui,
-                    "Face crop",
-                    "Detect the face and train on the crop (falls back to the whole photo)",
-                    |ui| ui.checkbox(&mut s.face_crop, "crop faces"),
-                );
-                labelled(ui, "Learning rate", "AdamW step size", |ui| {
-                    ui.add(
-                        egui::DragValue::new(&mut s.options.learning_rate)
-                            .range(1e-5..=1.0)
-                            .speed(0.0005)
-                            .max_decimals(5),
-                    )
-                });
-                labelled(
-                    ui,
-                    "Epochs",
-                    "Maximum passes over the training photos",
-                    |ui| ui.add(egui::DragValue::new(&mut s.options.epochs).range(1..=1000)),
-                );
-                labelled(
-                    ui,
-                    "Patience",
-                    "Stop after this many epochs without a better validation loss (0 = never)",
-                    |ui| ui.add(egui::DragValue::new(&mut s.options.patience).range(0..=1000)),
-                );
-                labelled(ui, "Batch size", "Photos per optimisation step", |ui| {
-                    ui.add(egui::DragValue::new(&mut s.options.batch_size).range(1..=4096))
-                });
-                labelled(
-                    ui,
-                    "Dropout",
-                    "Share of features dropped at random while training",
-                    |ui| {
-                        ui.add(
-                            egui::Slider::new(&mut s.options.dropout, 0.0..=0.9).fixed_decimals(2),
-                        )
-                    },
-                );
-                labelled(ui, "L2 penalty", "Weight decay added to the loss", |ui| {
-                    ui.add(
-                        egui::DragValue::new(&mut s.options.l2)
-                            .range(0.0..=1.0)
-                            .speed(1e-5)
-                            .max_decimals(6),
-                    )
-                });
-                labelled(
-                    ui,
-                    "Balance classes",
-                    "Weight the loss so each class counts equally",
-                    |ui| ui.checkbox(&mut s.options.balance_classes, "balanced"),
-                );
-                labelled(
-                    ui,
-                    "Warm start",
-                    "Start from faceres' own gender head (faceres only)",
-                    |ui| {
-                        ui.add_enabled(
-                            s.backbone == BackboneKind::Faceres,
-                            egui::Checkbox::new(&mut s.options.warm_start, "from faceres"),
-                        )
-                    },
-                );
-                labelled(
-                    ui,
-                    "Validation %",
-                    "Share of photos held out to pick the best epoch",
-                    |ui| {
-                        ui.add(
-                            egui::DragValue::new(&mut s.split.validation_pct)
-                                .range(0.0..=50.0)
-                                .suffix(" %"),
-                        )
-                    },
-                );
-                labelled(
-                    ui,
-                    "Test %",
-                    "Share of photos held out for the reported accuracy",
-                    |ui| {
-                        ui.add(
-                            egui::DragValue::new(&mut s.split.test_pct)
-                                .range(0.0..=50.0)
-                                .suffix(" %"),
-                        )
-                    },
-                );
-                labelled(
-                    ui,
-                    "Per class",
-                    "Train on at most this many photos per class (0 = all)",
-                    |ui| ui.add(egui::DragValue::new(&mut s.max_per_class).range(0..=1_000_000)),
-                );
-                labelled(
-                    ui,
-                    "Seed",
-                    "Seed for initialisation, shuffling and dropout",
-                    |ui| ui.add(egui::DragValue::new(&mut s.options.seed)),
-                );
+        egui::Grid::new("train-settings").num_columns(2).spacing([10.0, 6.0]).show(ui, |ui| {
+            labelled(ui, "Backbone", "The pretrained network that turns a photo into features", |ui| {
+                egui::ComboBox::from_id_salt("backbone")
+                    .selected_text(s.backbone.id())
+                    .show_ui(ui, |ui| {
+                        for b in BackboneKind::ALL {
+                            let text = match b {
+                                BackboneKind::Faceres => "faceres (fast, face-specific)",
+                                BackboneKind::InceptionV3 => "inception-v3 (slow, general)",
+                            };
+                            ui.selectable_value(&mut s.backbone, b, text);
+                        }
+                    })
+                    .response
             });
+            if s.backbone != BackboneKind::Faceres {
+                s.options.warm_start = false;
+            }
+            labelled(ui, "Face crop", "Detect the face and train on the crop (falls back to the whole photo)", |ui| {
+                ui.checkbox(&mut s.face_crop, "crop faces")
+            });
+            labelled(ui, "Learning rate", "AdamW step size", |ui| {
+                ui.add(
+                    egui::DragValue::new(&mut s.options.learning_rate).range(1e-5..=1.0).speed(0.0005).max_decimals(5),
+                )
+            });
+            labelled(ui, "Epochs", "Maximum passes over the training photos", |ui| {
+                ui.add(egui::DragValue::new(&mut s.options.epochs).range(1..=1000))
+            });
+            labelled(
+                ui,
+                "Patience",
+                "Stop after this many epochs without a better validation loss (0 = never)",
+                |ui| ui.add(egui::DragValue::new(&mut s.options.patience).range(0..=1000)),
+            );
+            labelled(ui, "Batch size", "Photos per optimisation step", |ui| {
+                ui.add(egui::DragValue::new(&mut s.options.batch_size).range(1..=4096))
+            });
+            labelled(ui, "Dropout", "Share of features dropped at random while training", |ui| {
+                ui.add(egui::Slider::new(&mut s.options.dropout, 0.0..=0.9).fixed_decimals(2))
+            });
+            labelled(ui, "L2 penalty", "Weight decay added to the loss", |ui| {
+                ui.add(egui::DragValue::new(&mut s.options.l2).range(0.0..=1.0).speed(1e-5).max_decimals(6))
+            });
+            labelled(ui, "Balance classes", "Weight the loss so each class counts equally", |ui| {
+                ui.checkbox(&mut s.options.balance_classes, "balanced")
+            });
+            labelled(ui, "Warm start", "Start from faceres' own gender head (faceres only)", |ui| {
+                ui.add_enabled(
+                    s.backbone == BackboneKind::Faceres,
+                    egui::Checkbox::new(&mut s.options.warm_start, "from faceres"),
+                )
+            });
+            labelled(ui, "Validation %", "Share of photos held out to pick the best epoch", |ui| {
+                ui.add(egui::DragValue::new(&mut s.split.validation_pct).range(0.0..=50.0).suffix(" %"))
+            });
+            labelled(ui, "Test %", "Share of photos held out for the reported accuracy", |ui| {
+                ui.add(egui::DragValue::new(&mut s.split.test_pct).range(0.0..=50.0).suffix(" %"))
+            });
+            labelled(ui, "Per class", "Train on at most this many photos per class (0 = all)", |ui| {
+                ui.add(egui::DragValue::new(&mut s.max_per_class).range(0..=1_000_000))
+            });
+            labelled(ui, "Seed", "Seed for initialisation, shuffling and dropout", |ui| {
+                ui.add(egui::DragValue::new(&mut s.options.seed))
+            });
+        });
         if ui.small_button("Reset to defaults").clicked() {
             *s = TrainSettings::default();
         }
@@ -354,12 +277,7 @@ pub fn settings_form(ui: &mut egui::Ui, s: &mut TrainSettings, enabled: bool) {
 }
 
 /// The train / cancel buttons and a compact progress bar (left panel).
-pub fn controls(
-    ui: &mut egui::Ui,
-    training: &Training,
-    can_train: bool,
-    commands: &mut Vec<Command>,
-) {
+pub fn controls(ui: &mut egui::Ui, training: &Training, can_train: bool, commands: &mut Vec<Command>) {
     if training.is_running() {
         if let Some((text, frac)) = training.progress_line() {
             match frac {
@@ -383,9 +301,7 @@ pub fn controls(
     } else {
         let b = egui::Button::new(RichText::new("Train new model").strong())
             .min_size(egui::vec2(ui.available_width(), 28.0));
-        let r = ui
-            .add_enabled(can_train, b)
-            .on_hover_text(tooltip(ui.ctx(), &Command::StartTraining));
+        let r = ui.add_enabled(can_train, b).on_hover_text(tooltip(ui.ctx(), &Command::StartTraining));
         if r.clicked() {
             commands.push(Command::StartTraining);
         }
@@ -399,15 +315,8 @@ pub fn tab(ui: &mut egui::Ui, training: &Training, commands: &mut Vec<Command>) 
         (Some(r), _) => {
             ui.horizontal(|ui| {
                 ui.spinner();
-                ui.label(if training.is_cancelling() {
-                    "Cancelling…"
-                } else {
-                    "Training in progress"
-                });
-                if ui
-                    .add_enabled(!training.is_cancelling(), egui::Button::new("Cancel"))
-                    .clicked()
-                {
+                ui.label(if training.is_cancelling() { "Cancelling…" } else { "Training in progress" });
+                if ui.add_enabled(!training.is_cancelling(), egui::Button::new("Cancel")).clicked() {
                     commands.push(Command::CancelTasks);
                 }
             });
@@ -421,10 +330,7 @@ pub fn tab(ui: &mut egui::Ui, training: &Training, commands: &mut Vec<Command>) 
                 }
                 (_, Some(p)) => {
                     ui.label(RichText::new("1. Bottleneck features").strong());
-                    ui.add(
-                        egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32)
-                            .text(extract_text(&p)),
-                    );
+                    ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).text(extract_text(&p)));
                 }
                 _ => {
                     ui.label(RichText::new("1. Bottleneck features: done").strong());
@@ -433,37 +339,17 @@ pub fn tab(ui: &mut egui::Ui, training: &Training, commands: &mut Vec<Command>) 
             if matches!(r.phase, Phase::Epochs) {
                 let e = training.history.last().map_or(0, |e| e.epoch);
                 ui.label(RichText::new("2. Fitting the head").strong());
-                ui.add(
-                    egui::ProgressBar::new(e as f32 / r.max_epochs.max(1) as f32).text(format!(
-                        "epoch {e} of at most {} (stops early when validation stops improving)",
-                        r.max_epochs
-                    )),
-                );
+                ui.add(egui::ProgressBar::new(e as f32 / r.max_epochs.max(1) as f32).text(format!(
+                    "epoch {e} of at most {} (stops early when validation stops improving)",
+                    r.max_epochs
+                )));
             }
         }
-        (
-            None,
-            Some(LastRun::Finished {
-                path,
-                test_accuracy,
-                seconds,
-            }),
-        ) => {
-            ui.label(
-                RichText::new("Finished")
-                    .strong()
-                    .color(egui::Color32::from_rgb(90, 170, 90)),
-            );
-            ui.label(format!(
-                "Saved as {} in {}.",
-                path.display(),
-                widgets::human_duration(*seconds)
-            ));
+        (None, Some(LastRun::Finished { path, test_accuracy, seconds })) => {
+            ui.label(RichText::new("Finished").strong().color(egui::Color32::from_rgb(90, 170, 90)));
+            ui.label(format!("Saved as {} in {}.", path.display(), widgets::human_duration(*seconds)));
             if let Some(a) = test_accuracy {
-                ui.label(format!(
-                    "Test accuracy {:.1}% — see the Evaluation tab for details.",
-                    a * 100.0
-                ));
+                ui.label(format!("Test accuracy {:.1}% — see the Evaluation tab for details.", a * 100.0));
             }
             ui.weak("The new model is now current; earlier models stay in the model list.");
         }

@@ -8,9 +8,7 @@ pub fn class_color(name: &str) -> Color32 {
         "female" | "woman" | "women" => Color32::from_rgb(222, 102, 160),
         "male" | "man" | "men" => Color32::from_rgb(78, 150, 230),
         _ => {
-            let h = name
-                .bytes()
-                .fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+            let h = name.bytes().fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
             let hue = (h % 360) as f32 / 360.0;
             egui::ecolor::Hsva::new(hue, 0.55, 0.85, 1.0).into()
         }
@@ -28,34 +26,20 @@ pub fn warning(ui: &mut egui::Ui, text: &str) {
 }
 
 /// A bar filled to `confidence` in the class colour with "class 93%" on it.
-pub fn confidence_bar(
-    ui: &mut egui::Ui,
-    class: &str,
-    confidence: f32,
-    width: f32,
-) -> egui::Response {
+pub fn confidence_bar(ui: &mut egui::Ui, class: &str, confidence: f32, width: f32) -> egui::Response {
     let color = class_color(class);
     ui.add(
         egui::ProgressBar::new(confidence.clamp(0.0, 1.0))
             .desired_width(width)
             .fill(color.gamma_multiply(0.8))
-            .text(
-                RichText::new(format!("{class} {:.0}%", confidence * 100.0))
-                    .color(Color32::WHITE)
-                    .strong(),
-            ),
+            .text(RichText::new(format!("{class} {:.0}%", confidence * 100.0)).color(Color32::WHITE).strong()),
     )
 }
 
 /// Paints a texture centred in `rect`, keeping its aspect ratio.
 pub fn paint_texture_fit(ui: &egui::Ui, rect: Rect, tex: egui::load::SizedTexture) -> Rect {
     let r = fit_rect(rect, tex.size);
-    ui.painter().image(
-        tex.id,
-        r,
-        Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)),
-        Color32::WHITE,
-    );
+    ui.painter().image(tex.id, r, Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0)), Color32::WHITE);
     r
 }
 
@@ -73,16 +57,8 @@ pub fn paint_broken(ui: &egui::Ui, rect: Rect) {
     let p = ui.painter();
     let c = ui.visuals().error_fg_color;
     p.rect_filled(rect, 4.0, c.gamma_multiply(0.12));
-    p.rect_stroke(
-        rect.shrink(1.0),
-        4.0,
-        Stroke::new(1.0, c.gamma_multiply(0.6)),
-        StrokeKind::Inside,
-    );
-    let r = Rect::from_center_size(
-        rect.center(),
-        Vec2::splat(rect.width().min(rect.height()) * 0.3),
-    );
+    p.rect_stroke(rect.shrink(1.0), 4.0, Stroke::new(1.0, c.gamma_multiply(0.6)), StrokeKind::Inside);
+    let r = Rect::from_center_size(rect.center(), Vec2::splat(rect.width().min(rect.height()) * 0.3));
     p.line_segment([r.left_top(), r.right_bottom()], Stroke::new(2.0, c));
     p.line_segment([r.right_top(), r.left_bottom()], Stroke::new(2.0, c));
 }
@@ -123,10 +99,7 @@ mod tests {
         assert_eq!(human_bytes(512), "512 bytes");
         assert_eq!(human_duration(3725.0), "1 h 02 min");
         assert_eq!(human_duration(65.0), "1 min 05 s");
-        let r = fit_rect(
-            Rect::from_min_size(Pos2::ZERO, Vec2::new(100.0, 100.0)),
-            Vec2::new(200.0, 100.0),
-        );
+        let r = fit_rect(Rect::from_min_size(Pos2::ZERO, Vec2::new(100.0, 100.0)), Vec2::new(200.0, 100.0));
         assert_eq!(r.size(), Vec2::new(100.0, 50.0));
     }
 }

@@ -39,7 +39,10 @@ impl Dataset {
         let meta = std::fs::metadata(root)
             .with_context(|| format!("dataset folder {} does not exist or cannot be read", root.display()))?;
         if !meta.is_dir() {
-            bail!("{} is not a folder: a dataset is a folder with one sub-folder per class (e.g. male/ and female/)", root.display());
+            bail!(
+                "{} is not a folder: a dataset is a folder with one sub-folder per class (e.g. male/ and female/)",
+                root.display()
+            );
         }
         let mut classes = Vec::new();
         for entry in std::fs::read_dir(root).with_context(|| format!("cannot list {}", root.display()))? {

@@ -6,13 +6,16 @@
 //! flattened channels-last into `[896, 17]` rows `(logit, dx, dy, w, h, 6 x (kx, ky))`.
 //!
 //! [`FaceDetector::detect`] runs pass 1 (the whole image stretched to 256x256, as human does) and,
-//! on large images, pass 2: a pyramid of overlapping square tiles run as batches, merged with NMS.
+//! on large images, pass 2: a pyramid of overlapping square tiles, all merged with NMS.
+//!
+//! On the CPU the stem (5x5 stride-2 conv) and each block's pointwise conv + bias + skip + relu run
+//! as fused kernels (with an AVX2 build picked at runtime); other devices use plain candle ops.
 
 use std::path::Path;
 use std::sync::OnceLock;
 
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Shape, Tensor};
 use candle_nn::VarBuilder;
 use image::RgbImage;
 use rayon::prelude::*;
@@ -30,13 +33,16 @@ pub const RAW_COLS: usize = 17;
 /// Number of keypoints per detection.
 pub const NUM_KEYPOINTS: usize = 6;
 /// Most tiles pass 2 runs on one image (the tile pyramid gets coarser until it fits).
-pub const MAX_TILES: usize = 64;
+pub const MAX_TILES: usize = 32;
 /// Images whose longer side exceeds this get pass 2 (a 40 px face would be under 20 px at 256).
 pub const TILE_TRIGGER_SIDE: u32 = 512;
 /// Finest tile side in image pixels: a 40 px face becomes ~28 px of the 256 input.
 pub const MIN_TILE_SIDE: f32 = 256.0 * 40.0 / 28.0;
-/// Images per forward pass in the detector (bounds memory; the stem conv's im2col is large).
-pub const DETECT_BATCH: usize = 8;
+/// Images per forward pass of the detector on non-CPU devices (the CPU runs one image per pass).
+pub const DETECT_BATCH: usize = 16;
+/// Inputs whose every channel has a standard deviation below this (in -1..1 units, ~2 grey levels)
+/// are skipped: they cannot hold a face.
+const FLAT_STD: f32 = 0.016;
 /// Step between neighbouring tiles, in pixels of the 256 input (a quarter of the tile overlaps).
 const TILE_STRIDE: usize = 192;
 /// Fraction of a tile shared with its neighbour (at least).
@@ -45,24 +51,20 @@ pub const TILE_OVERLAP: f32 = 1.0 - TILE_STRIDE as f32 / INPUT_SIZE as f32;
 /// dropped: that face is cut by the tile and appears whole in the neighbour or a coarser level.
 const TILE_EDGE_MARGIN: f32 = 3.0;
 
-/// (stride, C_in, C_out) of `blocks.0..=30`.
-const BLOCKS: [(usize, usize, usize); 31] = {
-    let mut b = [(1, 24, 24); 31];
-    b[7] = (2, 24, 24);
-    let mut i = 15;
-    while i < 23 {
-        b[i] = (1, 48, 48);
-        i += 1;
+/// Number of residual blocks (`blocks.0..=30`).
+const NUM_BLOCKS: usize = 31;
+
+/// (stride, C_in, C_out) of `blocks.i`.
+const fn block_spec(i: usize) -> (usize, usize, usize) {
+    match i {
+        7 => (2, 24, 24),
+        15 => (2, 24, 48),
+        23 => (2, 48, 96),
+        0..=14 => (1, 24, 24),
+        16..=22 => (1, 48, 48),
+        _ => (1, 96, 96),
     }
-    b[15] = (2, 24, 48);
-    let mut i = 23;
-    while i < 31 {
-        b[i] = (1, 96, 96);
-        i += 1;
-    }
-    b[23] = (2, 48, 96);
-    b
-};
+}
 
 struct Block {
     dw: Depthwise3x3,
@@ -71,12 +73,17 @@ struct Block {
     cout: usize,
     pw_weight: Tensor,
     pw_bias: Tensor,
+    /// `pw_weight` `[cout, cin]` and `pw_bias` on the host, for the fused CPU kernel.
+    pw_weight_cpu: Vec<f32>,
+    pw_bias_cpu: Vec<f32>,
 }
 
 /// The BlazeFace network: `[N,3,256,256]` in -1..1 to raw `[N,896,17]`.
 pub struct BlazeFace {
     stem_weight: Tensor,
     stem_bias: Tensor,
+    stem_weight_cpu: Vec<f32>,
+    stem_bias_cpu: Vec<f32>,
     blocks: Vec<Block>,
     tail_dw: Depthwise3x3,
     tail_pw_weight: Tensor,
@@ -92,13 +99,9 @@ pub struct BlazeFace {
 /// Fuses a `cls` head (`[A,96,1,1]`) and a `reg` head (`[16A,96,1,1]`) into one `[17A, 96]` matmul
 /// whose output channels are ordered `(anchor, [cls, reg0..15])`, i.e. already raw-row order.
 fn fuse_heads(vb: &VarBuilder, anchors: usize) -> candle_core::Result<(Tensor, Tensor)> {
-    let cls_w = vb
-        .get((anchors, 96, 1, 1), "cls.weight")?
-        .reshape((anchors, 1, 96))?;
+    let cls_w = vb.get((anchors, 96, 1, 1), "cls.weight")?.reshape((anchors, 1, 96))?;
     let cls_b = vb.get(anchors, "cls.bias")?.reshape((anchors, 1))?;
-    let reg_w = vb
-        .get((anchors * 16, 96, 1, 1), "reg.weight")?
-        .reshape((anchors, 16, 96))?;
+    let reg_w = vb.get((anchors * 16, 96, 1, 1), "reg.weight")?.reshape((anchors, 16, 96))?;
     let reg_b = vb.get(anchors * 16, "reg.bias")?.reshape((anchors, 16))?;
     let w = Tensor::cat(&[cls_w, reg_w], 1)?.reshape((anchors * RAW_COLS, 96))?;
     let b = Tensor::cat(&[cls_b, reg_b], 1)?.reshape(anchors * RAW_COLS)?;
@@ -116,21 +119,22 @@ impl BlazeFace {
     pub fn from_vb(vb: VarBuilder) -> candle_core::Result<Self> {
         let stem_weight = vb.get((24, 3, 5, 5), "stem.weight")?;
         let stem_bias = vb.get(24, "stem.bias")?;
-        let mut blocks = Vec::with_capacity(BLOCKS.len());
-        for (i, &(stride, cin, cout)) in BLOCKS.iter().enumerate() {
+        let mut blocks = Vec::with_capacity(NUM_BLOCKS);
+        for i in 0..NUM_BLOCKS {
+            let (stride, cin, cout) = block_spec(i);
             let b = vb.pp(format!("blocks.{i}"));
             let w = b.get((cin, 1, 3, 3), "dw.weight")?;
             let zeros = Tensor::zeros(cin, w.dtype(), w.device())?;
             let dw = Depthwise3x3::new(w, zeros, stride, Activation::None)?;
-            let pw_weight = b
-                .get((cout, cin, 1, 1), "pw.weight")?
-                .reshape((cout, cin))?;
+            let pw_weight = b.get((cout, cin, 1, 1), "pw.weight")?.reshape((cout, cin))?;
             let pw_bias = b.get(cout, "pw.bias")?;
             blocks.push(Block {
                 dw,
                 stride,
                 cin,
                 cout,
+                pw_weight_cpu: host(&pw_weight)?,
+                pw_bias_cpu: host(&pw_bias)?,
                 pw_weight,
                 pw_bias,
             });
@@ -144,6 +148,8 @@ impl BlazeFace {
         let (head16_weight, head16_bias) = fuse_heads(&vb.pp("head16"), 2)?;
         let (head8_weight, head8_bias) = fuse_heads(&vb.pp("head8"), 6)?;
         Ok(Self {
+            stem_weight_cpu: host(&stem_weight)?,
+            stem_bias_cpu: host(&stem_bias)?,
             stem_weight,
             stem_bias,
             blocks,
@@ -162,58 +168,283 @@ impl BlazeFace {
     /// Rows 0..512 come from the 16x16 map (2 anchors per cell), rows 512..896 from the 8x8 map
     /// (6 per cell), ordered `(y, x, anchor)`; columns: logit, dx, dy, w, h, then 6 keypoints (x, y).
     pub fn forward_raw(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_impl(x, x.device().is_cpu() && x.dtype() == candle_core::DType::F32)
+    }
+
+    /// `cpu`: use the fused CPU kernels for the stem and the block tails (else plain candle ops).
+    fn forward_impl(&self, x: &Tensor, cpu: bool) -> candle_core::Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         if c != 3 || h != INPUT_SIZE || w != INPUT_SIZE {
             candle_core::bail!("blazeface expects [N,3,256,256], got {:?}", x.shape());
         }
-        // Stem: 5x5 stride 2, TF SAME on 256 = pad 1 before, 2 after.
-        let x = x.pad_with_zeros(2, 1, 2)?.pad_with_zeros(3, 1, 2)?;
-        let x = x.conv2d(&self.stem_weight, 0, 2, 1, 1)?;
-        let mut x = x
-            .broadcast_add(&self.stem_bias.reshape((1, 24, 1, 1))?)?
-            .relu()?;
+        let mut x = if cpu {
+            let op = StemOp { weight: &self.stem_weight_cpu, bias: &self.stem_bias_cpu };
+            x.contiguous()?.apply_op1_no_bwd(&op)?
+        } else {
+            // 5x5 stride 2, TF SAME on 256 = pad 1 before, 2 after.
+            let x = x.pad_with_zeros(2, 1, 2)?.pad_with_zeros(3, 1, 2)?;
+            let x = x.conv2d(&self.stem_weight, 0, 2, 1, 1)?;
+            x.broadcast_add(&self.stem_bias.reshape((1, 24, 1, 1))?)?.relu()?
+        };
         for b in &self.blocks {
             let (_, _, h, w) = x.dims4()?;
             let y = b.dw.forward(&x, same_padding_3x3(b.stride, h, w))?;
-            let y = pointwise(&y, &b.pw_weight, &b.pw_bias, Activation::None)?;
             let skip = if b.stride == 2 {
                 let p = x.max_pool2d(2)?;
-                if b.cout > b.cin {
-                    p.pad_with_zeros(1, 0, b.cout - b.cin)?
-                } else {
-                    p
-                }
+                if b.cout > b.cin { p.pad_with_zeros(1, 0, b.cout - b.cin)? } else { p }
             } else {
                 x
             };
-            x = (y + skip)?.relu()?;
+            x = if cpu {
+                let op = PwResidualOp { weight: &b.pw_weight_cpu, bias: &b.pw_bias_cpu, cin: b.cin, cout: b.cout };
+                y.apply_op2_no_bwd(&skip.contiguous()?, &op)?
+            } else {
+                (pointwise(&y, &b.pw_weight, &b.pw_bias, Activation::None)? + skip)?.relu()?
+            };
         }
         let f16 = x;
         let t = self.tail_dw.forward(&f16, same_padding_3x3(2, 16, 16))?;
-        let t = pointwise(
-            &t,
-            &self.tail_pw_weight,
-            &self.tail_pw_bias,
-            Activation::Relu,
-        )?;
-        let r16 = pointwise(
-            &f16,
-            &self.head16_weight,
-            &self.head16_bias,
-            Activation::None,
-        )?;
+        let t = pointwise(&t, &self.tail_pw_weight, &self.tail_pw_bias, Activation::Relu)?;
+        let r16 = pointwise(&f16, &self.head16_weight, &self.head16_bias, Activation::None)?;
         let r8 = pointwise(&t, &self.head8_weight, &self.head8_bias, Activation::None)?;
         // [N, 17A, H, W] -> [N, H*W, 17A] -> [N, H*W*A, 17]: channels-last, anchor fastest.
-        let r16 = r16
-            .reshape((n, 2 * RAW_COLS, 256))?
-            .transpose(1, 2)?
-            .reshape((n, 512, RAW_COLS))?;
-        let r8 = r8
-            .reshape((n, 6 * RAW_COLS, 64))?
-            .transpose(1, 2)?
-            .reshape((n, 384, RAW_COLS))?;
+        let r16 = r16.reshape((n, 2 * RAW_COLS, 256))?.transpose(1, 2)?.reshape((n, 512, RAW_COLS))?;
+        let r8 = r8.reshape((n, 6 * RAW_COLS, 64))?.transpose(1, 2)?.reshape((n, 384, RAW_COLS))?;
         Tensor::cat(&[r16, r8], 1)
     }
+}
+
+fn host(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("{what}: expects a contiguous f32 input"),
+    }
+}
+
+/// The stem on the CPU: 5x5 stride-2 conv of `[N,3,256,256]` with TF SAME padding (1 before,
+/// 2 after), bias and relu, as rows of contiguous multiply-adds over even/odd column planes.
+struct StemOp<'a> {
+    weight: &'a [f32],
+    bias: &'a [f32],
+}
+
+const STEM_IN: usize = INPUT_SIZE;
+const STEM_OUT: usize = INPUT_SIZE / 2;
+
+impl CustomOp1 for StemOp<'_> {
+    fn name(&self) -> &'static str {
+        "blazeface_stem"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (inp, out) = (STEM_IN, STEM_OUT);
+        let src = contiguous_f32(storage, layout, "blazeface stem")?;
+        let (n, c, h, w) = layout.shape().dims4()?;
+        if c != 3 || h != inp || w != inp {
+            candle_core::bail!("blazeface stem expects [N,3,256,256], got {:?}", layout.shape());
+        }
+        // Even and odd columns of every input plane: [n*3][2][256][128].
+        let mut split = vec![0f32; n * 3 * 2 * inp * out];
+        split.par_chunks_mut(2 * inp * out).zip(src.par_chunks(inp * inp)).for_each(|(d, s)| {
+            let (even, odd) = d.split_at_mut(inp * out);
+            for (y, row) in s.chunks_exact(inp).enumerate() {
+                for (j, px) in row.chunks_exact(2).enumerate() {
+                    even[y * out + j] = px[0];
+                    odd[y * out + j] = px[1];
+                }
+            }
+        });
+        let mut dst = vec![0f32; n * 24 * out * out];
+        let simd = has_avx2();
+        dst.par_chunks_mut(out * out).enumerate().for_each(|(plane, dst)| {
+            let (i, co) = (plane / 24, plane % 24);
+            let planes = &split[i * 3 * 2 * inp * out..(i + 1) * 3 * 2 * inp * out];
+            let k = &self.weight[co * 75..(co + 1) * 75];
+            if simd {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX2 support was checked at runtime.
+                unsafe {
+                    stem_plane_avx2(planes, k, self.bias[co], dst)
+                }
+            } else {
+                stem_plane(planes, k, self.bias[co], dst);
+            }
+        });
+        Ok((CpuStorage::F32(dst), Shape::from((n, 24, out, out))))
+    }
+}
+
+/// Whether the AVX2 builds of the kernels can run.
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// One stem output plane from the image's even/odd column planes `[3][2][256][128]` and the
+/// `[3][5][5]` kernel of this output channel.
+#[inline(always)]
+fn stem_plane(planes: &[f32], k: &[f32], bias: f32, dst: &mut [f32]) {
+    let (inp, out) = (STEM_IN, STEM_OUT);
+    dst.fill(bias);
+    for ci in 0..3 {
+        let (even, odd) = planes[ci * 2 * inp * out..(ci + 1) * 2 * inp * out].split_at(inp * out);
+        for ky in 0..5 {
+            let k = &k[(ci * 5 + ky) * 5..][..5];
+            for (oy, d) in dst.chunks_exact_mut(out).enumerate() {
+                // Input row 2*oy + ky - 1 (one padding row on top, two at the bottom).
+                let Some(iy) = (2 * oy + ky).checked_sub(1).filter(|&iy| iy < inp) else {
+                    continue;
+                };
+                let e = &even[iy * out..(iy + 1) * out];
+                let o = &odd[iy * out..(iy + 1) * out];
+                // Input column 2*ox + kx - 1: kx 0 -> odd[ox-1], 1 -> even[ox], 2 -> odd[ox],
+                // 3 -> even[ox+1], 4 -> odd[ox+1] (out of range terms are padding).
+                axpy(&mut d[1..], k[0], &o[..out - 1]);
+                axpy(d, k[1], e);
+                axpy(d, k[2], o);
+                axpy(&mut d[..out - 1], k[3], &e[1..]);
+                axpy(&mut d[..out - 1], k[4], &o[1..]);
+            }
+        }
+    }
+    dst.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn stem_plane_avx2(planes: &[f32], k: &[f32], bias: f32, dst: &mut [f32]) {
+    stem_plane(planes, k, bias, dst)
+}
+
+#[inline(always)]
+fn axpy(d: &mut [f32], a: f32, x: &[f32]) {
+    for (d, x) in d.iter_mut().zip(x) {
+        *d += a * x;
+    }
+}
+
+/// Positions per work item of the fused pointwise kernel (its accumulators stay in L1/L2).
+const PW_BLOCK: usize = 256;
+
+/// A residual block's tail on the CPU: `relu(W y + b + skip)` for `y` `[N,C,H,W]` (the depthwise
+/// output) and `skip` `[N,C',H,W]`, one pass over blocks of positions (all output channels at once).
+struct PwResidualOp<'a> {
+    weight: &'a [f32],
+    bias: &'a [f32],
+    cin: usize,
+    cout: usize,
+}
+
+impl CustomOp2 for PwResidualOp<'_> {
+    fn name(&self) -> &'static str {
+        "blazeface_pw_residual"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = contiguous_f32(s1, l1, "blazeface pointwise")?;
+        let skip = contiguous_f32(s2, l2, "blazeface pointwise skip")?;
+        let (n, cin, h, w) = l1.shape().dims4()?;
+        let cout = self.cout;
+        if cin != self.cin || l2.shape().dims4()? != (n, cout, h, w) {
+            candle_core::bail!("blazeface pointwise: bad shapes {:?} / {:?}", l1.shape(), l2.shape());
+        }
+        let hw = h * w;
+        let blocks = hw.div_ceil(PW_BLOCK);
+        let simd = has_avx2();
+        // Each work item computes [cout][len] for one image and one block of positions.
+        let parts: Vec<Vec<f32>> = (0..n * blocks)
+            .into_par_iter()
+            .map(|job| {
+                let (i, start) = (job / blocks, (job % blocks) * PW_BLOCK);
+                let len = PW_BLOCK.min(hw - start);
+                let mut acc = vec![0f32; cout * len];
+                let args = PwArgs {
+                    y: &y[i * cin * hw..(i + 1) * cin * hw],
+                    skip: &skip[i * cout * hw..(i + 1) * cout * hw],
+                    weight: self.weight,
+                    bias: self.bias,
+                    hw,
+                    start,
+                };
+                if simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: AVX2 support was checked at runtime.
+                    unsafe {
+                        pw_block_avx2(&args, &mut acc)
+                    }
+                } else {
+                    pw_block(&args, &mut acc);
+                }
+                acc
+            })
+            .collect();
+        // Gather the blocks into NCHW planes (sequential copies; no zero-fill).
+        let mut out = Vec::with_capacity(n * cout * hw);
+        for image in parts.chunks_exact(blocks) {
+            for co in 0..cout {
+                for part in image {
+                    let len = part.len() / cout;
+                    out.extend_from_slice(&part[co * len..(co + 1) * len]);
+                }
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, cout, h, w))))
+    }
+}
+
+struct PwArgs<'a> {
+    /// One image's `[cin][hw]`.
+    y: &'a [f32],
+    /// One image's `[cout][hw]`.
+    skip: &'a [f32],
+    weight: &'a [f32],
+    bias: &'a [f32],
+    hw: usize,
+    start: usize,
+}
+
+/// `acc[co][j] = relu(bias[co] + skip[co][start+j] + sum_ci w[co][ci] * y[ci][start+j])`.
+#[inline(always)]
+fn pw_block(a: &PwArgs, acc: &mut [f32]) {
+    let cout = a.bias.len();
+    let cin = a.weight.len() / cout;
+    let len = acc.len() / cout;
+    let (hw, start) = (a.hw, a.start);
+    for (co, row) in acc.chunks_exact_mut(len).enumerate() {
+        let b = a.bias[co];
+        for (d, s) in row.iter_mut().zip(&a.skip[co * hw + start..co * hw + start + len]) {
+            *d = s + b;
+        }
+    }
+    for ci in 0..cin {
+        let yr = &a.y[ci * hw + start..ci * hw + start + len];
+        for (co, row) in acc.chunks_exact_mut(len).enumerate() {
+            axpy(row, a.weight[co * cin + ci], yr);
+        }
+    }
+    acc.iter_mut().for_each(|v| *v = v.max(0.0));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn pw_block_avx2(a: &PwArgs, acc: &mut [f32]) {
+    pw_block(a, acc)
 }
 
 /// The 896 anchor centres `(x, y)` in pixels of the 256 input (human's `generateAnchors(256)`).
@@ -229,10 +460,7 @@ fn anchor_table() -> &'static [[f32; 2]] {
             let cells = INPUT_SIZE / stride;
             for gy in 0..cells {
                 for gx in 0..cells {
-                    let a = [
-                        stride as f32 * (gx as f32 + 0.5),
-                        stride as f32 * (gy as f32 + 0.5),
-                    ];
+                    let a = [stride as f32 * (gx as f32 + 0.5), stride as f32 * (gy as f32 + 0.5)];
                     v.extend(std::iter::repeat_n(a, per_cell));
                 }
             }
@@ -271,22 +499,13 @@ impl Detection {
         let [x1, y1, x2, y2] = self.bbox;
         let (cx, cy) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
         let half = scale * (x2 - x1).max(y2 - y1) / 2.0;
-        [
-            (cx - half).round(),
-            (cy - half).round(),
-            (cx + half).round(),
-            (cy + half).round(),
-        ]
+        [(cx - half).round(), (cy - half).round(), (cx + half).round(), (cy + half).round()]
     }
 
     /// Maps coordinates: `x -> (x + dx) * sx`, `y -> (y + dy) * sy`.
     fn mapped(mut self, dx: f32, dy: f32, sx: f32, sy: f32) -> Detection {
-        self.bbox = [
-            (self.bbox[0] + dx) * sx,
-            (self.bbox[1] + dy) * sy,
-            (self.bbox[2] + dx) * sx,
-            (self.bbox[3] + dy) * sy,
-        ];
+        self.bbox =
+            [(self.bbox[0] + dx) * sx, (self.bbox[1] + dy) * sy, (self.bbox[2] + dx) * sx, (self.bbox[3] + dy) * sy];
         for k in &mut self.keypoints {
             *k = [(k[0] + dx) * sx, (k[1] + dy) * sy];
         }
@@ -296,25 +515,14 @@ impl Detection {
 
 /// Intersection over union of two `[x1, y1, x2, y2]` boxes (corner order within an axis does not matter).
 pub fn box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let norm = |b: &[f32; 4]| {
-        [
-            b[0].min(b[2]),
-            b[1].min(b[3]),
-            b[0].max(b[2]),
-            b[1].max(b[3]),
-        ]
-    };
+    let norm = |b: &[f32; 4]| [b[0].min(b[2]), b[1].min(b[3]), b[0].max(b[2]), b[1].max(b[3])];
     let (a, b) = (norm(a), norm(b));
     let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = iw * ih;
     let area = |b: &[f32; 4]| (b[2] - b[0]) * (b[3] - b[1]);
     let union = area(&a) + area(&b) - inter;
-    if union > 0.0 && inter.is_finite() {
-        inter / union
-    } else {
-        0.0
-    }
+    if union > 0.0 && inter.is_finite() { inter / union } else { 0.0 }
 }
 
 #[inline]
@@ -332,8 +540,7 @@ pub fn decode(raw: &[f32], min_score: f32) -> Vec<Detection> {
         .zip(anchors)
         .filter_map(|(r, &[ax, ay])| {
             let score = sigmoid(r[0]);
-            // `!(a >= b)` also drops NaN scores.
-            if !(score >= min_score) {
+            if score.is_nan() || score < min_score {
                 return None;
             }
             let (cx, cy, w, h) = (r[1] + ax, r[2] + ay, r[3], r[4]);
@@ -341,22 +548,14 @@ pub fn decode(raw: &[f32], min_score: f32) -> Vec<Detection> {
             for (k, kp) in keypoints.iter_mut().enumerate() {
                 *kp = [r[5 + 2 * k] + ax, r[6 + 2 * k] + ay];
             }
-            Some(Detection {
-                score,
-                bbox: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0],
-                keypoints,
-            })
+            Some(Detection { score, bbox: [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], keypoints })
         })
         .collect()
 }
 
 /// Greedy hard NMS: by descending score, keep a detection unless its IoU with an already kept one
 /// exceeds `iou_threshold`; at most `max_out` results, best first.
-pub fn non_max_suppression(
-    mut dets: Vec<Detection>,
-    iou_threshold: f32,
-    max_out: usize,
-) -> Vec<Detection> {
+pub fn non_max_suppression(mut dets: Vec<Detection>, iou_threshold: f32, max_out: usize) -> Vec<Detection> {
     dets.retain(|d| d.score.is_finite() && d.bbox.iter().all(|v| v.is_finite()));
     dets.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<Detection> = Vec::with_capacity(max_out.min(dets.len()));
@@ -386,12 +585,7 @@ pub struct DetectOptions {
 
 impl Default for DetectOptions {
     fn default() -> Self {
-        Self {
-            min_score: 0.5,
-            iou_threshold: 0.3,
-            max_faces: 20,
-            tiled: true,
-        }
+        Self { min_score: 0.5, iou_threshold: 0.3, max_faces: 20, tiled: true }
     }
 }
 
@@ -448,24 +642,31 @@ impl FaceDetector {
     /// reaching past the image are padded black). Detections cut by an edge shared with a neighbouring
     /// tile are dropped, and everything is merged with NMS (`iou_threshold`, `max_faces`).
     pub fn detect(&self, img: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>> {
+        self.detect_with_tile_budget(img, opts, MAX_TILES)
+    }
+
+    /// [`detect`](Self::detect) with another cap on the number of pass-2 tiles (0 = pass 1 only).
+    /// Cost is about one network run per tile; fewer tiles mean coarser tiles (larger minimum face).
+    pub fn detect_with_tile_budget(
+        &self,
+        img: &RgbImage,
+        opts: &DetectOptions,
+        max_tiles: usize,
+    ) -> Result<Vec<Detection>> {
         let (w, h) = img.dimensions();
         if w == 0 || h == 0 || opts.max_faces == 0 {
             return Ok(Vec::new());
         }
         let s = INPUT_SIZE as u32;
         // Pass 1: the whole image stretched.
-        let mut inputs = vec![resize_rgb8(img, s, s)];
-        let mut tiles = vec![Tile {
-            ox: 0,
-            oy: 0,
-            sx: w as f32 / s as f32,
-            sy: h as f32 / s as f32,
-            inner: [false; 4],
-        }];
+        let mut inputs = vec![(
+            resize_rgb8(img, s, s),
+            Tile { ox: 0, oy: 0, sx: w as f32 / s as f32, sy: h as f32 / s as f32, inner: [false; 4] },
+        )];
         if opts.tiled && w.max(h) > TILE_TRIGGER_SIDE {
             // Finest level from the image, each coarser one from the previous level.
             let mut prev: Option<(Vec<f32>, u32, u32)> = None;
-            for side in plan_levels(w, h, MAX_TILES) {
+            for side in plan_levels(w, h, max_tiles) {
                 let (sw, sh) = scaled_dims(w, h, side);
                 let scaled = match &prev {
                     Some((p, pw, ph)) if *pw >= sw && *ph >= sh => resize_f32(p, *pw, *ph, sw, sh),
@@ -474,69 +675,82 @@ impl FaceDetector {
                 let n = INPUT_SIZE as i64;
                 for &oy in &tile_offsets(sh) {
                     for &ox in &tile_offsets(sw) {
-                        inputs.push(crop_planar(&scaled, sw as usize, sh as usize, ox, oy));
-                        tiles.push(Tile {
+                        let tile = Tile {
                             ox,
                             oy,
                             sx: w as f32 / sw as f32,
                             sy: h as f32 / sh as f32,
                             inner: [ox > 0, oy > 0, ox + n < sw as i64, oy + n < sh as i64],
-                        });
+                        };
+                        inputs.push((crop_planar(&scaled, sw as usize, sh as usize, ox, oy), tile));
                     }
                 }
                 prev = Some((scaled, sw, sh));
             }
         }
-        let plane = 3 * INPUT_SIZE * INPUT_SIZE;
+        // A (nearly) uniform input holds no face: skip it (black images, sky, padding).
+        inputs.retain(|(x, _)| !is_flat(x));
+        let raws = self.run_inputs(&inputs)?;
+        let lim = INPUT_SIZE as f32 - TILE_EDGE_MARGIN;
         let mut dets = Vec::new();
-        let mut start = 0;
-        for chunk in inputs.chunks(DETECT_BATCH) {
-            let n = chunk.len();
-            let mut data = Vec::with_capacity(n * plane);
-            for t in chunk {
-                data.extend_from_slice(t);
-            }
-            let x = Tensor::from_vec(data, (n, 3, INPUT_SIZE, INPUT_SIZE), &Device::Cpu)?
-                .to_device(&self.device)?;
-            let raw = self.net.forward_raw(&x)?.flatten_all()?.to_vec1::<f32>()?;
-            for (i, r) in raw.chunks_exact(NUM_ANCHORS * RAW_COLS).enumerate() {
-                let t = &tiles[start + i];
-                let found = non_max_suppression(
-                    decode(r, opts.min_score),
-                    opts.iou_threshold,
-                    opts.max_faces,
-                );
-                let lim = INPUT_SIZE as f32 - TILE_EDGE_MARGIN;
-                dets.extend(
-                    found
-                        .into_iter()
-                        .filter(|d| {
-                            let b = d.bbox;
-                            !((t.inner[0] && b[0] < TILE_EDGE_MARGIN)
-                                || (t.inner[1] && b[1] < TILE_EDGE_MARGIN)
-                                || (t.inner[2] && b[2] > lim)
-                                || (t.inner[3] && b[3] > lim))
-                        })
-                        .map(|d| d.mapped(t.ox as f32, t.oy as f32, t.sx, t.sy)),
-                );
-            }
-            start += n;
+        for ((_, t), raw) in inputs.iter().zip(&raws) {
+            let found = non_max_suppression(decode(raw, opts.min_score), opts.iou_threshold, opts.max_faces);
+            dets.extend(
+                found
+                    .into_iter()
+                    .filter(|d| {
+                        let b = d.bbox;
+                        !((t.inner[0] && b[0] < TILE_EDGE_MARGIN)
+                            || (t.inner[1] && b[1] < TILE_EDGE_MARGIN)
+                            || (t.inner[2] && b[2] > lim)
+                            || (t.inner[3] && b[3] > lim))
+                    })
+                    .map(|d| d.mapped(t.ox as f32, t.oy as f32, t.sx, t.sy)),
+            );
         }
-        Ok(non_max_suppression(
-            dets,
-            opts.iou_threshold,
-            opts.max_faces,
-        ))
+        Ok(non_max_suppression(dets, opts.iou_threshold, opts.max_faces))
     }
+
+    /// Raw `[896*17]` outputs for planar 256x256 inputs. On the CPU one image per run, several runs
+    /// in parallel (batching does not help there: the 128x128 maps fall out of cache); elsewhere in
+    /// batches of [`DETECT_BATCH`].
+    fn run_inputs(&self, inputs: &[(Vec<f32>, Tile)]) -> Result<Vec<Vec<f32>>> {
+        let shape = |n: usize| (n, 3, INPUT_SIZE, INPUT_SIZE);
+        if self.device.is_cpu() {
+            return inputs
+                .par_iter()
+                .map(|(x, _)| {
+                    let x = Tensor::from_slice(x, shape(1), &self.device)?;
+                    Ok(self.net.forward_raw(&x)?.flatten_all()?.to_vec1::<f32>()?)
+                })
+                .collect();
+        }
+        let mut raws = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(DETECT_BATCH) {
+            let data: Vec<f32> = chunk.iter().flat_map(|(x, _)| x.iter().copied()).collect();
+            let x = Tensor::from_vec(data, shape(chunk.len()), &Device::Cpu)?.to_device(&self.device)?;
+            let raw = self.net.forward_raw(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            raws.extend(raw.chunks_exact(NUM_ANCHORS * RAW_COLS).map(<[f32]>::to_vec));
+        }
+        Ok(raws)
+    }
+}
+
+/// Whether a planar input is (nearly) constant per channel: std below ~2 grey levels.
+fn is_flat(x: &[f32]) -> bool {
+    let plane = x.len() / 3;
+    x.chunks_exact(plane.max(1)).all(|c| {
+        let n = c.len() as f32;
+        let mean = c.iter().sum::<f32>() / n;
+        let var = c.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        var < FLAT_STD * FLAT_STD
+    })
 }
 
 /// Scaled image size for tile side `side` (image pixels per 256 input), at least 1x1.
 fn scaled_dims(w: u32, h: u32, side: f32) -> (u32, u32) {
     let f = INPUT_SIZE as f32 / side;
-    (
-        ((w as f32 * f).round() as u32).max(1),
-        ((h as f32 * f).round() as u32).max(1),
-    )
+    (((w as f32 * f).round() as u32).max(1), ((h as f32 * f).round() as u32).max(1))
 }
 
 /// Offsets of 256-wide tiles along a scaled axis of length `n`: evenly spread, neighbours
@@ -548,9 +762,7 @@ fn tile_offsets(n: u32) -> Vec<i64> {
     }
     let stride = TILE_STRIDE as i64;
     let count = (n - t + stride - 1) / stride + 1;
-    (0..count)
-        .map(|i| ((i * (n - t)) as f64 / (count - 1) as f64).round() as i64)
-        .collect()
+    (0..count).map(|i| ((i * (n - t)) as f64 / (count - 1) as f64).round() as i64).collect()
 }
 
 fn count_tiles(w: u32, h: u32, levels: &[f32]) -> usize {
@@ -570,7 +782,7 @@ fn count_tiles(w: u32, h: u32, levels: &[f32]) -> usize {
 /// from `t0` (starting at [`MIN_TILE_SIDE`]) until pass 1 (which sees faces of 1/8 of the longer side
 /// as 32 px) takes over, or until a level holds every face of the shorter side. Elongated images
 /// (longer side >= 1.5x the shorter) also get a level of squares of the shorter side, which pass 1
-/// squashes. `t0` grows by 1.25x until the budget holds.
+/// squashes. `t0` grows by 1.1x until the budget holds.
 fn plan_levels(w: u32, h: u32, max_tiles: usize) -> Vec<f32> {
     if max_tiles == 0 || w == 0 || h == 0 {
         return Vec::new();
@@ -587,9 +799,8 @@ fn plan_levels(w: u32, h: u32, max_tiles: usize) -> Vec<f32> {
             }
             t *= 2.0;
         }
-        let squash_level = long >= 1.5 * short
-            && short >= t0
-            && levels.iter().all(|&l| l < short / 1.5 || l > short * 1.5);
+        let squash_level =
+            long >= 1.5 * short && short >= t0 && levels.iter().all(|&l| l < short / 1.5 || l > short * 1.5);
         if squash_level {
             levels.push(short);
             levels.sort_by(f32::total_cmp);
@@ -597,7 +808,7 @@ fn plan_levels(w: u32, h: u32, max_tiles: usize) -> Vec<f32> {
         if count_tiles(w, h, &levels) <= max_tiles {
             return levels;
         }
-        t0 *= 1.25;
+        t0 *= 1.1;
     }
 }
 
@@ -611,9 +822,8 @@ fn filter_coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f32>)> {
             let center = (o as f64 + 0.5) * scale;
             let lo = ((center - filter_scale + 0.5).floor().max(0.0) as usize).min(in_size - 1);
             let hi = ((center + filter_scale + 0.5).floor() as usize).clamp(lo + 1, in_size);
-            let mut w: Vec<f32> = (lo..hi)
-                .map(|i| (1.0 - ((i as f64 - center + 0.5) / filter_scale).abs()).max(0.0) as f32)
-                .collect();
+            let mut w: Vec<f32> =
+                (lo..hi).map(|i| (1.0 - ((i as f64 - center + 0.5) / filter_scale).abs()).max(0.0) as f32).collect();
             let sum: f32 = w.iter().sum();
             if sum > 0.0 {
                 w.iter_mut().for_each(|v| *v /= sum);
@@ -627,92 +837,94 @@ fn filter_coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f32>)> {
         .collect()
 }
 
-/// Vertical pass shared by the resizers: `tmp` holds horizontally filtered rows `row_lo..` as
-/// interleaved `[row][ow][3]`; returns planar `[3, oh, ow]`.
-fn vertical_pass(tmp: &[f32], row_lo: usize, ow: usize, cy: &[(usize, Vec<f32>)]) -> Vec<f32> {
-    let oh = cy.len();
+/// Runs `f(oy, r, g, b)` for every output row of a planar `[3, oh, ow]` buffer, in parallel, with
+/// a per-thread scratch buffer of `scratch` floats.
+fn for_each_out_row(
+    oh: usize,
+    ow: usize,
+    scratch: usize,
+    f: impl Fn(usize, &mut [f32], &mut [f32], &mut [f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
     let mut out = vec![0f32; 3 * oh * ow];
     let (r, rest) = out.split_at_mut(oh * ow);
     let (g, b) = rest.split_at_mut(oh * ow);
     r.par_chunks_mut(ow)
         .zip(g.par_chunks_mut(ow))
         .zip(b.par_chunks_mut(ow))
-        .zip(cy.par_iter())
-        .for_each_init(
-            || vec![0f32; ow * 3],
-            |acc, (((r, g), b), (lo, ws))| {
-                acc.fill(0.0);
-                for (k, &wk) in ws.iter().enumerate() {
-                    let row = lo + k - row_lo;
-                    for (a, t) in acc.iter_mut().zip(&tmp[row * ow * 3..(row + 1) * ow * 3]) {
-                        *a += wk * t;
-                    }
-                }
-                for (x, px) in acc.chunks_exact(3).enumerate() {
-                    r[x] = px[0];
-                    g[x] = px[1];
-                    b[x] = px[2];
-                }
-            },
-        );
+        .enumerate()
+        .for_each_init(|| vec![0f32; scratch], |buf, (oy, ((r, g), b))| f(oy, buf, r, g, b));
     out
 }
 
-/// The source rows the vertical filter reads.
-fn row_span(cy: &[(usize, Vec<f32>)]) -> (usize, usize) {
-    let lo = cy.first().map_or(0, |c| c.0);
-    let hi = cy.iter().map(|c| c.0 + c.1.len()).max().unwrap_or(lo);
-    (lo, hi)
+/// `buf[i] = sum_k ws[k] * rows[k][i]` over u8 rows (vertical filter taps).
+#[inline(always)]
+fn vertical_u8(src: &[u8], stride: usize, lo: usize, ws: &[f32], buf: &mut [f32]) {
+    buf.fill(0.0);
+    for (k, &wk) in ws.iter().enumerate() {
+        let row = &src[(lo + k) * stride..(lo + k + 1) * stride];
+        for (b, &p) in buf.iter_mut().zip(row) {
+            *b += wk * p as f32;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn vertical_u8_avx2(src: &[u8], stride: usize, lo: usize, ws: &[f32], buf: &mut [f32]) {
+    vertical_u8(src, stride, lo, ws, buf)
 }
 
 /// Resizes (stretching) an RGB image to `ow x oh`, returning planar `[3, oh, ow]` values
-/// `pixel / 127.5 - 1`. Separable antialiased bilinear, parallel over rows.
+/// `pixel / 127.5 - 1`. Separable antialiased bilinear (vertical then horizontal), parallel over rows.
 fn resize_rgb8(img: &RgbImage, ow: u32, oh: u32) -> Vec<f32> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let ow = ow as usize;
+    let (w, ow, oh) = (img.width() as usize, ow as usize, oh as usize);
     let src = img.as_raw();
     let cx = filter_coeffs(w, ow);
-    let cy = filter_coeffs(h, oh as usize);
-    let (row_lo, row_hi) = row_span(&cy);
-    let mut tmp = vec![0f32; (row_hi - row_lo) * ow * 3];
-    tmp.par_chunks_mut(ow * 3).enumerate().for_each(|(r, dst)| {
-        let srow = &src[(row_lo + r) * w * 3..(row_lo + r + 1) * w * 3];
-        for ((lo, ws), d) in cx.iter().zip(dst.chunks_exact_mut(3)) {
-            let mut acc = [0f32; 3];
-            for (p, &wk) in srow[lo * 3..(lo + ws.len()) * 3].chunks_exact(3).zip(ws) {
-                acc[0] += wk * p[0] as f32;
-                acc[1] += wk * p[1] as f32;
-                acc[2] += wk * p[2] as f32;
+    let cy = filter_coeffs(img.height() as usize, oh);
+    let simd = has_avx2();
+    for_each_out_row(oh, ow, w * 3, |oy, buf, r, g, b| {
+        let (lo, ws) = &cy[oy];
+        if simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 support was checked at runtime.
+            unsafe {
+                vertical_u8_avx2(src, w * 3, *lo, ws, buf)
             }
-            for (d, a) in d.iter_mut().zip(acc) {
-                *d = a / 127.5 - 1.0;
-            }
+        } else {
+            vertical_u8(src, w * 3, *lo, ws, buf);
         }
-    });
-    vertical_pass(&tmp, row_lo, ow, &cy)
+        for (ox, (lo, ws)) in cx.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for (p, &wk) in buf[lo * 3..(lo + ws.len()) * 3].chunks_exact(3).zip(ws) {
+                acc[0] += wk * p[0];
+                acc[1] += wk * p[1];
+                acc[2] += wk * p[2];
+            }
+            r[ox] = acc[0] / 127.5 - 1.0;
+            g[ox] = acc[1] / 127.5 - 1.0;
+            b[ox] = acc[2] / 127.5 - 1.0;
+        }
+    })
 }
 
 /// Resizes a planar `[3, h, w]` image to `[3, oh, ow]` (same filter as [`resize_rgb8`]).
 fn resize_f32(src: &[f32], w: u32, h: u32, ow: u32, oh: u32) -> Vec<f32> {
-    let (w, h, ow) = (w as usize, h as usize, ow as usize);
+    let (w, h, ow, oh) = (w as usize, h as usize, ow as usize, oh as usize);
     let cx = filter_coeffs(w, ow);
-    let cy = filter_coeffs(h, oh as usize);
-    let (row_lo, row_hi) = row_span(&cy);
-    let mut tmp = vec![0f32; (row_hi - row_lo) * ow * 3];
-    tmp.par_chunks_mut(ow * 3).enumerate().for_each(|(r, dst)| {
-        let y = row_lo + r;
-        for c in 0..3 {
-            let srow = &src[(c * h + y) * w..(c * h + y + 1) * w];
-            for ((lo, ws), d) in cx.iter().zip(dst.chunks_exact_mut(3)) {
-                d[c] = srow[*lo..lo + ws.len()]
-                    .iter()
-                    .zip(ws)
-                    .map(|(v, wk)| v * wk)
-                    .sum();
+    let cy = filter_coeffs(h, oh);
+    for_each_out_row(oh, ow, w, |oy, buf, r, g, b| {
+        let (lo, ws) = &cy[oy];
+        for (c, dst) in [r, g, b].into_iter().enumerate() {
+            buf.fill(0.0);
+            for (k, &wk) in ws.iter().enumerate() {
+                let row = (c * h + lo + k) * w;
+                axpy(buf, wk, &src[row..row + w]);
+            }
+            for (d, (lo, ws)) in dst.iter_mut().zip(&cx) {
+                *d = buf[*lo..lo + ws.len()].iter().zip(ws).map(|(v, wk)| v * wk).sum();
             }
         }
-    });
-    vertical_pass(&tmp, row_lo, ow, &cy)
+    })
 }
 
 /// Cuts a 256x256 tile at `(ox, oy)` from a planar `[3, h, w]` image; outside it is black (-1).
@@ -732,8 +944,7 @@ fn crop_planar(src: &[f32], w: usize, h: usize, ox: i64, oy: i64) -> Vec<f32> {
                 continue;
             }
             let srow = &src[(c * h + sy as usize) * w..(c * h + sy as usize + 1) * w];
-            out[(c * n + ty) * n + dx0..(c * n + ty) * n + dx0 + (x1 - x0)]
-                .copy_from_slice(&srow[x0..x1]);
+            out[(c * n + ty) * n + dx0..(c * n + ty) * n + dx0 + (x1 - x0)].copy_from_slice(&srow[x0..x1]);
         }
     }
     out
@@ -742,6 +953,17 @@ fn crop_planar(src: &[f32], w: usize, h: usize, ox: i64, oy: i64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fused_cpu_kernels_match_candle_ops() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/blazeface.safetensors");
+        let net = BlazeFace::load(&path, &Device::Cpu).expect("load blazeface");
+        let x = Tensor::randn(0f32, 0.6, (2, 3, 256, 256), &Device::Cpu).unwrap();
+        let fused = net.forward_impl(&x, true).unwrap();
+        let plain = net.forward_impl(&x, false).unwrap();
+        let diff = (fused - plain).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-3, "fused vs candle ops: {diff}");
+    }
 
     #[test]
     fn anchors_layout() {
@@ -763,25 +985,14 @@ mod tests {
             assert_eq!(o[0], 0);
             assert_eq!(*o.last().unwrap(), n as i64 - 256);
             for p in o.windows(2) {
-                assert!(
-                    p[1] - p[0] <= TILE_STRIDE as i64 && p[1] > p[0],
-                    "{n}: {o:?}"
-                );
+                assert!(p[1] - p[0] <= TILE_STRIDE as i64 && p[1] > p[0], "{n}: {o:?}");
             }
         }
     }
 
     #[test]
     fn plan_respects_budget() {
-        for (w, h) in [
-            (600, 400),
-            (2000, 1500),
-            (4000, 3000),
-            (20000, 300),
-            (300, 20000),
-            (513, 1),
-            (100000, 100000),
-        ] {
+        for (w, h) in [(600, 400), (2000, 1500), (4000, 3000), (20000, 300), (300, 20000), (513, 1), (100000, 100000)] {
             let levels = plan_levels(w, h, MAX_TILES);
             let count: usize = levels
                 .iter()
@@ -790,10 +1001,7 @@ mod tests {
                     tile_offsets(sw).len() * tile_offsets(sh).len()
                 })
                 .sum();
-            assert!(
-                !levels.is_empty() && count <= MAX_TILES,
-                "{w}x{h}: {levels:?} -> {count}"
-            );
+            assert!(!levels.is_empty() && count <= MAX_TILES, "{w}x{h}: {levels:?} -> {count}");
         }
     }
 
@@ -825,18 +1033,9 @@ mod tests {
         let direct = resize_rgb8(&img, 100, 75);
         let mid = resize_rgb8(&img, 200, 150);
         let chained = resize_f32(&mid, 200, 150, 100, 75);
-        let diff = direct
-            .iter()
-            .zip(&chained)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let diff = direct.iter().zip(&chained).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
         assert!(diff < 0.1, "diff {diff}");
-        assert!(
-            chained[150 * 100..]
-                .iter()
-                .take(7500)
-                .all(|v| (v - (77.0 / 127.5 - 1.0)).abs() < 1e-5)
-        );
+        assert!(chained[150 * 100..].iter().take(7500).all(|v| (v - (77.0 / 127.5 - 1.0)).abs() < 1e-5));
     }
 
     #[test]
@@ -853,74 +1052,5 @@ mod tests {
         let right = crop_planar(&src, w, h, 200, 0);
         assert_eq!(right[99], src[299]);
         assert_eq!(right[100], -1.0);
-    }
-}
-
-#[cfg(test)]
-mod tmp_timing {
-    use super::*;
-    use std::time::Instant;
-
-    #[test]
-    #[ignore]
-    fn tmp_timing() {
-        let img = RgbImage::from_fn(4000, 3000, |x, y| {
-            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
-        });
-        fn cpu() -> f64 {
-            let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-            let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
-            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) * 10.0
-        }
-        let t = |name: &str, f: &mut dyn FnMut()| {
-            f();
-            let t0 = Instant::now();
-            let c0 = cpu();
-            for _ in 0..5 {
-                f();
-            }
-            println!(
-                "{name}: wall {:.1} ms, cpu {:.1} ms",
-                t0.elapsed().as_secs_f64() * 1e3 / 5.0,
-                (cpu() - c0) / 5.0
-            );
-        };
-        t("resize_rgb8 4000x3000->256", &mut || {
-            resize_rgb8(&img, 256, 256);
-        });
-        t("resize_rgb8 4000x3000->1138x853", &mut || {
-            resize_rgb8(&img, 1138, 853);
-        });
-        let mid = resize_rgb8(&img, 1138, 853);
-        t("resize_f32 1138x853->569x427", &mut || {
-            resize_f32(&mid, 1138, 853, 569, 427);
-        });
-        for (w, h) in [
-            (4000u32, 3000u32),
-            (2000, 1500),
-            (20000, 300),
-            (1280, 720),
-            (600, 400),
-        ] {
-            let l = plan_levels(w, h, MAX_TILES);
-            println!("{w}x{h}: levels {l:?} tiles {}", count_tiles(w, h, &l));
-        }
-        t("image resize triangle ->256", &mut || {
-            image::imageops::resize(&img, 256, 256, image::imageops::FilterType::Triangle);
-        });
-        t("image thumbnail ->256", &mut || {
-            image::imageops::thumbnail(&img, 256, 256);
-        });
-        let net = BlazeFace::load(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/blazeface.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
-        for n in [1usize, 4, 8, 16] {
-            let x = Tensor::randn(0f32, 0.5, (n, 3, 256, 256), &Device::Cpu).unwrap();
-            t(&format!("forward batch {n}"), &mut || {
-                net.forward_raw(&x).unwrap();
-            });
-        }
     }
 }

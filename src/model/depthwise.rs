@@ -207,10 +207,7 @@ mod tests {
         let (t, l, bo, r) = pad;
         let c = w.dim(0).unwrap();
         let xp = x.pad_with_zeros(2, t, bo).unwrap().pad_with_zeros(3, l, r).unwrap();
-        xp.conv2d(w, 0, stride, 1, c)
-            .unwrap()
-            .broadcast_add(&b.reshape((1, c, 1, 1)).unwrap())
-            .unwrap()
+        xp.conv2d(w, 0, stride, 1, c).unwrap().broadcast_add(&b.reshape((1, c, 1, 1)).unwrap()).unwrap()
     }
 
     #[test]

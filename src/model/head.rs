@@ -66,7 +66,10 @@ impl Head {
         }
         let d = self.input_dim();
         if let Some(bad) = features.iter().find(|f| f.len() != d) {
-            bail!("feature vector has {} values but the head expects {d}: the model belongs to another backbone", bad.len());
+            bail!(
+                "feature vector has {} values but the head expects {d}: the model belongs to another backbone",
+                bad.len()
+            );
         }
         let dev = self.out.weight.device();
         let flat: Vec<f32> = features.iter().flatten().copied().collect();

@@ -159,7 +159,8 @@ pub fn train_head(
         out: Dense { weight: out.0.as_tensor().clone(), bias: out.1.as_tensor().clone() },
     };
     let weights_only: Vec<Tensor> = vars.iter().step_by(2).map(|v| v.as_tensor().clone()).collect();
-    let mut opt = AdamW::new(vars.clone(), ParamsAdamW { lr: opts.learning_rate, weight_decay: 0.0, ..Default::default() })?;
+    let mut opt =
+        AdamW::new(vars.clone(), ParamsAdamW { lr: opts.learning_rate, weight_decay: 0.0, ..Default::default() })?;
 
     let mut counts = vec![0usize; num_classes];
     for &l in &train.labels {
@@ -215,7 +216,11 @@ pub fn train_head(
             } else {
                 since_best += 1;
                 if opts.patience > 0 && since_best >= opts.patience {
-                    tracing::info!(epoch, "early stopping: validation loss did not improve for {} epochs", opts.patience);
+                    tracing::info!(
+                        epoch,
+                        "early stopping: validation loss did not improve for {} epochs",
+                        opts.patience
+                    );
                     break;
                 }
             }
@@ -254,7 +259,8 @@ mod tests {
         let mut s = LabelledSet::default();
         for i in 0..n {
             let l = i % 2;
-            let f: Vec<f32> = (0..8).map(|k| rng.normal() * 0.5 + if k == 0 { l as f32 * 2.0 - 1.0 } else { 0.0 }).collect();
+            let f: Vec<f32> =
+                (0..8).map(|k| rng.normal() * 0.5 + if k == 0 { l as f32 * 2.0 - 1.0 } else { 0.0 }).collect();
             s.features.push(f);
             s.labels.push(l);
         }
@@ -280,8 +286,16 @@ mod tests {
     #[test]
     fn cancel_stops_training() {
         let tr = toy(20, 1);
-        let e = train_head(&tr, &LabelledSet::default(), 2, None, &TrainOptions::default(), &mut |_| {}, &AtomicBool::new(true))
-            .unwrap_err();
+        let e = train_head(
+            &tr,
+            &LabelledSet::default(),
+            2,
+            None,
+            &TrainOptions::default(),
+            &mut |_| {},
+            &AtomicBool::new(true),
+        )
+        .unwrap_err();
         assert!(e.downcast_ref::<Cancelled>().is_some());
     }
 }

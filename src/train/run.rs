@@ -245,7 +245,8 @@ pub fn train_dataset(
     let scored = score(&head, &all)?;
     let of_split = |s: Split| -> Vec<Scored> { scored.iter().filter(|x| x.split == s).cloned().collect() };
     let (test, valid) = (of_split(Split::Test), of_split(Split::Validation));
-    let counts = [Split::Train, Split::Validation, Split::Test].map(|s| feats.items.iter().filter(|i| i.split == s).count());
+    let counts =
+        [Split::Train, Split::Validation, Split::Test].map(|s| feats.items.iter().filter(|i| i.split == s).count());
     let meta = ModelMeta {
         format_version: crate::model_file::FORMAT_VERSION,
         classes: ds.classes.clone(),

@@ -46,7 +46,9 @@ pub fn synthetic_dataset(dir: &Path, classes: &[&str], per_class: u32) {
     for (c, class) in classes.iter().enumerate() {
         std::fs::create_dir_all(dir.join(class)).unwrap();
         for i in 0..per_class {
-            synthetic(i * 7 + c as u32 * 1000 + 1, 64, 64).save(dir.join(class).join(format!("{class}_{i}.png"))).unwrap();
+            synthetic(i * 7 + c as u32 * 1000 + 1, 64, 64)
+                .save(dir.join(class).join(format!("{class}_{i}.png")))
+                .unwrap();
         }
     }
 }
