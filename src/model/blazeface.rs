@@ -640,7 +640,8 @@ impl FaceDetector {
     /// overlap, finest side [`MIN_TILE_SIDE`] image pixels or coarser to stay within [`MAX_TILES`],
     /// sides doubling per level; see `plan_levels`), each tile resized to 256x256 (no squash; tiles
     /// reaching past the image are padded black). Detections cut by an edge shared with a neighbouring
-    /// tile are dropped, and everything is merged with NMS (`iou_threshold`, `max_faces`).
+    /// tile are dropped, and everything is merged with NMS (`iou_threshold`, `max_faces`). Inputs that
+    /// are nearly uniform (black images, sky, padding) are skipped without running the network.
     pub fn detect(&self, img: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>> {
         self.detect_with_tile_budget(img, opts, MAX_TILES)
     }
