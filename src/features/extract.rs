@@ -103,11 +103,16 @@ pub fn extract(
             if cancel.load(Ordering::Relaxed) {
                 return Err(Cancelled.into());
             }
-            let inputs: Vec<Vec<f32>> = chunk
-                .iter()
-                .filter_map(|p| match p {
-                    Prepared::Pending { input, .. } => Some(input.clone()),
-                    Prepared::Ready(_) => None,
+            // Move the prepared inputs out (no copy of the pixel data).
+            let mut inputs: Vec<Vec<f32>> = Vec::new();
+            let chunk: Vec<Prepared> = chunk
+                .into_iter()
+                .map(|p| match p {
+                    Prepared::Pending { sha256, value, input } => {
+                        inputs.push(input);
+                        Prepared::Pending { sha256, value, input: Vec::new() }
+                    }
+                    ready => ready,
                 })
                 .collect();
             let mut feats = pipeline.features(&inputs)?.into_iter();
