@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
-use candle_core::Device;
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor};
 use clap::Args;
 
 use crate::dataset::collect_images;
@@ -37,6 +40,41 @@ pub struct BenchArgs {
     /// Number of cached vectors for the head-training measurement.
     #[arg(long, default_value_t = 2300)]
     pub train_vectors: usize,
+    /// Print the extraction results as one JSON object (forward pass only) and skip the rest.
+    #[arg(long)]
+    pub json: bool,
+    /// Write `<backbone>.safetensors` with the prepared `input` [N,3,H,W] and Candle's `features`
+    /// [N,D] for the first `count` images into this folder, then stop (used by benches/onnx_peer.py).
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
+}
+
+/// One extraction measurement.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExtractionResult {
+    /// Backbone id.
+    pub backbone: String,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Forward-pass images/s, one per repeat.
+    pub images_per_s: Vec<f64>,
+    /// Median of `images_per_s`.
+    pub median_images_per_s: f64,
+    /// Images/s with decoding and preprocessing included (median), when measured.
+    pub median_images_per_s_with_decode: Option<f64>,
+    /// Achieved GFLOP/s at the median.
+    pub gflops: f64,
+}
+
+/// The JSON document of `bench --json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExtractionReport {
+    /// Worker threads of the compute pool.
+    pub threads: usize,
+    /// Images per measurement.
+    pub count: usize,
+    /// One entry per backbone and batch size.
+    pub results: Vec<ExtractionResult>,
 }
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -44,8 +82,7 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
-/// Runs the benchmark and prints a table.
-pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> {
+fn bench_images(a: &BenchArgs) -> Result<(PathBuf, Vec<PathBuf>)> {
     let dir = a.images.clone().unwrap_or_else(|| {
         let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/web-faces");
         if shared.exists() { shared } else { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/samples") }
@@ -58,48 +95,111 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
     while files.len() < a.count {
         files.push(files[files.len() % files.len().max(1)].clone());
     }
-    println!(
-        "images: {} from {} | threads: {} | device: {:?}",
-        files.len(),
-        dir.display(),
-        rayon::current_num_threads(),
-        device
-    );
-    println!("{:<13} {:>5} {:>16} {:>16} {:>9}", "backbone", "batch", "img/s (no decode)", "img/s (decode)", "GFLOP/s");
+    Ok((dir, files))
+}
+
+fn prepared_inputs(files: &[PathBuf], spec: &PreprocessSpec) -> Vec<Vec<f32>> {
+    files
+        .iter()
+        .filter_map(|f| crate::imaging::load_rgb(f).ok())
+        .map(|i| crate::preprocess::prepare(&i, whole_image(i.width(), i.height()), spec))
+        .collect()
+}
+
+/// Times one backbone at one batch size (forward pass only, and optionally with decoding).
+fn time_extraction(
+    pipeline: &Pipeline,
+    inputs: &[Vec<f32>],
+    files: &[PathBuf],
+    batch: usize,
+    repeats: usize,
+    with_decode: bool,
+) -> Result<ExtractionResult> {
+    let spec = pipeline.spec;
+    let b = batch.max(1);
+    pipeline.features(inputs.get(..b).unwrap_or(inputs))?; // warm-up
+    let mut no_decode = Vec::new();
+    let mut decode = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let t = Instant::now();
+        for chunk in inputs.chunks(b) {
+            pipeline.features(chunk)?;
+        }
+        no_decode.push(inputs.len() as f64 / t.elapsed().as_secs_f64());
+        if with_decode {
+            let t = Instant::now();
+            for chunk in files.chunks(b) {
+                pipeline.features(&prepared_inputs(chunk, &spec))?;
+            }
+            decode.push(files.len() as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    let (m, _, _) = median(no_decode.clone());
+    Ok(ExtractionResult {
+        backbone: spec.backbone.id().to_string(),
+        batch: b,
+        images_per_s: no_decode,
+        median_images_per_s: m,
+        median_images_per_s_with_decode: with_decode.then(|| median(decode).0),
+        gflops: m * spec.backbone.macs_per_image() * 2.0 / 1e9,
+    })
+}
+
+/// Writes the prepared inputs and Candle's features of every backbone for an outside runtime to check.
+fn export(a: &BenchArgs, dir: &Path, files: &[PathBuf], device: &Device) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for &bk in &a.backbones {
         let spec = PreprocessSpec::new(bk, false);
         let pipeline = Pipeline::load(spec, device)?;
-        let imgs: Vec<_> = files.iter().filter_map(|f| crate::imaging::load_rgb(f).ok()).collect();
-        let inputs: Vec<Vec<f32>> =
-            imgs.iter().map(|i| crate::preprocess::prepare(i, whole_image(i.width(), i.height()), &spec)).collect();
+        let inputs = prepared_inputs(files, &spec);
+        let feats = pipeline.features(&inputs)?;
+        let s = spec.input_size();
+        let n = inputs.len();
+        let input = Tensor::from_vec(inputs.concat(), (n, 3, s, s), &Device::Cpu)?;
+        let d = feats.first().map_or(0, Vec::len);
+        let features = Tensor::from_vec(feats.concat(), (n, d), &Device::Cpu)?;
+        let path = dir.join(format!("{}.safetensors", bk.id()));
+        candle_core::safetensors::save(&HashMap::from([("input", input), ("features", features)]), &path)?;
+        tracing::info!("wrote {n} inputs and features to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs the benchmark and prints a table (or JSON, or an export).
+pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> {
+    let (dir, files) = bench_images(a)?;
+    if let Some(out) = &a.export {
+        return export(a, out, &files, device);
+    }
+    let threads = rayon::current_num_threads();
+    let mut report = ExtractionReport { threads, count: files.len(), results: Vec::new() };
+    if !a.json {
+        println!("images: {} from {} | threads: {threads} | device: {device:?}", files.len(), dir.display());
+        println!(
+            "{:<13} {:>5} {:>22} {:>16} {:>9}",
+            "backbone", "batch", "img/s (no decode)", "img/s (decode)", "GFLOP/s"
+        );
+    }
+    for &bk in &a.backbones {
+        let spec = PreprocessSpec::new(bk, false);
+        let pipeline = Pipeline::load(spec, device)?;
+        let inputs = prepared_inputs(&files, &spec);
         for &b in &a.batches {
-            let b = b.max(1);
-            // warm-up
-            pipeline.features(inputs.get(..b).unwrap_or(&inputs))?;
-            let mut no_decode = Vec::new();
-            let mut with_decode = Vec::new();
-            for _ in 0..a.repeats.max(1) {
-                let t = Instant::now();
-                for chunk in inputs.chunks(b) {
-                    pipeline.features(chunk)?;
-                }
-                no_decode.push(inputs.len() as f64 / t.elapsed().as_secs_f64());
-                let t = Instant::now();
-                for chunk in files.chunks(b) {
-                    let ins: Vec<Vec<f32>> = chunk
-                        .iter()
-                        .filter_map(|f| crate::imaging::load_rgb(f).ok())
-                        .map(|i| crate::preprocess::prepare(&i, whole_image(i.width(), i.height()), &spec))
-                        .collect();
-                    pipeline.features(&ins)?;
-                }
-                with_decode.push(files.len() as f64 / t.elapsed().as_secs_f64());
+            let r = time_extraction(&pipeline, &inputs, &files, b, a.repeats, !a.json)?;
+            if !a.json {
+                let (m, lo, hi) = median(r.images_per_s.clone());
+                let md = r.median_images_per_s_with_decode.unwrap_or(f64::NAN);
+                println!(
+                    "{:<13} {:>5} {:>7.1} ({:>5.1}-{:>5.1}) {:>16.1} {:>9.1}",
+                    r.backbone, b, m, lo, hi, md, r.gflops
+                );
             }
-            let (m, lo, hi) = median(no_decode);
-            let (md, _, _) = median(with_decode);
-            let gflops = m * bk.macs_per_image() * 2.0 / 1e9;
-            println!("{:<13} {:>5} {:>7.1} ({:.1}-{:.1}) {:>16.1} {:>9.1}", bk.id(), b, m, lo, hi, md, gflops);
+            report.results.push(r);
         }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
     }
     // Face detection speed.
     if let Ok(finder) = crate::face::FaceFinder::load(device) {

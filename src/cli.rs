@@ -48,6 +48,8 @@ pub enum Command {
     Classify(ClassifyArgs),
     /// List face detections as JSON.
     Faces(FacesArgs),
+    /// Find duplicates, likely wrong labels, faceless, tiny and outlying images in a dataset folder.
+    Audit(AuditArgs),
     /// Measure extraction and training speed.
     Bench(crate::bench::BenchArgs),
     /// Write faceres' own (zero-shot) gender head as a model file.
@@ -157,6 +159,28 @@ pub struct ClassifyArgs {
     pub csv: bool,
 }
 
+/// `audit` arguments.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Dataset folder with one sub-folder per class.
+    pub dir: PathBuf,
+    /// Backbone whose features are compared: faceres or inception-v3.
+    #[arg(long, default_value = "faceres")]
+    pub backbone: BackboneKind,
+    /// Use whole images instead of face crops.
+    #[arg(long)]
+    pub no_face_crop: bool,
+    /// Folds of the out-of-fold training that ranks likely wrong labels.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Show findings the user already kept in the app's review.
+    #[arg(long)]
+    pub include_kept: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `faces` arguments.
 #[derive(Debug, Args)]
 pub struct FacesArgs {
@@ -207,6 +231,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Eval(a) => eval(cli, a, &device, &cancel),
         Command::Classify(a) => classify(a, &device),
         Command::Faces(a) => faces(a, &device),
+        Command::Audit(a) => audit(cli, a, &device, &cancel),
         Command::Bench(a) => crate::bench::run(a, &cache_of(cli), &device),
         Command::ZeroShot { out, no_face_crop } => {
             crate::train::run::zero_shot_model(!no_face_crop)?.save(out)?;
@@ -432,6 +457,35 @@ fn print_csv(p: &ImagePrediction, classes: &[String]) {
             probs.join(",")
         );
     }
+}
+
+fn audit(cli: &Cli, a: &AuditArgs, device: &candle_core::Device, cancel: &AtomicBool) -> Result<()> {
+    if a.folds < 2 {
+        bail!("--folds must be at least 2");
+    }
+    let opts = crate::audit::AuditOptions { folds: a.folds, ..Default::default() };
+    let pb = progress_bar("features");
+    let mut report = crate::audit::audit_dataset(
+        &a.dir,
+        crate::preprocess::PreprocessSpec::new(a.backbone, !a.no_face_crop),
+        &opts,
+        &cache_of(cli),
+        device,
+        &mut |p| update_bar(&pb, p),
+        cancel,
+    )
+    .map_err(cancelled_or)?;
+    pb.finish_and_clear();
+    if !a.include_kept {
+        let log = crate::audit::review::ReviewLog::open(&a.dir)?;
+        report.findings.retain(|f| !log.is_kept(f));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", crate::audit::format_text(&report));
+    }
+    Ok(())
 }
 
 fn faces(a: &FacesArgs, device: &candle_core::Device) -> Result<()> {

@@ -2,6 +2,7 @@
 //! clean and retrain the dataset behind that call. Candle for every network.
 
 pub mod app;
+pub mod audit;
 pub mod bench;
 pub mod classify;
 pub mod cli;

@@ -8,8 +8,10 @@ use crate::model::BackboneKind;
 use crate::model::faceres;
 use crate::model::inception_v3;
 
-/// Bumped whenever the pixels fed to a backbone change; part of every cache key.
-pub const PREPROCESS_VERSION: u32 = 1;
+/// Bumped whenever the pixels fed to a backbone, or the face facts cached with them, change; part of
+/// every cache key. 2: face score threshold 0.7, and detections nested inside a more confident face
+/// (eyes or a mouth of a close-up) are no longer counted as faces.
+pub const PREPROCESS_VERSION: u32 = 2;
 
 /// Everything that decides the backbone's input; recorded in model metadata and in cache keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,27 +8,24 @@ use std::sync::atomic::AtomicBool;
 use candle_core::Device;
 use gender_classifier::classify::Classifier;
 use gender_classifier::dataset::split::SplitSpec;
-use gender_classifier::features::FeatureCache;
 use gender_classifier::train::TrainOptions;
 use gender_classifier::train::run::{EvalScope, TrainConfig, evaluate_dataset, train_dataset};
 
 #[test]
 fn train_on_a_subset_and_reach_95_percent_on_held_out_photos() {
-    let src = common::web_faces();
     let tmp = tempfile::tempdir().unwrap();
     let (train_dir, test_dir) = (tmp.path().join("train"), tmp.path().join("held-out"));
     for class in ["female", "male"] {
-        let files = common::class_files(&src, class);
-        // Interleave so both sides sample the whole folder; files are never copied, only linked.
+        let files = common::web_faces_sample(class, 250);
+        // The sample spreads over the whole folder; files are never copied, only linked.
         for (sub, range) in [(&train_dir, 0..150usize), (&test_dir, 150..250usize)] {
             std::fs::create_dir_all(sub.join(class)).unwrap();
-            for i in range {
-                let f = &files[i * files.len() / 250];
+            for f in &files[range] {
                 std::os::unix::fs::symlink(f, sub.join(class).join(f.file_name().unwrap())).unwrap();
             }
         }
     }
-    let cache = FeatureCache::new(tmp.path().join("cache"));
+    let cache = common::shared_web_faces_cache();
     let cfg = TrainConfig {
         options: TrainOptions { warm_start: true, ..Default::default() },
         split: SplitSpec { validation_pct: 20.0, test_pct: 0.0 },

@@ -20,6 +20,8 @@ pub enum Tab {
     Training,
     /// Confusion matrix, per-class metrics, history.
     Evaluation,
+    /// The dataset audit and the review queue.
+    Review,
 }
 
 /// Something to do, from a key, a button, a drop or a background task.
@@ -99,6 +101,14 @@ pub enum Command {
     ToggleHelp,
     /// Show or hide the right-hand panel.
     ToggleRightPanel,
+    /// Audit the dataset and walk the findings most worth a look.
+    ReviewSuspects,
+    /// Keep the reviewed photo(s) as they are; the finding does not come back.
+    ReviewKeep,
+    /// Move the reviewed photo to the class the evidence points to.
+    ReviewRelabelSuggested,
+    /// Keep member `n` (0-based) of a duplicate group and exclude the others.
+    ReviewKeepOnly(usize),
 }
 
 impl Command {
@@ -140,6 +150,10 @@ impl Command {
             Command::ShowTab(t) => format!("Show the {t:?} tab"),
             Command::ToggleHelp => "Show keyboard shortcuts".into(),
             Command::ToggleRightPanel => "Show / hide the side panel".into(),
+            Command::ReviewSuspects => "Review suspects: audit the dataset for likely mistakes".into(),
+            Command::ReviewKeep => "Review: keep as it is".into(),
+            Command::ReviewRelabelSuggested => "Review: relabel as suggested".into(),
+            Command::ReviewKeepOnly(i) => format!("Review: keep copy {} and exclude the others", i + 1),
         }
     }
 
@@ -168,6 +182,8 @@ pub fn shortcuts() -> Vec<(Command, Vec<KeyboardShortcut>)> {
         (Command::ShowTab(Tab::Photos), vec![k(cmd, Key::Num1)]),
         (Command::ShowTab(Tab::Training), vec![k(cmd, Key::Num2)]),
         (Command::ShowTab(Tab::Evaluation), vec![k(cmd, Key::Num3)]),
+        (Command::ShowTab(Tab::Review), vec![k(cmd, Key::Num4)]),
+        (Command::ReviewSuspects, vec![k(cmd, Key::R)]),
         (Command::Evaluate, vec![k(cmd, Key::E)]),
         (Command::ToggleRightPanel, vec![k(cmd, Key::B)]),
         (Command::ExtendNext, vec![k(shift, Key::ArrowRight)]),
@@ -183,6 +199,8 @@ pub fn shortcuts() -> Vec<(Command, Vec<KeyboardShortcut>)> {
         (Command::Up, vec![k(none, Key::ArrowUp)]),
         (Command::ClearSelection, vec![k(none, Key::Escape)]),
         (Command::AddClassifiedAsPredicted, vec![k(none, Key::A)]),
+        (Command::ReviewKeep, vec![k(none, Key::K)]),
+        (Command::ReviewRelabelSuggested, vec![k(none, Key::R)]),
     ];
     for (i, d) in digits.into_iter().enumerate() {
         v.push((Command::RelabelClass(i), vec![k(none, d)]));

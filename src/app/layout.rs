@@ -7,7 +7,9 @@ use egui::{Align, Align2, Color32, FontId, Layout, RichText, Vec2};
 use super::commands::{Command, Tab, shortcut_text, shortcuts, tooltip};
 use super::state::{FaceFilter, SortOrder, SplitFilter};
 use super::viewer::DatasetFacts;
-use super::{GenderApp, Level, SidePage, charts, classify_panel, confusion, train_panel, viewer, widgets};
+use super::{
+    GenderApp, Level, SidePage, charts, classify_panel, confusion, review_panel, train_panel, viewer, widgets,
+};
 use crate::dataset::EXCLUDED_DIR;
 
 /// Draws the whole frame.
@@ -278,6 +280,10 @@ fn dataset_summary(app: &mut GenderApp, ui: &mut egui::Ui) {
     if p.classes.len() < 2 {
         widgets::warning(ui, "Training needs at least two class folders.");
     }
+    let can_review = !app.review.is_running() && p.counts().0.iter().filter(|&&n| n > 0).count() >= 2;
+    if button(ui, "Review suspects…", &Command::ReviewSuspects, can_review) {
+        app.push(Command::ReviewSuspects);
+    }
     ui.horizontal(|ui| {
         if button(ui, "Rescan", &Command::Rescan, app.scan.is_none()) {
             app.push(Command::Rescan);
@@ -394,7 +400,12 @@ fn filters(app: &mut GenderApp, ui: &mut egui::Ui) {
 
 fn central(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        for (tab, name) in [(Tab::Photos, "Photos"), (Tab::Training, "Training"), (Tab::Evaluation, "Evaluation")] {
+        for (tab, name) in [
+            (Tab::Photos, "Photos"),
+            (Tab::Training, "Training"),
+            (Tab::Evaluation, "Evaluation"),
+            (Tab::Review, "Review"),
+        ] {
             let r = ui.selectable_label(app.tab == tab, RichText::new(name).size(15.0));
             if r.on_hover_text(tooltip(ui.ctx(), &Command::ShowTab(tab))).clicked() {
                 app.tab = tab;
@@ -412,6 +423,7 @@ fn central(app: &mut GenderApp, ui: &mut egui::Ui) {
             app.pending.extend(cmds);
         }
         Tab::Evaluation => evaluation_tab(app, ui),
+        Tab::Review => review_panel::tab(app, ui),
     }
 }
 
@@ -712,54 +724,64 @@ fn help_window(app: &mut GenderApp, ctx: &egui::Context) {
         .resizable(false)
         .anchor(Align2::CENTER_CENTER, [0.0, 0.0])
         .show(ctx, |ui| {
-            egui::Grid::new("shortcut-table").num_columns(2).striped(true).spacing([24.0, 4.0]).show(ui, |ui| {
-                let order = [
-                    Command::OpenFolderDialog,
-                    Command::ClassifyFilesDialog,
-                    Command::Rescan,
-                    Command::Next,
-                    Command::Previous,
-                    Command::Down,
-                    Command::Up,
-                    Command::ExtendNext,
-                    Command::ExtendPrevious,
-                    Command::SelectAll,
-                    Command::ClearSelection,
-                    Command::RelabelMale,
-                    Command::RelabelFemale,
-                    Command::RelabelClass(0),
-                    Command::RelabelClass(1),
-                    Command::Exclude,
-                    Command::Undo,
-                    Command::Redo,
-                    Command::AddClassifiedAsPredicted,
-                    Command::StartTraining,
-                    Command::Evaluate,
-                    Command::ShowTab(Tab::Photos),
-                    Command::ShowTab(Tab::Training),
-                    Command::ShowTab(Tab::Evaluation),
-                    Command::ToggleRightPanel,
-                    Command::ToggleHelp,
-                ];
-                debug_assert!(
-                    shortcuts()
-                        .iter()
-                        .all(|(c, _)| matches!(c, Command::RelabelClass(i) if *i > 1) || order.contains(c))
-                );
-                for cmd in order {
-                    ui.label(RichText::new(shortcut_text(ctx, &cmd).unwrap_or_default()).monospace().strong());
-                    ui.label(cmd.describe());
-                    ui.end_row();
-                }
-                ui.label(RichText::new("3 … 9").monospace().strong());
-                ui.label("Relabel selection as class 3 … 9");
+            let browse = [
+                Command::OpenFolderDialog,
+                Command::ClassifyFilesDialog,
+                Command::Rescan,
+                Command::Next,
+                Command::Previous,
+                Command::Down,
+                Command::Up,
+                Command::ExtendNext,
+                Command::ExtendPrevious,
+                Command::SelectAll,
+                Command::ClearSelection,
+                Command::RelabelMale,
+                Command::RelabelFemale,
+                Command::RelabelClass(0),
+                Command::RelabelClass(1),
+                Command::Exclude,
+                Command::Undo,
+                Command::Redo,
+            ];
+            let work = [
+                Command::AddClassifiedAsPredicted,
+                Command::StartTraining,
+                Command::Evaluate,
+                Command::ShowTab(Tab::Photos),
+                Command::ShowTab(Tab::Training),
+                Command::ShowTab(Tab::Evaluation),
+                Command::ShowTab(Tab::Review),
+                Command::ReviewSuspects,
+                Command::ReviewKeep,
+                Command::ReviewRelabelSuggested,
+                Command::ToggleRightPanel,
+                Command::ToggleHelp,
+            ];
+            debug_assert!(shortcuts().iter().all(|(c, _)| matches!(c, Command::RelabelClass(i) if *i > 1)
+                || browse.contains(c)
+                || work.contains(c)));
+            let row = |ui: &mut egui::Ui, keys: &str, what: &str| {
+                ui.label(RichText::new(keys).monospace().strong());
+                ui.label(what);
                 ui.end_row();
-                ui.label(RichText::new("Click").monospace().strong());
-                ui.label("Select a photo; Ctrl+click adds or removes, Shift+click selects a range");
-                ui.end_row();
-                ui.label(RichText::new("Drop / paste").monospace().strong());
-                ui.label("A folder opens as a dataset; photos are classified");
-                ui.end_row();
+            };
+            ui.horizontal_top(|ui| {
+                egui::Grid::new("shortcut-table").num_columns(2).striped(true).spacing([20.0, 4.0]).show(ui, |ui| {
+                    for cmd in &browse {
+                        row(ui, &shortcut_text(ctx, cmd).unwrap_or_default(), &cmd.describe());
+                    }
+                    row(ui, "3 … 9", "Relabel selection as class 3 … 9");
+                });
+                ui.add_space(12.0);
+                egui::Grid::new("shortcut-table-2").num_columns(2).striped(true).spacing([20.0, 4.0]).show(ui, |ui| {
+                    for cmd in &work {
+                        row(ui, &shortcut_text(ctx, cmd).unwrap_or_default(), &cmd.describe());
+                    }
+                    row(ui, "In Review", "M/F/1-9/X/arrows act on the finding shown");
+                    row(ui, "Click", "Select; Ctrl+click adds, Shift+click a range");
+                    row(ui, "Drop / paste", "A folder opens as a dataset; photos are classified");
+                });
             });
             ui.add_space(6.0);
             ui.weak("Relabel and exclude move files (never delete them) and can be undone.");

@@ -13,6 +13,9 @@ pub mod curation;
 pub mod grid;
 mod layout;
 pub mod photos;
+pub mod review;
+mod review_actions;
+mod review_panel;
 pub mod state;
 pub mod tasks;
 pub mod thumbnails;
@@ -90,6 +93,8 @@ pub struct GenderApp {
     pub classify: classify_panel::ClassifyPanel,
     /// Training runs.
     pub training: Training,
+    /// The dataset audit and review queue.
+    pub review: review::Review,
     /// Models found on disk.
     pub models: Vec<ModelInfo>,
     /// The loaded model.
@@ -154,6 +159,7 @@ impl GenderApp {
             curation: None,
             classify: classify_panel::ClassifyPanel::default(),
             training: Training::default(),
+            review: review::Review::default(),
             models: Vec::new(),
             classifier: None,
             model_path: None,
@@ -200,6 +206,7 @@ impl GenderApp {
             || self.zero_shot_task.is_some()
             || self.eval.is_some()
             || self.training.is_running()
+            || self.review.is_running()
             || self.curation.as_ref().is_some_and(Curation::is_busy)
             || self.classify.pending() > 0 && self.classifier.is_some()
     }
@@ -274,6 +281,9 @@ impl GenderApp {
     }
 
     fn cursor_path(&self) -> Option<PathBuf> {
+        if self.tab == Tab::Review {
+            return self.review.current().map(|f| f.members[0].path.clone());
+        }
         let p = self.photos.as_ref()?;
         self.grid.cursor.and_then(|id| p.by_id(id)).map(|e| e.path.clone())
     }
@@ -353,7 +363,13 @@ impl GenderApp {
             | Command::Down
             | Command::ExtendNext
             | Command::ExtendPrevious
-            | Command::SelectAll => self.tab == Tab::Photos && self.photos.is_some(),
+            | Command::SelectAll => {
+                self.photos.is_some()
+                    && (self.tab == Tab::Photos || self.tab == Tab::Review && self.review.current().is_some())
+            }
+            Command::ReviewKeep | Command::ReviewRelabelSuggested => {
+                self.tab == Tab::Review && self.review.current().is_some()
+            }
             Command::ClearSelection => true,
             Command::AddClassifiedAsPredicted => self.side == SidePage::Classified && self.settings.show_right_panel,
             _ => true,
@@ -480,6 +496,10 @@ impl GenderApp {
                 }
             }
         }
+        // Audit for the review.
+        if let Some(r) = self.review.poll(self.photos.as_ref()) {
+            self.audit_finished(r);
+        }
         // Training.
         if let Some(f) = self.training.poll() {
             self.training_finished(f);
@@ -589,6 +609,9 @@ impl GenderApp {
         match f {
             Finished::Model(path, report) => {
                 let acc = report.model.meta.test_metrics.as_ref().map(|m| m.accuracy);
+                if self.review.decisions.changed() > 0 && self.review.accuracy_after.is_none() {
+                    self.review.accuracy_after = acc;
+                }
                 if let Some(p) = &mut self.photos {
                     p.set_predictions(&Predictions::from_report(&report));
                 }
@@ -678,6 +701,9 @@ impl GenderApp {
     // Commands
 
     fn run(&mut self, c: Command, ctx: &egui::Context) {
+        let Some(c) = self.review_command(c) else {
+            return;
+        };
         match c {
             Command::OpenFolderDialog => {
                 if self.dialog.is_none() {
@@ -791,6 +817,7 @@ impl GenderApp {
                 if let Some(e) = &self.eval {
                     e.cancel();
                 }
+                self.review.cancel();
             }
             Command::ChooseModel(path) => {
                 if self.model_path.as_ref() != Some(&path) || self.classifier.is_none() {
@@ -828,6 +855,8 @@ impl GenderApp {
             Command::ShowTab(t) => self.tab = t,
             Command::ToggleHelp => self.show_help = !self.show_help,
             Command::ToggleRightPanel => self.settings.show_right_panel = !self.settings.show_right_panel,
+            Command::ReviewSuspects => self.start_review(),
+            Command::ReviewKeep | Command::ReviewRelabelSuggested | Command::ReviewKeepOnly(_) => {}
         }
         let _ = ctx;
     }

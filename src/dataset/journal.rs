@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+/// Hidden folder inside a dataset that holds the app's state (journal, review decisions).
+pub const STATE_DIR: &str = ".gender-classifier";
+
 /// One file move.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Move {
@@ -54,7 +57,7 @@ pub struct Journal {
 impl Journal {
     /// Opens (creating if needed) the journal of `dataset_root` and recovers interrupted moves.
     pub fn open(dataset_root: &Path) -> Result<(Self, Recovery)> {
-        let dir = dataset_root.join(".gender-classifier");
+        let dir = dataset_root.join(STATE_DIR);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {} (is the dataset folder writable?)", dir.display()))?;
         let path = dir.join("journal.jsonl");

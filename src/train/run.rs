@@ -104,7 +104,27 @@ pub fn dataset_features(
             }
         }
     }
+    keep_near_duplicates_together(&mut out.items, split)?;
     Ok(out)
+}
+
+/// Puts every near-duplicate group into the split of its representative (the member with the
+/// smallest hash), so copies of one photo never sit on both sides of the train/test line.
+fn keep_near_duplicates_together(items: &mut [ItemFeatures], split: &SplitSpec) -> Result<()> {
+    let feats: Vec<Vec<f32>> = items.iter().map(|i| i.value.features.clone()).collect();
+    let pairs = crate::audit::duplicates::similar_pairs(&feats, crate::audit::duplicates::NEAR_DUPLICATE_COSINE)?;
+    let groups = crate::audit::duplicates::near_groups(items.len(), &pairs);
+    let sha: Vec<String> = items.iter().map(|i| i.sha256.clone()).collect();
+    let sha_refs: Vec<&str> = sha.iter().map(String::as_str).collect();
+    let reps = crate::audit::duplicates::representatives(&sha_refs, &groups);
+    let mut moved = 0;
+    for (item, rep) in items.iter_mut().zip(reps) {
+        let s = split.assign(&sha[rep]);
+        moved += usize::from(s != item.split);
+        item.split = s;
+    }
+    tracing::debug!(groups = groups.len(), moved, "near-duplicate groups kept in one split");
+    Ok(())
 }
 
 /// One scored image.

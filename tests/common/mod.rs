@@ -52,3 +52,14 @@ pub fn synthetic_dataset(dir: &Path, classes: &[&str], per_class: u32) {
         }
     }
 }
+
+/// A feature cache shared by the tests that read web-faces, so each photo is extracted once per build.
+pub fn shared_web_faces_cache() -> gender_classifier::features::FeatureCache {
+    gender_classifier::features::FeatureCache::new(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-faces-cache"))
+}
+
+/// `n` photos per class of web-faces, spread over the whole folder (the same picks in every test).
+pub fn web_faces_sample(class: &str, n: usize) -> Vec<PathBuf> {
+    let files = class_files(&web_faces(), class);
+    (0..n).map(|i| files[i * files.len() / 250].clone()).collect()
+}
