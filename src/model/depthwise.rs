@@ -194,8 +194,55 @@ pub fn pointwise(x: &Tensor, weight2d: &Tensor, bias: &Tensor, act: Activation) 
     let co = weight2d.dim(0)?;
     let xs = x.contiguous()?.reshape((n, c, h * w))?;
     let y = weight2d.broadcast_left(n)?.matmul(&xs)?;
-    let y = y.broadcast_add(&bias.reshape((1, co, 1))?)?;
-    act.apply_tensor(&y)?.reshape((n, co, h, w))
+    bias_act(y, bias, act)?.reshape((n, co, h, w))
+}
+
+/// `act(y + bias[c])` for `y` of shape `[N, C, ...]`: one in-place parallel pass on the CPU (instead
+/// of an add and a clamp that each allocate and run on one thread), generic ops elsewhere.
+///
+/// `y` must be a fresh result no other tensor shares (e.g. straight out of a matmul or conv).
+pub fn bias_act(y: Tensor, bias: &Tensor, act: Activation) -> Result<Tensor> {
+    let c = y.dim(1)?;
+    if y.device().is_cpu() && y.dtype() == candle_core::DType::F32 && y.is_contiguous() {
+        y.inplace_op1(&BiasAct { bias: bias.to_vec1::<f32>()?, act, channels: c })?;
+        return Ok(y);
+    }
+    let mut shape = vec![1; y.rank()];
+    shape[1] = c;
+    act.apply_tensor(&y.broadcast_add(&bias.reshape(shape)?)?)
+}
+
+struct BiasAct {
+    bias: Vec<f32>,
+    act: Activation,
+    channels: usize,
+}
+
+impl candle_core::InplaceOp1 for BiasAct {
+    fn name(&self) -> &'static str {
+        "bias-act"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let CpuStorage::F32(data) = storage else { candle_core::bail!("bias-act expects f32") };
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("bias-act expects a contiguous tensor")
+        };
+        if self.bias.len() != self.channels {
+            candle_core::bail!("bias-act: {} channels but {} biases", self.channels, self.bias.len());
+        }
+        let plane = layout.dims()[2..].iter().product::<usize>().max(1);
+        let act = self.act;
+        data[a..b].par_chunks_mut(plane).with_min_len((4096 / plane).max(1)).enumerate().for_each(|(row, v)| {
+            let bias = self.bias[row % self.channels];
+            match act {
+                Activation::None => v.iter_mut().for_each(|x| *x += bias),
+                Activation::Relu => v.iter_mut().for_each(|x| *x = (*x + bias).max(0.0)),
+                Activation::Relu6 => v.iter_mut().for_each(|x| *x = (*x + bias).clamp(0.0, 6.0)),
+            }
+        });
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +279,19 @@ mod tests {
         assert_eq!(same_padding_3x3(1, 224, 224), (1, 1, 1, 1));
         assert_eq!(same_padding_3x3(2, 224, 224), (0, 0, 1, 1));
         assert_eq!(same_padding_3x3(2, 7, 7), (1, 1, 1, 1));
+    }
+
+    #[test]
+    fn fused_bias_act_matches_separate_ops() {
+        let dev = Device::Cpu;
+        let y = (Tensor::randn(0f32, 4.0, (2, 5, 3, 7), &dev).unwrap() * 1.0).unwrap();
+        let b = Tensor::randn(0f32, 2.0, 5, &dev).unwrap();
+        for act in [Activation::None, Activation::Relu, Activation::Relu6] {
+            let want = act.apply_tensor(&y.broadcast_add(&b.reshape((1, 5, 1, 1)).unwrap()).unwrap()).unwrap();
+            let got = bias_act(y.copy().unwrap(), &b, act).unwrap();
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-6, "{act:?}: diff {diff}");
+        }
     }
 
     #[test]

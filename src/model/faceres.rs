@@ -9,7 +9,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::depthwise::{Activation, Depthwise3x3, pointwise, same_padding_3x3};
+use super::depthwise::{Activation, Depthwise3x3, bias_act, pointwise, same_padding_3x3};
 use super::weights::{self, FACERES};
 use super::{Backbone, BackboneKind};
 
@@ -116,7 +116,7 @@ impl Backbone for Faceres {
         let (t, l, b, r) = same_padding_3x3(2, h, w);
         let x = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
         let x = x.conv2d(&self.conv0_weight, 0, 2, 1, 1)?;
-        let mut x = x.broadcast_add(&self.conv0_bias.reshape((1, 32, 1, 1))?)?.clamp(0f32, 6f32)?;
+        let mut x = bias_act(x, &self.conv0_bias, Activation::Relu6)?;
         for block in &self.blocks {
             let (_, _, h, w) = x.dims4()?;
             x = block.dw.forward(&x, same_padding_3x3(block.stride, h, w))?;
