@@ -58,8 +58,10 @@ pub fn shared_web_faces_cache() -> gender_classifier::features::FeatureCache {
     gender_classifier::features::FeatureCache::new(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-faces-cache"))
 }
 
-/// `n` photos per class of web-faces, spread over the whole folder (the same picks in every test).
+/// `n` photos per class of web-faces, spread over the whole folder (for `n` ≤ 250, the first `n`
+/// of the same 250 picks in every test).
 pub fn web_faces_sample(class: &str, n: usize) -> Vec<PathBuf> {
     let files = class_files(&web_faces(), class);
-    (0..n).map(|i| files[i * files.len() / 250].clone()).collect()
+    let spread = n.clamp(250, files.len());
+    (0..n.min(files.len())).map(|i| files[i * files.len() / spread].clone()).collect()
 }
