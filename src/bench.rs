@@ -217,6 +217,36 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
             t.elapsed().as_secs_f64() * 1e3
         );
     }
+    // Dataset audit on cached-size vectors (duplicates, 5-fold out-of-fold suspects, outliers).
+    {
+        let mut rng = crate::train::rng::Rng::new(11);
+        let d = BackboneKind::Faceres.feature_dim();
+        let classes = vec!["female".to_string(), "male".to_string()];
+        let items: Vec<crate::train::run::ItemFeatures> = (0..a.train_vectors)
+            .map(|i| crate::train::run::ItemFeatures {
+                path: PathBuf::from(format!("{i}.jpg")),
+                label: i % 2,
+                sha256: crate::model::weights::sha256_hex(&(i as u64).to_le_bytes()),
+                split: crate::dataset::split::Split::Train,
+                value: crate::features::cache::CachedFeatures {
+                    features: (0..d).map(|_| rng.next_f32() + (i % 2) as f32 * 0.1).collect(),
+                    n_faces: 1,
+                    crop: None,
+                    face_score: 0.9,
+                    image_size: (160, 214),
+                },
+            })
+            .collect();
+        let t = Instant::now();
+        let opts = crate::audit::AuditOptions::default();
+        let r = crate::audit::audit_items(&items, &classes, true, &opts, None, &AtomicBool::new(false))?;
+        println!(
+            "dataset audit: {} cached {d}-d vectors, {} findings: {:.2} s",
+            a.train_vectors,
+            r.findings.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
     // Head training on cached-size vectors.
     let mut rng = crate::train::rng::Rng::new(7);
     for bk in [BackboneKind::Faceres, BackboneKind::InceptionV3] {
