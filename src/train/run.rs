@@ -404,3 +404,41 @@ pub fn evaluate_dataset(
     let scored = score(&classifier.model.head, &refs)?;
     Ok(EvalReport { metrics: metrics_of(&classes, &scored), classes, scored, failures: feats.failures })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::weights::sha256_hex;
+
+    fn item(i: u32, features: Vec<f32>, spec: &SplitSpec) -> ItemFeatures {
+        let sha256 = sha256_hex(&i.to_le_bytes());
+        ItemFeatures {
+            path: PathBuf::from(format!("{i}.jpg")),
+            label: 0,
+            split: spec.assign(&sha256),
+            sha256,
+            value: CachedFeatures { features, n_faces: 1, crop: None, face_score: 0.9, image_size: (100, 100) },
+        }
+    }
+
+    #[test]
+    fn copies_of_one_photo_share_a_split_and_other_photos_keep_theirs() {
+        let spec = SplitSpec::default();
+        // Items 0..40 are distinct directions; each of 40..80 is a near copy of item (i - 40).
+        let dir = |k: u32| (0..64).map(|d| if d == k as usize { 1.0 } else { 0.001 * (d as f32) }).collect::<Vec<_>>();
+        let mut items: Vec<ItemFeatures> = (0..40).map(|i| item(i, dir(i), &spec)).collect();
+        items.extend((40..80).map(|i| {
+            let mut f = dir(i - 40);
+            f[0] += 0.02;
+            item(i, f, &spec)
+        }));
+        let before: Vec<Split> = items.iter().map(|i| i.split).collect();
+        assert!((0..40).any(|i| before[i] != before[i + 40]), "the test needs copies that hashed apart");
+        keep_near_duplicates_together(&mut items, &spec).unwrap();
+        for i in 0..40 {
+            assert_eq!(items[i].split, items[i + 40].split, "copy {i} sits in another split");
+            let rep = if items[i].sha256 < items[i + 40].sha256 { i } else { i + 40 };
+            assert_eq!(items[i].split, before[rep], "the group takes its representative's split");
+        }
+    }
+}
