@@ -112,6 +112,27 @@ impl Backbone for Faceres {
     }
 
     fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        // Large batches run in small slices: the early activations of one image (1.6 MB) stay in
+        // cache, those of 16 (26 MB) do not, and every layer streams them several times.
+        let n = x.dim(0)?;
+        let micro = MICRO_BATCH;
+        if n > micro {
+            let parts = (0..n)
+                .step_by(micro)
+                .map(|s| self.features_of_slice(&x.narrow(0, s, micro.min(n - s))?))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            return Tensor::cat(&parts, 0);
+        }
+        self.features_of_slice(x)
+    }
+}
+
+/// Images per pass through the network inside one call (see [`Faceres::features`]). Measured with
+/// `bench --batches 16`: 1 → 22.2, 2 → 22.9, 4 → 19.2, 16 → 17.3 img/s on 2 cores.
+pub const MICRO_BATCH: usize = 2;
+
+impl Faceres {
+    fn features_of_slice(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let (t, l, b, r) = same_padding_3x3(2, h, w);
         let x = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
