@@ -238,8 +238,12 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
             })
             .collect();
         let t = Instant::now();
+        let vectors: Vec<&[f32]> = items.iter().map(|i| i.value.features.as_slice()).collect();
+        let near_duplicates =
+            crate::audit::duplicates::similar_pairs(&vectors, crate::audit::duplicates::NEAR_DUPLICATE_COSINE)?;
+        let data = crate::train::run::DatasetFeatures { items, failures: Vec::new(), near_duplicates };
         let opts = crate::audit::AuditOptions::default();
-        let r = crate::audit::audit_items(&items, &classes, true, &opts, None, &AtomicBool::new(false))?;
+        let r = crate::audit::audit_items(&data, &classes, true, &opts, &AtomicBool::new(false))?;
         println!(
             "dataset audit: {} cached {d}-d vectors, {} findings: {:.2} s",
             a.train_vectors,

@@ -55,20 +55,21 @@ impl UnionFind {
 }
 
 /// L2-normalised copy of each vector (zero vectors stay zero).
-pub fn normalized(features: &[Vec<f32>]) -> Vec<Vec<f32>> {
+pub fn normalized<V: AsRef<[f32]>>(features: &[V]) -> Vec<Vec<f32>> {
     features
         .iter()
         .map(|v| {
+            let v = v.as_ref();
             let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if n > 0.0 { v.iter().map(|x| x / n).collect() } else { v.clone() }
+            if n > 0.0 { v.iter().map(|x| x / n).collect() } else { v.to_vec() }
         })
         .collect()
 }
 
 /// Every pair `(i, j, cosine)` with `i < j` and cosine ≥ `threshold`, in index order.
-pub fn similar_pairs(features: &[Vec<f32>], threshold: f32) -> Result<Vec<(usize, usize, f32)>> {
+pub fn similar_pairs<V: AsRef<[f32]>>(features: &[V], threshold: f32) -> Result<Vec<(usize, usize, f32)>> {
     let n = features.len();
-    let d = features.first().map_or(0, Vec::len);
+    let d = features.first().map_or(0, |v| v.as_ref().len());
     if n < 2 || d == 0 {
         return Ok(Vec::new());
     }

@@ -22,7 +22,7 @@ use crate::features::cache::FeatureCache;
 use crate::features::extract::Progress;
 use crate::pipeline::Pipeline;
 use crate::preprocess::PreprocessSpec;
-use crate::train::run::{ItemFeatures, dataset_features};
+use crate::train::run::{DatasetFeatures, ItemFeatures, dataset_features};
 use crate::train::{LabelledSet, TrainOptions};
 use suspects::Suspect;
 
@@ -117,8 +117,6 @@ pub struct AuditOptions {
     pub folds: usize,
     /// Head options for each fold.
     pub train: TrainOptions,
-    /// Cosine similarity for near duplicates.
-    pub near_duplicate_cosine: f32,
     /// Robust z-score for outliers.
     pub outlier_z: f32,
     /// Shorter side, in pixels, below which an image is tiny.
@@ -130,7 +128,6 @@ impl Default for AuditOptions {
         Self {
             folds: 5,
             train: TrainOptions { epochs: 30, patience: 0, dropout: 0.0, ..Default::default() },
-            near_duplicate_cosine: duplicates::NEAR_DUPLICATE_COSINE,
             outlier_z: outliers::OUTLIER_Z,
             min_side: MIN_SIDE,
         }
@@ -178,19 +175,21 @@ fn member(it: &ItemFeatures, classes: &[String]) -> Member {
     Member { path: it.path.clone(), class: classes[it.label].clone(), sha256: it.sha256.clone() }
 }
 
-/// Audits images with their cached features. `face_crop` says whether faces were looked for.
+/// Audits images with their cached features (and the near-duplicate pairs found with them).
+/// `face_crop` says whether faces were looked for.
 pub fn audit_items(
-    items: &[ItemFeatures],
+    data: &DatasetFeatures,
     classes: &[String],
     face_crop: bool,
     opts: &AuditOptions,
-    start: Option<&crate::model::head::Head>,
     cancel: &AtomicBool,
 ) -> Result<AuditReport> {
     let t0 = std::time::Instant::now();
+    let items = &data.items;
     let sha: Vec<&str> = items.iter().map(|i| i.sha256.as_str()).collect();
-    let feats: Vec<Vec<f32>> = items.iter().map(|i| i.value.features.clone()).collect();
     let labels: Vec<usize> = items.iter().map(|i| i.label).collect();
+    let set =
+        LabelledSet { features: items.iter().map(|i| i.value.features.clone()).collect(), labels: labels.clone() };
     let mut findings = Vec::new();
 
     // Exact duplicates, and the same bytes under two labels.
@@ -208,8 +207,8 @@ pub fn audit_items(
     }
 
     // Near duplicates: groups by cosine similarity that hold at least two different files.
-    let pairs = duplicates::similar_pairs(&feats, opts.near_duplicate_cosine)?;
-    let groups = duplicates::near_groups(items.len(), &pairs);
+    let pairs = &data.near_duplicates;
+    let groups = duplicates::near_groups(items.len(), pairs);
     for g in &groups {
         let mut distinct: Vec<&str> = g.iter().map(|&i| sha[i]).collect();
         distinct.sort();
@@ -240,9 +239,8 @@ pub fn audit_items(
     // Likely wrong labels from held-out predictions; a near-duplicate group shares one fold.
     let reps = duplicates::representatives(&sha, &groups);
     let fold: Vec<usize> = reps.iter().map(|&r| suspects::fold_of(sha[r], opts.folds)).collect();
-    let set = LabelledSet { features: feats.clone(), labels: labels.clone() };
     let ranked: Vec<Suspect> = if items.len() >= opts.folds * 2 && classes.len() >= 2 {
-        let probs = suspects::out_of_fold_probs(&set, &fold, opts.folds, classes.len(), start, &opts.train, cancel)?;
+        let probs = suspects::out_of_fold_probs(&set, &fold, opts.folds, classes.len(), &opts.train, cancel)?;
         suspects::rank(&probs, &labels, classes.len())
     } else {
         Vec::new()
@@ -265,7 +263,7 @@ pub fn audit_items(
     }
 
     // Per-image flags: no face, several faces, tiny, far from its class.
-    let z = outliers::class_distance_z(&feats, &labels, classes.len());
+    let z = outliers::class_distance_z(&set.features, &labels, classes.len());
     for (i, it) in items.iter().enumerate() {
         let one = |kind, score, reason: String| Finding {
             kind,
@@ -338,7 +336,7 @@ pub fn audit_dataset(
     ds.require_trainable()?;
     let pipeline = Pipeline::load(spec, device)?;
     let feats = dataset_features(&ds, &pipeline, cache, &SplitSpec::default(), 16, on_progress, cancel)?;
-    let mut report = audit_items(&feats.items, &ds.classes, spec.face_crop, opts, None, cancel)?;
+    let mut report = audit_items(&feats, &ds.classes, spec.face_crop, opts, cancel)?;
     report.unreadable = feats.failures;
     Ok(report)
 }

@@ -6,7 +6,6 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Result;
 
 use crate::eval::argmax;
-use crate::model::head::Head;
 use crate::train::{LabelledSet, TrainOptions, train_head};
 
 /// One image's out-of-fold verdict.
@@ -32,13 +31,12 @@ pub fn fold_of(sha256_hex: &str, k: usize) -> usize {
 /// Probabilities for every item from a head that never saw it (k-fold cross-fitting).
 ///
 /// `fold[i]` is item i's fold; items of one near-duplicate group must share a fold so a copy
-/// cannot vouch for its twin. `start` is an optional warm-start head cloned for every fold.
+/// cannot vouch for its twin.
 pub fn out_of_fold_probs(
     set: &LabelledSet,
     fold: &[usize],
     k: usize,
     num_classes: usize,
-    start: Option<&Head>,
     opts: &TrainOptions,
     cancel: &AtomicBool,
 ) -> Result<Vec<Vec<f32>>> {
@@ -53,8 +51,7 @@ pub fn out_of_fold_probs(
             labels: idx.iter().map(|&i| set.labels[i]).collect(),
         };
         let train = pick(&kept);
-        let (head, _) =
-            train_head(&train, &LabelledSet::default(), num_classes, start.cloned(), opts, &mut |_| {}, cancel)?;
+        let (head, _) = train_head(&train, &LabelledSet::default(), num_classes, None, opts, &mut |_| {}, cancel)?;
         let p = head.probs_of(&pick(&held).features)?;
         for (i, pi) in held.into_iter().zip(p) {
             probs[i] = pi;
@@ -105,14 +102,14 @@ mod tests {
         }
         let fold: Vec<usize> = (0..set.len()).map(|i| i % 4).collect();
         let opts = TrainOptions { epochs: 30, patience: 0, dropout: 0.0, ..Default::default() };
-        let probs = out_of_fold_probs(&set, &fold, 4, 2, None, &opts, &AtomicBool::new(false)).unwrap();
+        let probs = out_of_fold_probs(&set, &fold, 4, 2, &opts, &AtomicBool::new(false)).unwrap();
         let ranked = rank(&probs, &set.labels, 2);
         assert_eq!(ranked[0].index, 4);
         assert!(ranked[0].confident_error);
         assert_eq!(ranked[0].predicted, 0);
         assert!(!ranked[1].confident_error, "{:?}", ranked[1]);
         let again =
-            rank(&out_of_fold_probs(&set, &fold, 4, 2, None, &opts, &AtomicBool::new(false)).unwrap(), &set.labels, 2);
+            rank(&out_of_fold_probs(&set, &fold, 4, 2, &opts, &AtomicBool::new(false)).unwrap(), &set.labels, 2);
         assert_eq!(ranked, again, "deterministic");
     }
 

@@ -43,6 +43,8 @@ pub struct DatasetFeatures {
     pub items: Vec<ItemFeatures>,
     /// Files skipped, with the reason.
     pub failures: Vec<(PathBuf, String)>,
+    /// Near-duplicate pairs `(i, j, cosine)` among `items`, at the audit's threshold.
+    pub near_duplicates: Vec<(usize, usize, f32)>,
 }
 
 impl DatasetFeatures {
@@ -104,14 +106,15 @@ pub fn dataset_features(
             }
         }
     }
-    keep_near_duplicates_together(&mut out.items, split)?;
+    out.near_duplicates = keep_near_duplicates_together(&mut out.items, split)?;
     Ok(out)
 }
 
 /// Puts every near-duplicate group into the split of its representative (the member with the
 /// smallest hash), so copies of one photo never sit on both sides of the train/test line.
-fn keep_near_duplicates_together(items: &mut [ItemFeatures], split: &SplitSpec) -> Result<()> {
-    let feats: Vec<Vec<f32>> = items.iter().map(|i| i.value.features.clone()).collect();
+/// Returns the near-duplicate pairs it found.
+fn keep_near_duplicates_together(items: &mut [ItemFeatures], split: &SplitSpec) -> Result<Vec<(usize, usize, f32)>> {
+    let feats: Vec<&[f32]> = items.iter().map(|i| i.value.features.as_slice()).collect();
     let pairs = crate::audit::duplicates::similar_pairs(&feats, crate::audit::duplicates::NEAR_DUPLICATE_COSINE)?;
     let groups = crate::audit::duplicates::near_groups(items.len(), &pairs);
     let sha: Vec<String> = items.iter().map(|i| i.sha256.clone()).collect();
@@ -124,7 +127,7 @@ fn keep_near_duplicates_together(items: &mut [ItemFeatures], split: &SplitSpec) 
         item.split = s;
     }
     tracing::debug!(groups = groups.len(), moved, "near-duplicate groups kept in one split");
-    Ok(())
+    Ok(pairs)
 }
 
 /// One scored image.
