@@ -18,8 +18,9 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Applies the activation to one value.
     #[inline]
-    fn apply(self, v: f32) -> f32 {
+    pub fn apply(self, v: f32) -> f32 {
         match self {
             Activation::None => v,
             Activation::Relu => v.max(0.0),
@@ -81,7 +82,7 @@ impl Depthwise3x3 {
     /// Runs the conv on an NCHW tensor with the given padding.
     pub fn forward(&self, x: &Tensor, pad: Padding) -> Result<Tensor> {
         if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-            let op = DepthwiseOp { layer: self, pad };
+            let op = DepthwiseOp { layer: self, pad, cnhw: false };
             return x.contiguous()?.apply_op1_no_bwd(&op);
         }
         let (t, l, b, r) = pad;
@@ -91,11 +92,18 @@ impl Depthwise3x3 {
         let y = y.broadcast_add(&self.bias_t.reshape((1, c, 1, 1))?)?;
         self.act.apply_tensor(&y)
     }
+
+    /// Runs the conv on a CNHW f32 CPU tensor (`[C, N, H, W]`), returning CNHW.
+    pub fn forward_cnhw(&self, x: &Tensor, pad: Padding) -> Result<Tensor> {
+        x.contiguous()?.apply_op1_no_bwd(&DepthwiseOp { layer: self, pad, cnhw: true })
+    }
 }
 
 struct DepthwiseOp<'a> {
     layer: &'a Depthwise3x3,
     pad: Padding,
+    /// Planes are ordered channel-major (`[C, N, H, W]`) rather than image-major.
+    cnhw: bool,
 }
 
 impl CustomOp1 for DepthwiseOp<'_> {
@@ -112,7 +120,8 @@ impl CustomOp1 for DepthwiseOp<'_> {
             Some((a, b)) => &src[a..b],
             None => candle_core::bail!("depthwise3x3 expects a contiguous input"),
         };
-        let (n, c, h, w) = layout.shape().dims4()?;
+        let (d0, d1, h, w) = layout.shape().dims4()?;
+        let (n, c) = if self.cnhw { (d1, d0) } else { (d0, d1) };
         if c != self.layer.bias.len() {
             candle_core::bail!("depthwise3x3: input has {c} channels, layer has {}", self.layer.bias.len());
         }
@@ -122,13 +131,13 @@ impl CustomOp1 for DepthwiseOp<'_> {
         let ow = (w + pl + pr - 3) / s + 1;
         let mut out = vec![0f32; n * c * oh * ow];
         out.par_chunks_mut(oh * ow).enumerate().for_each(|(plane, dst)| {
-            let ch = plane % c;
+            let ch = if self.cnhw { plane / n } else { plane % c };
             let k = &self.layer.weight_cpu[ch * 9..ch * 9 + 9];
             let bias = self.layer.bias[ch];
             let img = &src[plane * h * w..(plane + 1) * h * w];
             depthwise_plane(img, h, w, k, bias, s, pt, pl, dst, oh, ow, self.layer.act);
         });
-        Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
+        Ok((CpuStorage::F32(out), Shape::from((d0, d1, oh, ow))))
     }
 }
 

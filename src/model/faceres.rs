@@ -6,9 +6,10 @@
 use std::path::Path;
 
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
+use super::conv::CnhwConv;
 use super::depthwise::{Activation, Depthwise3x3, bias_act, pointwise, same_padding_3x3};
 use super::weights::{self, FACERES};
 use super::{Backbone, BackboneKind};
@@ -49,6 +50,29 @@ pub struct Faceres {
     conv0_weight: Tensor,
     conv0_bias: Tensor,
     blocks: Vec<Block>,
+    /// Packed CPU layers (present when the weights live on the CPU).
+    cpu: Option<CpuLayers>,
+}
+
+/// conv0 and the pointwise convs with their weights packed for the CPU GEMM.
+struct CpuLayers {
+    conv0: CnhwConv,
+    pointwise: Vec<CnhwConv>,
+}
+
+impl CpuLayers {
+    fn new(conv0_weight: &Tensor, conv0_bias: &Tensor, blocks: &[Block]) -> candle_core::Result<Self> {
+        let relu6 = Activation::Relu6;
+        let conv0 = CnhwConv::new(&conv0_weight.reshape((32, 27))?, conv0_bias, 3, (3, 3), 2, relu6, 32)?;
+        let pointwise = blocks
+            .iter()
+            .map(|b| {
+                let (cout, cin) = b.pw_weight.dims2()?;
+                CnhwConv::new(&b.pw_weight, &b.pw_bias, cin, (1, 1), 1, relu6, cout)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(Self { conv0, pointwise })
+    }
 }
 
 /// The model's own gender head: `feats` (1024->256, relu) and `gender` (256->1, sigmoid = P(male)).
@@ -86,7 +110,11 @@ impl Faceres {
             let pw_bias = b.get(cout, "pw.bias")?;
             blocks.push(Block { dw, stride, pw_weight, pw_bias });
         }
-        Ok(Self { conv0_weight, conv0_bias, blocks })
+        let cpu = match vb.device().is_cpu() {
+            true => Some(CpuLayers::new(&conv0_weight, &conv0_bias, &blocks)?),
+            false => None,
+        };
+        Ok(Self { conv0_weight, conv0_bias, blocks, cpu })
     }
 
     /// Loads only the model's own gender head (for zero-shot use and warm starts).
@@ -133,6 +161,30 @@ pub const MICRO_BATCH: usize = 2;
 
 impl Faceres {
     fn features_of_slice(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.cpu {
+            Some(cpu) if x.device().is_cpu() && x.dtype() == DType::F32 => self.features_cnhw(cpu, x),
+            _ => self.features_generic(x),
+        }
+    }
+
+    /// CPU path: the batch runs in CNHW layout, every conv one packed GEMM over all its images.
+    fn features_cnhw(&self, cpu: &CpuLayers, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        if c != 3 {
+            candle_core::bail!("faceres expects BGR input [N, 3, H, W], got {:?}", x.shape());
+        }
+        let x = x.contiguous()?.transpose(0, 1)?;
+        let mut x = cpu.conv0.forward(&x, same_padding_3x3(2, h, w))?;
+        for (block, pw) in self.blocks.iter().zip(&cpu.pointwise) {
+            let (_, _, h, w) = x.dims4()?;
+            x = block.dw.forward_cnhw(&x, same_padding_3x3(block.stride, h, w))?;
+            x = pw.forward(&x, (0, 0, 0, 0))?;
+        }
+        x.mean((2, 3))?.t()?.contiguous()
+    }
+
+    /// Stock Candle ops on NCHW tensors (other devices and dtypes).
+    fn features_generic(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let (t, l, b, r) = same_padding_3x3(2, h, w);
         let x = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;

@@ -22,10 +22,12 @@
 use std::path::Path;
 
 use anyhow::Result;
-use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
+use super::conv::CnhwConv;
+use super::depthwise::Activation;
 use super::weights::{self, INCEPTION_V3};
 use super::{Backbone, BackboneKind};
 
@@ -35,9 +37,6 @@ pub const FEATURE_DIM: usize = 2048;
 pub const INPUT_SIZE: usize = 299;
 /// BatchNorm epsilon of every `BasicConv2d` (torchvision and Keras agree on 1e-3).
 pub const BN_EPS: f64 = 1e-3;
-
-/// Largest im2col buffer (in f32 values) built at once; bigger batches are processed in chunks.
-const MAX_COL_VALUES: usize = 1 << 23;
 
 /// Intermediate maps of one forward pass, in NCHW layout (for checks against a reference).
 #[derive(Debug, Clone)]
@@ -71,8 +70,8 @@ struct ConvBn {
     weight: Tensor,
     /// Folded bias, `[c_out]`.
     bias: Tensor,
-    /// The bias on the host (used by the CPU epilogue).
-    bias_host: Vec<f32>,
+    /// The packed CPU layer (present when the weights live on the CPU).
+    cpu: Option<CnhwConv>,
     c_in: usize,
     c_out: usize,
     kh: usize,
@@ -158,20 +157,11 @@ impl ConvBn {
         if k != c_in * kh * kw {
             candle_core::bail!("conv weight has {k} columns, expected {}", c_in * kh * kw);
         }
-        let bias_host = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        Ok(Self { weight, bias, bias_host, c_in, c_out, kh, kw, stride, pad, relu_upto })
-    }
-
-    fn out_hw(&self, h: usize, w: usize) -> candle_core::Result<(usize, usize)> {
-        let (ph, pw) = self.pad;
-        if h + 2 * ph < self.kh || w + 2 * pw < self.kw {
-            candle_core::bail!("input {h}x{w} is smaller than the {}x{} kernel", self.kh, self.kw);
-        }
-        Ok(((h + 2 * ph - self.kh) / self.stride + 1, (w + 2 * pw - self.kw) / self.stride + 1))
-    }
-
-    fn is_plain_1x1(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == (0, 0)
+        let cpu = match weight.device().is_cpu() {
+            true => Some(CnhwConv::new(&weight, &bias, c_in, (kh, kw), stride, Activation::Relu, relu_upto)?),
+            false => None,
+        };
+        Ok(Self { weight, bias, cpu, c_in, c_out, kh, kw, stride, pad, relu_upto })
     }
 
     /// Runs the layer on a CNHW tensor, returning CNHW.
@@ -183,36 +173,15 @@ impl ConvBn {
         if fast_path(x) { self.forward_cpu(x) } else { self.forward_generic(x) }
     }
 
-    /// CPU path: (im2col) + one matmul + fused bias/ReLU epilogue, all in CNHW.
+    /// CPU path: (im2col) + one packed GEMM with a fused bias/ReLU epilogue, all in CNHW.
     fn forward_cpu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, n, h, w) = x.dims4()?;
-        let (oh, ow) = self.out_hw(h, w)?;
-        let epilogue = BiasRelu { bias: &self.bias_host, relu_upto: self.relu_upto };
-        if self.is_plain_1x1() {
-            let xs = x.contiguous()?.reshape((self.c_in, n * h * w))?;
-            let y = self.weight.matmul(&xs)?;
-            y.inplace_op1(&epilogue)?;
-            return y.reshape((self.c_out, n, oh, ow));
-        }
+        let Some(cpu) = &self.cpu else { return self.forward_generic(x) };
+        let (ph, pw) = self.pad;
         let x = {
-            let s = x.stride();
+            let (s, w) = (x.stride(), x.dim(3)?);
             if s[3] == 1 && s[2] == w { x.clone() } else { x.contiguous()? }
         };
-        let per_image = self.c_in * self.kh * self.kw * oh * ow;
-        let chunk = (MAX_COL_VALUES / per_image.max(1)).clamp(1, n.max(1));
-        let op = Im2Col { kh: self.kh, kw: self.kw, stride: self.stride, pad: self.pad };
-        let mut outs = Vec::with_capacity(n.div_ceil(chunk));
-        let mut n0 = 0;
-        while n0 < n {
-            let nc = chunk.min(n - n0);
-            let xc = if nc == n { x.clone() } else { x.narrow(1, n0, nc)? };
-            let col = xc.apply_op1_no_bwd(&op)?;
-            let y = self.weight.matmul(&col)?;
-            y.inplace_op1(&epilogue)?;
-            outs.push(y.reshape((self.c_out, nc, oh, ow))?);
-            n0 += nc;
-        }
-        if outs.len() == 1 { Ok(outs.remove(0)) } else { Tensor::cat(&outs, 1) }
+        cpu.forward(&x, (ph, pw, ph, pw))
     }
 
     /// Device-agnostic path built from stock Candle ops (also the reference for the CPU kernels).
@@ -248,111 +217,6 @@ fn relu_leading(y: &Tensor, dim: usize, upto: usize) -> candle_core::Result<Tens
 /// Rayon minimum chunk count so that each task handles at least ~4096 values.
 fn min_len(plane: usize) -> usize {
     (4096 / plane.max(1)).max(1)
-}
-
-/// im2col over a CNHW f32 tensor with per-axis zero padding: `[C,N,H,W] -> [C*kh*kw, N*OH*OW]`.
-///
-/// Row `c*kh*kw + ky*kw + kx` matches an OIHW weight flattened to `[O, I*kh*kw]`.
-/// The input planes (`H x W`) must be contiguous; dims 0 and 1 may have any stride.
-struct Im2Col {
-    kh: usize,
-    kw: usize,
-    stride: usize,
-    pad: (usize, usize),
-}
-
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "inception-im2col"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let src = match storage {
-            CpuStorage::F32(v) => v.as_slice(),
-            _ => candle_core::bail!("im2col expects f32"),
-        };
-        let (c, n, h, w) = layout.shape().dims4()?;
-        let st = layout.stride();
-        if st[3] != 1 || st[2] != w {
-            candle_core::bail!("im2col expects contiguous H x W planes, got strides {st:?}");
-        }
-        let (s0, s1, off) = (st[0], st[1], layout.start_offset());
-        let (ph, pw) = self.pad;
-        let s = self.stride;
-        let oh = (h + 2 * ph - self.kh) / s + 1;
-        let ow = (w + 2 * pw - self.kw) / s + 1;
-        let plane = oh * ow;
-        let rows = c * self.kh * self.kw;
-        let mut out = vec![0f32; rows * n * plane];
-        out.par_chunks_mut(plane).with_min_len(min_len(plane)).enumerate().for_each(|(idx, dst)| {
-            let r = idx / n;
-            let ni = idx % n;
-            let ci = r / (self.kh * self.kw);
-            let ky = (r / self.kw) % self.kh;
-            let kx = r % self.kw;
-            let base = off + ci * s0 + ni * s1;
-            let img = &src[base..base + h * w];
-            // Valid output columns: 0 <= ox*s + kx - pw < w.
-            let lo = if kx >= pw { 0 } else { (pw - kx).div_ceil(s) };
-            let hi = (w + pw).saturating_sub(kx).div_ceil(s).min(ow);
-            if lo >= hi {
-                return;
-            }
-            for oy in 0..oh {
-                let iy = (oy * s + ky) as isize - ph as isize;
-                if iy < 0 || iy >= h as isize {
-                    continue;
-                }
-                let srow = &img[iy as usize * w..(iy as usize + 1) * w];
-                let drow = &mut dst[oy * ow + lo..oy * ow + hi];
-                let start = lo * s + kx - pw;
-                if s == 1 {
-                    drow.copy_from_slice(&srow[start..start + (hi - lo)]);
-                } else {
-                    for (i, d) in drow.iter_mut().enumerate() {
-                        *d = srow[start + i * s];
-                    }
-                }
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((rows, n * plane))))
-    }
-}
-
-/// In-place `y[o, :] += bias[o]`, then ReLU for `o < relu_upto`, on a contiguous `[O, M]` f32 tensor.
-struct BiasRelu<'a> {
-    bias: &'a [f32],
-    relu_upto: usize,
-}
-
-impl InplaceOp1 for BiasRelu<'_> {
-    fn name(&self) -> &'static str {
-        "inception-bias-relu"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let data = match storage {
-            CpuStorage::F32(v) => v,
-            _ => candle_core::bail!("bias-relu expects f32"),
-        };
-        let (o, m) = layout.shape().dims2()?;
-        if o != self.bias.len() {
-            candle_core::bail!("bias-relu: {o} channels but {} biases", self.bias.len());
-        }
-        let (a, b) = match layout.contiguous_offsets() {
-            Some(ab) => ab,
-            None => candle_core::bail!("bias-relu expects a contiguous tensor"),
-        };
-        data[a..b].par_chunks_mut(m).with_min_len(min_len(m)).enumerate().for_each(|(ch, row)| {
-            let bv = self.bias[ch];
-            if ch < self.relu_upto {
-                row.iter_mut().for_each(|v| *v = (*v + bv).max(0.0));
-            } else {
-                row.iter_mut().for_each(|v| *v += bv);
-            }
-        });
-        Ok(())
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
