@@ -8,13 +8,9 @@
 //! applied as the GEMM stores its results.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 use super::depthwise::{Activation, Padding};
-use super::sgemm::{Epilogue, MatB, PackedA, gemm};
-
-/// Largest im2col buffer (in f32 values) built at once; bigger batches run in image chunks.
-const MAX_COL_VALUES: usize = 1 << 22;
+use super::sgemm::{Epilogue, MatB, NR, PackB, PackedA, gemm};
 
 /// A convolution with bias and activation over CNHW f32 tensors on the CPU.
 #[derive(Debug, Clone)]
@@ -106,20 +102,20 @@ impl CustomOp1 for ConvOp<'_> {
         let direct = conv.kh == 1 && conv.kw == 1 && conv.stride == 1 && self.pad == (0, 0, 0, 0);
         if direct && layout.is_contiguous() {
             let b = MatB { data: &src[layout.start_offset()..], ld: cols, n: cols };
-            gemm(&conv.packed, b, dst, cols, conv.epilogue());
+            gemm(&conv.packed, &b, dst, cols, conv.epilogue());
         } else {
-            let rows = c * conv.kh * conv.kw;
-            let chunk = (MAX_COL_VALUES / (rows * plane).max(1)).clamp(1, n.max(1));
-            let geometry = Im2Col { kh: conv.kh, kw: conv.kw, stride: conv.stride, pad: self.pad, h, w, oh, ow };
-            let mut n0 = 0;
-            while n0 < n {
-                let nc = chunk.min(n - n0);
-                let mut col = vec![0f32; rows * nc * plane];
-                geometry.fill(src, layout, n0..n0 + nc, &mut col);
-                let b = MatB { data: &col, ld: nc * plane, n: nc * plane };
-                gemm(&conv.packed, b, &mut dst[n0 * plane..], cols, conv.epilogue());
-                n0 += nc;
-            }
+            let (pt, pl, _, _) = self.pad;
+            let columns = ConvColumns {
+                src,
+                strides: (st[0], st[1], layout.start_offset()),
+                taps: (conv.kh, conv.kw),
+                stride: conv.stride,
+                pad: (pt, pl),
+                input: (h, w),
+                output: (oh, ow),
+                cols,
+            };
+            gemm(&conv.packed, &columns, dst, cols, conv.epilogue());
         }
         // SAFETY: the GEMMs above wrote every one of the `c_out * cols` values.
         unsafe { out.set_len(c_out * cols) };
@@ -127,62 +123,161 @@ impl CustomOp1 for ConvOp<'_> {
     }
 }
 
-/// The geometry of one im2col: kernel, stride, padding, input and output sizes.
-struct Im2Col {
-    kh: usize,
-    kw: usize,
+/// The im2col matrix of a CNHW input, never materialised: the GEMM asks for panels of it and
+/// they are gathered straight from the input planes.
+///
+/// Row `c*kh*kw + ky*kw + kx` matches an OIHW weight flattened to `[O, I*kh*kw]`; column
+/// `(n*OH + oy)*OW + ox` is output pixel `(oy, ox)` of image `n`.
+struct ConvColumns<'a> {
+    src: &'a [f32],
+    /// Strides of dims 0 (channels) and 1 (images), and the start offset.
+    strides: (usize, usize, usize),
+    taps: (usize, usize),
     stride: usize,
-    pad: Padding,
-    h: usize,
-    w: usize,
-    oh: usize,
-    ow: usize,
+    /// Padding before the rows and before the columns.
+    pad: (usize, usize),
+    input: (usize, usize),
+    output: (usize, usize),
+    cols: usize,
 }
 
-impl Im2Col {
-    /// Fills `col` (`[C*kh*kw, len(images)*OH*OW]`, zeroed) from the CNHW input for `images`.
-    ///
-    /// Row `c*kh*kw + ky*kw + kx` matches an OIHW weight flattened to `[O, I*kh*kw]`.
-    fn fill(&self, src: &[f32], layout: &Layout, images: std::ops::Range<usize>, col: &mut [f32]) {
-        let (oh, ow, h, w, s) = (self.oh, self.ow, self.h, self.w, self.stride);
-        let (pt, pl, _, _) = self.pad;
-        let st = layout.stride();
-        let (s0, s1, off) = (st[0], st[1], layout.start_offset());
-        let nc = images.len();
-        let plane = oh * ow;
-        let taps = self.kh * self.kw;
-        // Valid output columns for a kernel column kx: 0 <= ox*s + kx - pl < w.
-        let col_range = |kx: usize| {
-            let lo = if kx >= pl { 0 } else { (pl - kx).div_ceil(s) };
-            let hi = (w + pl).saturating_sub(kx).div_ceil(s).min(ow);
-            (lo, hi)
-        };
-        col.par_chunks_mut(plane).with_min_len((4096 / plane.max(1)).max(1)).enumerate().for_each(|(idx, dst)| {
-            let (r, ni) = (idx / nc, images.start + idx % nc);
-            let (ci, ky, kx) = (r / taps, (r % taps) / self.kw, r % self.kw);
-            let img = &src[off + ci * s0 + ni * s1..][..h * w];
-            let (lo, hi) = col_range(kx);
+/// A run of panel columns that lie in one output row of one image.
+#[derive(Clone, Copy, Default)]
+struct Segment {
+    /// First panel column and the number of columns.
+    at: usize,
+    len: usize,
+    /// Offset of the image plane in the source.
+    plane: usize,
+    /// Input row and column of the first column's window origin (may be negative: padding).
+    iy: isize,
+    ix: isize,
+}
+
+impl ConvColumns<'_> {
+    /// One packed row (tap `ci, ky, kx`) of a panel, run by run, with zeros for padding.
+    fn gather(&self, d: &mut [f32], segments: &[Segment], ci: usize, ky: usize, kx: usize) {
+        let (h, w) = self.input;
+        let (s0, s) = (self.strides.0, self.stride);
+        d.fill(0.0);
+        for seg in segments {
+            let iy = seg.iy + ky as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            // Columns u of the run read input column ix0 + u*s; keep 0 <= that < w.
+            let ix0 = seg.ix + kx as isize;
+            let lo = if ix0 >= 0 { 0 } else { ((-ix0) as usize).div_ceil(s) };
+            let hi = if ix0 >= w as isize { 0 } else { ((w as isize - ix0) as usize).div_ceil(s).min(seg.len) };
             if lo >= hi {
-                return;
+                continue;
             }
-            let start = lo * s + kx - pl;
-            for oy in 0..oh {
-                let iy = (oy * s + ky) as isize - pt as isize;
-                if iy < 0 || iy >= h as isize {
-                    continue;
-                }
-                let srow = &img[iy as usize * w..][..w];
-                let drow = &mut dst[oy * ow + lo..oy * ow + hi];
-                if s == 1 {
-                    drow.copy_from_slice(&srow[start..start + (hi - lo)]);
-                } else {
-                    for (i, d) in drow.iter_mut().enumerate() {
-                        *d = srow[start + i * s];
-                    }
+            let row = seg.plane + ci * s0 + iy as usize * w;
+            let first = (ix0 + (lo * s) as isize) as usize;
+            let out = &mut d[seg.at + lo..seg.at + hi];
+            if s == 1 {
+                out.copy_from_slice(&self.src[row + first..row + first + (hi - lo)]);
+            } else {
+                for (u, v) in out.iter_mut().enumerate() {
+                    *v = self.src[row + first + u * s];
                 }
             }
-        });
+        }
     }
+}
+
+impl PackB for ConvColumns<'_> {
+    fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn check_depth(&self, k: usize) {
+        let (oh, ow) = self.output;
+        assert_eq!(self.cols % (oh * ow).max(1), 0, "columns must be whole images");
+        assert!(k.is_multiple_of(self.taps.0 * self.taps.1), "depth must be channels x taps");
+        let (s0, s1, off) = self.strides;
+        let (h, w) = self.input;
+        let (c, n) = (k / (self.taps.0 * self.taps.1), self.cols / (oh * ow).max(1));
+        if c > 0 && n > 0 {
+            assert!(self.src.len() >= off + (c - 1) * s0 + (n - 1) * s1 + h * w, "input too small");
+        }
+    }
+
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        let (kh, kw) = self.taps;
+        let (h, w) = self.input;
+        let (oh, ow) = self.output;
+        let (s0, s1, off) = self.strides;
+        let s = self.stride;
+        let (pt, pl) = (self.pad.0 as isize, self.pad.1 as isize);
+        // Each panel's columns, split into runs within one output row; a panel that is one run
+        // of NR columns whose windows lie inside the input for every tap gets a plain base offset.
+        let panels = nc.div_ceil(NR);
+        let mut runs = vec![PanelRuns::default(); panels];
+        for (jp, pr) in runs.iter_mut().enumerate() {
+            let j = j0 + jp * NR;
+            let nv = NR.min(j0 + nc - j);
+            let mut t = 0;
+            while t < nv {
+                let col = j + t;
+                let (img, pix) = (col / (oh * ow), col % (oh * ow));
+                let (oy, ox) = (pix / ow, pix % ow);
+                let len = (ow - ox).min(nv - t);
+                pr.segments[pr.count] = Segment {
+                    at: t,
+                    len,
+                    plane: off + img * s1,
+                    iy: (oy * s) as isize - pt,
+                    ix: (ox * s) as isize - pl,
+                };
+                pr.count += 1;
+                t += len;
+            }
+            if let [seg] = &pr.segments[..pr.count] {
+                let right = seg.ix + ((NR - 1) * s + kw - 1) as isize;
+                let bottom = seg.iy + (kh - 1) as isize;
+                if seg.len == NR && seg.iy >= 0 && seg.ix >= 0 && bottom < h as isize && right < w as isize {
+                    pr.whole = Some(seg.plane + seg.iy as usize * w + seg.ix as usize);
+                }
+            }
+        }
+        // Tap by tap (one packed row in every panel), so the input is read row-sequentially.
+        let (mut ci, mut ky, mut kx) = (p0 / (kh * kw), (p0 / kw) % kh, p0 % kw);
+        for p in 0..kc {
+            let tap = ci * s0 + ky * w + kx;
+            for (jp, pr) in runs.iter().enumerate() {
+                let d = &mut dst[jp * kc * NR + p * NR..][..NR];
+                match pr.whole {
+                    Some(base) if s == 1 => d.copy_from_slice(&self.src[base + tap..base + tap + NR]),
+                    Some(base) => {
+                        let run = &self.src[base + tap..base + tap + (NR - 1) * s + 1];
+                        for (u, v) in d.iter_mut().enumerate() {
+                            *v = run[u * s];
+                        }
+                    }
+                    None => self.gather(d, &pr.segments[..pr.count], ci, ky, kx),
+                }
+            }
+            kx += 1;
+            if kx == kw {
+                kx = 0;
+                ky += 1;
+                if ky == kh {
+                    ky = 0;
+                    ci += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The runs of one panel's columns (see [`ConvColumns::pack`]).
+#[derive(Clone, Copy, Default)]
+struct PanelRuns {
+    segments: [Segment; NR],
+    count: usize,
+    /// Input offset of the first window when the panel is one interior run of NR columns.
+    whole: Option<usize>,
 }
 
 #[cfg(test)]

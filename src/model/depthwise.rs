@@ -4,6 +4,9 @@
 //! with a fused per-channel bias and activation. Other devices fall back to `conv2d(groups=C)`.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 /// Activation fused into the conv epilogue.
@@ -71,6 +74,9 @@ impl Depthwise3x3 {
         if one != 1 || kh != 3 || kw != 3 {
             candle_core::bail!("depthwise weight must be [C,1,3,3], got {:?}", weight.shape());
         }
+        if !(1..=2).contains(&stride) {
+            candle_core::bail!("depthwise stride must be 1 or 2, got {stride}");
+        }
         let weight_cpu = weight.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
         let bias_v = bias.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
         if bias_v.len() != c {
@@ -129,72 +135,177 @@ impl CustomOp1 for DepthwiseOp<'_> {
         let s = self.layer.stride;
         let oh = (h + pt + pb - 3) / s + 1;
         let ow = (w + pl + pr - 3) / s + 1;
-        let mut out = vec![0f32; n * c * oh * ow];
-        out.par_chunks_mut(oh * ow).enumerate().for_each(|(plane, dst)| {
-            let ch = if self.cnhw { plane / n } else { plane % c };
-            let k = &self.layer.weight_cpu[ch * 9..ch * 9 + 9];
-            let bias = self.layer.bias[ch];
-            let img = &src[plane * h * w..(plane + 1) * h * w];
-            depthwise_plane(img, h, w, k, bias, s, pt, pl, dst, oh, ow, self.layer.act);
-        });
+        let mut out = Vec::with_capacity(n * c * oh * ow);
+        out.spare_capacity_mut()[..n * c * oh * ow]
+            .par_chunks_mut(oh * ow)
+            .with_min_len((4096 / (oh * ow)).max(1))
+            .enumerate()
+            .for_each(|(plane, dst)| {
+                let ch = if self.cnhw { plane / n } else { plane % c };
+                let k = &self.layer.weight_cpu[ch * 9..ch * 9 + 9];
+                let bias = self.layer.bias[ch];
+                let img = &src[plane * h * w..(plane + 1) * h * w];
+                depthwise_plane(img, (h, w), k, bias, (s, pt, pl), dst, (oh, ow), self.layer.act);
+            });
+        // SAFETY: every plane wrote all of its `oh * ow` values.
+        unsafe { out.set_len(n * c * oh * ow) };
         Ok((CpuStorage::F32(out), Shape::from((d0, d1, oh, ow))))
     }
 }
 
 /// One channel plane: `dst[oy,ox] = act(bias + sum_k w[k] * src[oy*s+ky-pt, ox*s+kx-pl])`.
+///
+/// The plane is first copied into zero-padded scratch rows laid out so that each of the nine taps
+/// reads the whole output (flattened, with a few spare columns per row) at one constant offset:
+/// stride 1 uses the padded plane itself; stride 2 uses six phase planes (for each kernel row, the
+/// even and the odd padded columns of rows `2*oy + ky`). One long vectorised loop then computes
+/// the plane, and the valid columns are copied out with the activation.
 #[allow(clippy::too_many_arguments)]
 fn depthwise_plane(
     src: &[f32],
-    h: usize,
-    w: usize,
+    (h, w): (usize, usize),
     k: &[f32],
     bias: f32,
+    (s, pt, pl): (usize, usize, usize),
+    dst: &mut [MaybeUninit<f32>],
+    (oh, ow): (usize, usize),
+    act: Activation,
+) {
+    let k: &[f32; 9] = k.try_into().expect("3x3 kernel");
+    let geo = PlaneGeometry { h, w, s, pt, pl, oh, ow };
+    #[cfg(target_arch = "x86_64")]
+    if super::sgemm::has_avx2_fma() {
+        // SAFETY: AVX2 and FMA are present.
+        return unsafe { depthwise_plane_avx2(src, &geo, k, bias, dst, act) };
+    }
+    depthwise_plane_body(src, &geo, k, bias, dst, act);
+}
+
+/// Sizes and offsets of one depthwise plane.
+struct PlaneGeometry {
+    h: usize,
+    w: usize,
     s: usize,
     pt: usize,
     pl: usize,
-    dst: &mut [f32],
     oh: usize,
     ow: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_plane_avx2(
+    src: &[f32],
+    geo: &PlaneGeometry,
+    k: &[f32; 9],
+    bias: f32,
+    dst: &mut [MaybeUninit<f32>],
     act: Activation,
 ) {
-    dst.fill(bias);
-    for oy in 0..oh {
-        let row = &mut dst[oy * ow..(oy + 1) * ow];
-        for ky in 0..3 {
-            let iy = (oy * s + ky) as isize - pt as isize;
-            if iy < 0 || iy >= h as isize {
-                continue;
-            }
-            let srow = &src[iy as usize * w..(iy as usize + 1) * w];
-            for kx in 0..3 {
-                let wk = k[ky * 3 + kx];
-                // Valid ox range: 0 <= ox*s + kx - pl < w.
-                let lo = if kx >= pl { 0 } else { (pl - kx).div_ceil(s) };
-                let hi_excl = (w + pl).saturating_sub(kx).div_ceil(s); // first ox with ix >= w
-                let hi = hi_excl.min(ow);
-                if lo >= hi {
-                    continue;
-                }
-                let start = lo * s + kx - pl;
-                if s == 1 {
-                    let d = &mut row[lo..hi];
-                    let sr = &srow[start..start + (hi - lo)];
-                    for (o, v) in d.iter_mut().zip(sr) {
-                        *o += wk * v;
+    depthwise_plane_body(src, geo, k, bias, dst, act);
+}
+
+#[inline(always)]
+fn depthwise_plane_body(
+    src: &[f32],
+    geo: &PlaneGeometry,
+    k: &[f32; 9],
+    bias: f32,
+    dst: &mut [MaybeUninit<f32>],
+    act: Activation,
+) {
+    let PlaneGeometry { h, w, s, pt, pl, oh, ow } = *geo;
+    let wp = (ow - 1) * s + 3;
+    // Scratch row width and the offset of each tap, in scratch values.
+    let (width, offsets) = match s {
+        1 => (wp, [0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2 * wp + 1, 2 * wp + 2]),
+        _ => {
+            // Phase plane q (0..6) is at q * oh * width: q = 2*ky for evens, 2*ky + 1 for odds.
+            let width = ow + 1;
+            let p = |q: usize| q * oh * width;
+            (width, [p(0), p(1), p(0) + 1, p(2), p(3), p(2) + 1, p(4), p(5), p(4) + 1])
+        }
+    };
+    let flat = oh * width;
+    let scratch_len = if s == 1 { (oh + 2) * wp + 2 } else { 6 * flat + 2 };
+    SCRATCH.with(|cell| {
+        let mut guard = cell.borrow_mut();
+        if guard.len() < scratch_len + flat {
+            guard.resize(scratch_len + flat, 0.0);
+        }
+        let (pad, rest) = guard.split_at_mut(scratch_len);
+        let out = &mut rest[..flat];
+        // Padded row py holds source row py - pt; padded column px holds source column px - pl.
+        // Every value a valid output reads is written below (source or zero); stale values
+        // only reach the spare columns, which are never copied out.
+        let src_row = |py: usize| py.checked_sub(pt).filter(|&iy| iy < h).map(|iy| &src[iy * w..(iy + 1) * w]);
+        let (lo, hi) = (pl.min(wp), (w + pl).min(wp));
+        if s == 1 {
+            for py in 0..oh + 2 {
+                let prow = &mut pad[py * wp..(py + 1) * wp];
+                match src_row(py) {
+                    Some(row) => {
+                        prow[..lo].fill(0.0);
+                        prow[lo..hi].copy_from_slice(&row[lo - pl..hi - pl]);
+                        prow[hi..].fill(0.0);
                     }
-                } else {
-                    for (i, o) in row[lo..hi].iter_mut().enumerate() {
-                        *o += wk * srow[start + i * s];
+                    None => prow.fill(0.0),
+                }
+            }
+        } else {
+            for ky in 0..3 {
+                let (evens, odds) = pad[2 * ky * flat..(2 * ky + 2) * flat].split_at_mut(flat);
+                for oy in 0..oh {
+                    let e = &mut evens[oy * width..(oy + 1) * width];
+                    let o = &mut odds[oy * width..(oy + 1) * width];
+                    // Source column c lands in padded column c + pl: evens when c + pl is even.
+                    let Some(row) = src_row(2 * oy + ky) else {
+                        e.fill(0.0);
+                        o.fill(0.0);
+                        continue;
+                    };
+                    e.fill(0.0);
+                    o.fill(0.0);
+                    let row = &row[..hi - pl];
+                    let (first, second) = if pl % 2 == 0 {
+                        (&mut e[pl / 2..], &mut o[pl / 2..])
+                    } else {
+                        (&mut o[pl / 2..], &mut e[pl / 2 + 1..])
+                    };
+                    let pairs = row.chunks_exact(2);
+                    if let ([last], Some(d)) = (pairs.remainder(), first.get_mut(row.len() / 2)) {
+                        *d = *last;
+                    }
+                    for ((pair, f), g) in pairs.zip(first.iter_mut()).zip(second.iter_mut()) {
+                        *f = pair[0];
+                        *g = pair[1];
                     }
                 }
             }
         }
-    }
-    if act != Activation::None {
-        for v in dst.iter_mut() {
-            *v = act.apply(*v);
+        let t = |i: usize| &pad[offsets[i]..offsets[i] + flat];
+        let (a0, a1, a2, b0, b1, b2, c0, c1, c2) = (t(0), t(1), t(2), t(3), t(4), t(5), t(6), t(7), t(8));
+        for x in 0..flat {
+            let top = k[0] * a0[x] + k[1] * a1[x] + k[2] * a2[x];
+            let mid = k[3] * b0[x] + k[4] * b1[x] + k[5] * b2[x];
+            let bot = k[6] * c0[x] + k[7] * c1[x] + k[8] * c2[x];
+            out[x] = bias + top + mid + bot;
         }
-    }
+        for oy in 0..oh {
+            let row = &out[oy * width..oy * width + ow];
+            let d = &mut dst[oy * ow..(oy + 1) * ow];
+            match act {
+                Activation::None => d.iter_mut().zip(row).for_each(|(d, &v)| _ = d.write(v)),
+                Activation::Relu => d.iter_mut().zip(row).for_each(|(d, &v)| _ = d.write(v.max(0.0))),
+                Activation::Relu6 => d.iter_mut().zip(row).for_each(|(d, &v)| _ = d.write(v.clamp(0.0, 6.0))),
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// Per-thread scratch: the padded (or phase-split) input plane, then the flat output.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A 1x1 convolution as a batched matmul: `[C',C] x [N,C,H*W]`, with bias and activation.
@@ -281,6 +392,31 @@ mod tests {
             let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(diff < 1e-5, "stride {stride} {h}x{w}: diff {diff}");
         }
+    }
+
+    #[test]
+    fn cnhw_layout_matches_nchw_on_large_and_odd_planes() {
+        let dev = Device::Cpu;
+        for (stride, h, w) in [(1, 30, 33), (2, 31, 30), (2, 112, 112), (1, 2, 3)] {
+            let x = Tensor::randn(0f32, 1.0, (3, 4, h, w), &dev).unwrap();
+            let wt = Tensor::randn(0f32, 1.0, (4, 1, 3, 3), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, 4, &dev).unwrap();
+            let pad = same_padding_3x3(stride, h, w);
+            let layer = Depthwise3x3::new(wt.clone(), b.clone(), stride, Activation::Relu6).unwrap();
+            let want = Activation::Relu6.apply_tensor(&reference(&x, &wt, &b, stride, pad)).unwrap();
+            let cnhw = x.transpose(0, 1).unwrap().contiguous().unwrap();
+            let got = layer.forward_cnhw(&cnhw, pad).unwrap().transpose(0, 1).unwrap();
+            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-5, "stride {stride} {h}x{w}: diff {diff}");
+        }
+    }
+
+    #[test]
+    fn rejects_strides_other_than_one_and_two() {
+        let dev = Device::Cpu;
+        let wt = Tensor::zeros((2, 1, 3, 3), candle_core::DType::F32, &dev).unwrap();
+        let b = Tensor::zeros(2, candle_core::DType::F32, &dev).unwrap();
+        assert!(Depthwise3x3::new(wt, b, 3, Activation::None).is_err());
     }
 
     #[test]

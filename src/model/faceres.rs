@@ -140,51 +140,65 @@ impl Backbone for Faceres {
     }
 
     fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // Large batches run in small slices: the early activations of one image (1.6 MB) stay in
-        // cache, those of 16 (26 MB) do not, and every layer streams them several times.
-        let n = x.dim(0)?;
-        let micro = MICRO_BATCH;
-        if n > micro {
-            let parts = (0..n)
-                .step_by(micro)
-                .map(|s| self.features_of_slice(&x.narrow(0, s, micro.min(n - s))?))
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            return Tensor::cat(&parts, 0);
-        }
-        self.features_of_slice(x)
-    }
-}
-
-/// Images per pass through the network inside one call (see [`Faceres::features`]). Measured with
-/// `bench --batches 16`: 1 → 22.2, 2 → 22.9, 4 → 19.2, 16 → 17.3 img/s on 2 cores.
-pub const MICRO_BATCH: usize = 2;
-
-impl Faceres {
-    fn features_of_slice(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.cpu {
             Some(cpu) if x.device().is_cpu() && x.dtype() == DType::F32 => self.features_cnhw(cpu, x),
             _ => self.features_generic(x),
         }
     }
+}
 
-    /// CPU path: the batch runs in CNHW layout, every conv one packed GEMM over all its images.
+/// Images that run together through conv0 and the blocks before [`BATCHED_FROM`] (see
+/// [`Faceres::features_cnhw`]).
+pub const EARLY_IMAGES: usize = 1;
+/// First block (0-based) that runs on the whole batch at once: its maps are 14x14 and smaller.
+pub const BATCHED_FROM: usize = 6;
+
+impl Faceres {
+    /// CPU path, in CNHW layout with every conv one packed GEMM.
+    ///
+    /// The early blocks run [`EARLY_IMAGES`] at a time, so that their large maps (3.2 MB for the
+    /// first one) stay in cache between layers. From [`BATCHED_FROM`] on the maps are small and the
+    /// whole batch runs as one GEMM per layer, which reads each weight matrix (up to 4 MB) once
+    /// per batch instead of once per image.
     fn features_cnhw(&self, cpu: &CpuLayers, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, c, h, w) = x.dims4()?;
+        let (n, c, h, w) = x.dims4()?;
         if c != 3 {
             candle_core::bail!("faceres expects BGR input [N, 3, H, W], got {:?}", x.shape());
         }
         let x = x.contiguous()?.transpose(0, 1)?;
-        let mut x = cpu.conv0.forward(&x, same_padding_3x3(2, h, w))?;
-        for (block, pw) in self.blocks.iter().zip(&cpu.pointwise) {
-            let (_, _, h, w) = x.dims4()?;
-            x = block.dw.forward_cnhw(&x, same_padding_3x3(block.stride, h, w))?;
-            x = pw.forward(&x, (0, 0, 0, 0))?;
-        }
+        let layers = || self.blocks.iter().zip(&cpu.pointwise);
+        let run = |mut x: Tensor, layers: &mut dyn Iterator<Item = (&Block, &CnhwConv)>| {
+            for (block, pw) in layers {
+                let (_, _, h, w) = x.dims4()?;
+                x = block.dw.forward_cnhw(&x, same_padding_3x3(block.stride, h, w))?;
+                x = pw.forward(&x, (0, 0, 0, 0))?;
+            }
+            Ok::<_, candle_core::Error>(x)
+        };
+        let mut parts = (0..n)
+            .step_by(EARLY_IMAGES)
+            .map(|s| {
+                let xs = x.narrow(1, s, EARLY_IMAGES.min(n - s))?;
+                let y = cpu.conv0.forward(&xs, same_padding_3x3(2, h, w))?;
+                run(y, &mut layers().take(BATCHED_FROM))
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let x = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 1)? };
+        let x = run(x, &mut layers().skip(BATCHED_FROM))?;
         x.mean((2, 3))?.t()?.contiguous()
     }
 
     /// Stock Candle ops on NCHW tensors (other devices and dtypes).
     fn features_generic(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        // Large batches run in slices of two: the early activations of a few images stay in cache.
+        let n = x.dim(0)?;
+        if n > 2 {
+            let parts = (0..n)
+                .step_by(2)
+                .map(|s| self.features_generic(&x.narrow(0, s, 2.min(n - s))?))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            return Tensor::cat(&parts, 0);
+        }
         let (_, _, h, w) = x.dims4()?;
         let (t, l, b, r) = same_padding_3x3(2, h, w);
         let x = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;

@@ -21,9 +21,9 @@ pub const MR: usize = 6;
 pub const NR: usize = 16;
 /// Depth of one K block (packed B panel: `KC x NR` floats = 16 KiB, stays in L1).
 const KC: usize = 256;
-/// Rows per task (a multiple of [`MR`]).
+/// Rows of A per L2-resident block (a multiple of [`MR`]).
 const MC: usize = 72;
-/// Columns per task (a multiple of [`NR`]).
+/// Columns per task (a multiple of [`NR`]); the packed `KC x NC` B block stays in L2.
 const NC: usize = 192;
 
 /// A weight matrix `[M, K]` packed into panels of [`MR`] rows: `data[panel][k][row]`, zero-padded.
@@ -88,14 +88,56 @@ pub struct MatB<'a> {
     pub n: usize,
 }
 
-/// `c[i * ldc + j] = epilogue(sum_p a[i, p] * b[p, j])` for `i < a.rows()`, `j < b.n`.
+/// A right-hand matrix `K x N` that packs itself into [`NR`]-column panels for the GEMM.
+///
+/// Implemented by plain row-major matrices ([`MatB`]) and by convolutions that build their
+/// im2col columns straight into the panels (`conv::ConvColumns`).
+pub trait PackB: Sync {
+    /// Columns (N).
+    fn cols(&self) -> usize;
+    /// Panics unless the source really has `k` rows.
+    fn check_depth(&self, k: usize);
+    /// Writes rows `p0..p0+kc`, columns `j0..j0+nc` as panels of [`NR`] columns:
+    /// `dst[panel * kc * NR + p * NR + col]`, zero past column `nc`.
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]);
+}
+
+impl PackB for MatB<'_> {
+    fn cols(&self) -> usize {
+        self.n
+    }
+
+    fn check_depth(&self, k: usize) {
+        assert!(k == 0 || self.n == 0 || self.data.len() >= (k - 1) * self.ld + self.n, "B too small");
+    }
+
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        // Row by row: each source row is read sequentially and spread over the panels.
+        let panels = nc.div_ceil(NR);
+        for p in 0..kc {
+            let row = &self.data[(p0 + p) * self.ld + j0..][..nc];
+            for jp in 0..panels {
+                let d = &mut dst[jp * kc * NR + p * NR..][..NR];
+                let part = &row[jp * NR..(jp * NR + NR).min(nc)];
+                if part.len() == NR {
+                    d.copy_from_slice(part);
+                } else {
+                    d[..part.len()].copy_from_slice(part);
+                    d[part.len()..].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// `c[i * ldc + j] = epilogue(sum_p a[i, p] * b[p, j])` for `i < a.rows()`, `j < b.cols()`.
 ///
 /// `c` may be uninitialised: every element in range is written before it is read.
-pub fn gemm(a: &PackedA, b: MatB, c: &mut [MaybeUninit<f32>], ldc: usize, ep: Epilogue) {
-    let (m, k, n) = (a.m, a.k, b.n);
+pub fn gemm(a: &PackedA, b: &impl PackB, c: &mut [MaybeUninit<f32>], ldc: usize, ep: Epilogue) {
+    let (m, k, n) = (a.m, a.k, b.cols());
     assert!(ep.bias.len() >= m, "one bias per output row");
     assert!(ldc >= n && (m == 0 || n == 0 || c.len() >= (m - 1) * ldc + n), "C too small");
-    assert!(k == 0 || n == 0 || b.data.len() >= (k - 1) * b.ld + n, "B too small");
+    b.check_depth(k);
     if m == 0 || n == 0 {
         return;
     }
@@ -107,23 +149,29 @@ pub fn gemm(a: &PackedA, b: MatB, c: &mut [MaybeUninit<f32>], ldc: usize, ep: Ep
         }
         return;
     }
-    let (mt, nt) = (m.div_ceil(MC), n.div_ceil(NC));
+    // Tasks are column blocks over all rows, so each packed B block serves every row of A; rows
+    // are split only when there are too few column blocks to keep the threads busy.
+    let nt = n.div_ceil(NC);
+    let want = 3 * rayon::current_num_threads();
+    let mt = want.div_ceil(nt).clamp(1, m.div_ceil(MR));
+    let rows_per_task = m.div_ceil(mt).div_ceil(MR) * MR;
+    let mt = m.div_ceil(rows_per_task);
     let out = SendPtr(c.as_mut_ptr().cast::<f32>());
     (0..mt * nt).into_par_iter().for_each(|t| {
         let (ti, tj) = (t % mt, t / mt);
-        let rows = ti * MC..(ti * MC + MC).min(m);
+        let rows = ti * rows_per_task..(ti * rows_per_task + rows_per_task).min(m);
         let cols = tj * NC..(tj * NC + NC).min(n);
         // SAFETY: tiles cover disjoint rectangles of C, all inside the bounds asserted above.
         unsafe { tile(a, b, out, ldc, ep, rows, cols) };
     });
 }
 
-/// Allocates `[a.rows(), b.n]` and fills it with [`gemm`].
-pub fn gemm_new(a: &PackedA, b: MatB, ep: Epilogue) -> Vec<f32> {
-    let len = a.m * b.n;
+/// Allocates `[a.rows(), b.cols()]` and fills it with [`gemm`].
+pub fn gemm_new(a: &PackedA, b: &impl PackB, ep: Epilogue) -> Vec<f32> {
+    let (n, len) = (b.cols(), a.m * b.cols());
     let mut c = Vec::with_capacity(len);
-    gemm(a, b, &mut c.spare_capacity_mut()[..len], b.n, ep);
-    // SAFETY: `gemm` wrote all `a.m * b.n` values (ldc = n, so the block is dense).
+    gemm(a, b, &mut c.spare_capacity_mut()[..len], n, ep);
+    // SAFETY: `gemm` wrote all `a.m * n` values (ldc = n, so the block is dense).
     unsafe { c.set_len(len) };
     c
 }
@@ -144,7 +192,7 @@ thread_local! {
 /// `out` must point at a C buffer holding the whole tile at row stride `ldc`.
 unsafe fn tile(
     a: &PackedA,
-    b: MatB,
+    b: &impl PackB,
     out: SendPtr,
     ldc: usize,
     ep: Epilogue,
@@ -160,36 +208,27 @@ unsafe fn tile(
         let mut p0 = 0;
         while p0 < k {
             let kc = KC.min(k - p0);
-            pack_b(b, p0, kc, cols.start, nc, &mut buf);
+            b.pack(p0, kc, cols.start, nc, &mut buf);
             let (first, last) = (p0 == 0, p0 + kc == k);
-            for jp in 0..panels {
-                let bp = &buf[jp * kc * NR..(jp + 1) * kc * NR];
-                let j = cols.start + jp * NR;
-                let nv = NR.min(cols.end - j);
-                for i in rows.clone().step_by(MR) {
-                    let mv = MR.min(rows.end - i);
-                    let ap = &a.panel(i / MR, p0)[..kc * MR];
-                    let store = Store::new(ep, i, mv, first, last);
-                    // SAFETY: rows i..i+mv and columns j..j+nv lie inside this task's tile.
-                    unsafe { micro_tile(kc, ap, bp, out.0.add(i * ldc + j), ldc, mv, nv, &store) };
+            // A block of MC rows (in L2) meets every B panel (in L1) before the next block.
+            for i0 in rows.clone().step_by(MC) {
+                let block = i0..(i0 + MC).min(rows.end);
+                for jp in 0..panels {
+                    let bp = &buf[jp * kc * NR..(jp + 1) * kc * NR];
+                    let j = cols.start + jp * NR;
+                    let nv = NR.min(cols.end - j);
+                    for i in block.clone().step_by(MR) {
+                        let mv = MR.min(block.end - i);
+                        let ap = &a.panel(i / MR, p0)[..kc * MR];
+                        let store = Store::new(ep, i, mv, first, last);
+                        // SAFETY: rows i..i+mv and columns j..j+nv lie inside this task's tile.
+                        unsafe { micro_tile(kc, ap, bp, out.0.add(i * ldc + j), ldc, mv, nv, &store) };
+                    }
                 }
             }
             p0 += kc;
         }
     });
-}
-
-/// Copies `B[p0..p0+kc, j0..j0+nc]` into panels of [`NR`] columns: `dst[panel][p][col]`, zero-padded.
-fn pack_b(b: MatB, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
-    for (jp, panel) in dst.chunks_exact_mut(kc * NR).take(nc.div_ceil(NR)).enumerate() {
-        let j = j0 + jp * NR;
-        let nv = NR.min(j0 + nc - j);
-        for (p, d) in panel.chunks_exact_mut(NR).enumerate() {
-            let row = (p0 + p) * b.ld + j;
-            d[..nv].copy_from_slice(&b.data[row..row + nv]);
-            d[nv..].fill(0.0);
-        }
-    }
 }
 
 /// How one micro-tile is stored.
@@ -405,11 +444,32 @@ mod tests {
             let bias = values(m, 3);
             for (act, act_rows) in [(Activation::None, m), (Activation::Relu, m / 2), (Activation::Relu6, m)] {
                 let ep = Epilogue { bias: &bias, act, act_rows };
-                let got = gemm_new(&PackedA::new(&w, m, k), MatB { data: &b, ld: n, n }, ep);
+                let got = gemm_new(&PackedA::new(&w, m, k), &MatB { data: &b, ld: n, n }, ep);
                 let want = naive(&w, m, k, &b, n, ep);
                 let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
                 assert!(worst < 1e-3, "{m}x{k}x{n} {act:?}: max error {worst}");
             }
+        }
+    }
+
+    #[test]
+    fn portable_kernel_matches_the_dispatched_one() {
+        let kc = 37;
+        let a = values(kc * MR, 6);
+        let b = values(kc * NR, 7);
+        let bias = values(MR, 8);
+        let ep = Epilogue { bias: &bias, act: Activation::Relu6, act_rows: 4 };
+        for (first, last) in [(true, true), (false, true), (true, false)] {
+            let st = Store::new(ep, 0, MR, first, last);
+            let start = values(MR * NR, 9);
+            let (mut fast, mut plain) = (start.clone(), start);
+            // SAFETY: both buffers are full MR x NR tiles at stride NR.
+            unsafe {
+                kernel(kc, &a, &b, fast.as_mut_ptr(), NR, &st);
+                portable_kernel(kc, &a, &b, plain.as_mut_ptr(), NR, &st);
+            }
+            let worst = fast.iter().zip(&plain).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "first {first} last {last}: {worst}");
         }
     }
 
@@ -421,7 +481,7 @@ mod tests {
         let bias = vec![0.5; m];
         let ep = Epilogue { bias: &bias, act: Activation::None, act_rows: 0 };
         let mut c = vec![MaybeUninit::new(f32::NAN); m * ldc];
-        gemm(&PackedA::new(&w, m, k), MatB { data: &b, ld: ldb, n }, &mut c, ldc, ep);
+        gemm(&PackedA::new(&w, m, k), &MatB { data: &b, ld: ldb, n }, &mut c, ldc, ep);
         for i in 0..m {
             for j in 0..ldc {
                 // SAFETY: every element was initialised (NaN or written).
