@@ -19,12 +19,13 @@ use super::depthwise::Activation;
 pub const MR: usize = 6;
 /// Columns of B (output pixels) per micro-kernel call.
 pub const NR: usize = 16;
-/// Depth of one K block (packed B panel: `KC x NR` floats = 16 KiB, stays in L1).
-const KC: usize = 256;
+/// Largest depth of one K block (packed B panel: `KC x NR` floats = 20 KiB, stays in L1). The
+/// depth is split into equal blocks no deeper than this, so no block is a short remainder.
+const KC: usize = 320;
 /// Rows of A per L2-resident block (a multiple of [`MR`]).
 const MC: usize = 72;
 /// Columns per task (a multiple of [`NR`]); the packed `KC x NC` B block stays in L2.
-const NC: usize = 192;
+const NC: usize = 128;
 
 /// A weight matrix `[M, K]` packed into panels of [`MR`] rows: `data[panel][k][row]`, zero-padded.
 #[derive(Debug, Clone)]
@@ -205,9 +206,10 @@ unsafe fn tile(
     PACKED_B.with(|buf| {
         let mut buf = buf.borrow_mut();
         buf.resize(KC * panels * NR, 0.0);
+        let depth = k.div_ceil(k.div_ceil(KC));
         let mut p0 = 0;
         while p0 < k {
-            let kc = KC.min(k - p0);
+            let kc = depth.min(k - p0);
             b.pack(p0, kc, cols.start, nc, &mut buf);
             let (first, last) = (p0 == 0, p0 + kc == k);
             // A block of MC rows (in L2) meets every B panel (in L1) before the next block.
