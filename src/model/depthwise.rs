@@ -4,7 +4,7 @@
 //! with a fused per-channel bias and activation. Other devices fall back to `conv2d(groups=C)`.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
@@ -228,12 +228,14 @@ fn depthwise_plane_body(
     };
     let flat = oh * width;
     let scratch_len = if s == 1 { (oh + 2) * wp + 2 } else { 6 * flat + 2 };
-    SCRATCH.with(|cell| {
-        let mut guard = cell.borrow_mut();
-        if guard.len() < scratch_len + flat {
-            guard.resize(scratch_len + flat, 0.0);
+    // The scratch is taken out of the thread-local (not used inside a `with` closure), so that
+    // this body is compiled with the caller's target features (AVX2 + FMA).
+    let mut buf = SCRATCH.with(|cell| cell.take());
+    {
+        if buf.len() < scratch_len + flat {
+            buf.resize(scratch_len + flat, 0.0);
         }
-        let (pad, rest) = guard.split_at_mut(scratch_len);
+        let (pad, rest) = buf.split_at_mut(scratch_len);
         let out = &mut rest[..flat];
         // Padded row py holds source row py - pt; padded column px holds source column px - pl.
         // Every value a valid output reads is written below (source or zero); stale values
@@ -300,12 +302,13 @@ fn depthwise_plane_body(
                 Activation::Relu6 => d.iter_mut().zip(row).for_each(|(d, &v)| _ = d.write(v.clamp(0.0, 6.0))),
             }
         }
-    });
+    }
+    SCRATCH.with(|cell| cell.replace(buf));
 }
 
 thread_local! {
     /// Per-thread scratch: the padded (or phase-split) input plane, then the flat output.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// A 1x1 convolution as a batched matmul: `[C',C] x [N,C,H*W]`, with bias and activation.
