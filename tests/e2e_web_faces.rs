@@ -45,3 +45,30 @@ fn train_on_a_subset_and_reach_95_percent_on_held_out_photos() {
     assert!(m.count >= 195, "evaluated {} of 200 held-out photos", m.count);
     assert!(m.accuracy >= 0.95, "held-out accuracy {:.3} < 0.95", m.accuracy);
 }
+
+/// Inception-v3's features of faces are all alike (most pairs of different photos have a cosine
+/// above faceres' near-duplicate threshold), so near-duplicate grouping must not merge the dataset
+/// into one group: the hash split must survive, and training must see most of the photos.
+#[test]
+fn inception_training_keeps_the_hash_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    for class in ["female", "male"] {
+        std::fs::create_dir_all(tmp.path().join(class)).unwrap();
+        for f in common::web_faces_sample(class, 30) {
+            std::os::unix::fs::symlink(&f, tmp.path().join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let cache = common::shared_web_faces_cache();
+    let cfg = TrainConfig {
+        backbone: gender_classifier::model::BackboneKind::InceptionV3,
+        face_crop: false,
+        split: SplitSpec { validation_pct: 20.0, test_pct: 20.0 },
+        ..Default::default()
+    };
+    let report = train_dataset(tmp.path(), &cfg, &cache, &Device::Cpu, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    let summary = report.model.meta.dataset.clone().unwrap();
+    assert_eq!(summary.class_counts, vec![30, 30]);
+    // 60% of 60 photos train on average; one merged group would put all 60 in one split.
+    assert!((20..=50).contains(&summary.split_counts[0]), "train/validation/test: {:?}", summary.split_counts);
+    assert!(summary.split_counts.iter().all(|&c| c < 60), "{:?}", summary.split_counts);
+}

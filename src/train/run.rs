@@ -106,16 +106,22 @@ pub fn dataset_features(
             }
         }
     }
-    out.near_duplicates = keep_near_duplicates_together(&mut out.items, split)?;
+    if let Some(threshold) = pipeline.spec.backbone.near_duplicate_cosine() {
+        out.near_duplicates = keep_near_duplicates_together(&mut out.items, split, threshold)?;
+    }
     Ok(out)
 }
 
 /// Puts every near-duplicate group into the split of its representative (the member with the
 /// smallest hash), so copies of one photo never sit on both sides of the train/test line.
 /// Returns the near-duplicate pairs it found.
-fn keep_near_duplicates_together(items: &mut [ItemFeatures], split: &SplitSpec) -> Result<Vec<(usize, usize, f32)>> {
+fn keep_near_duplicates_together(
+    items: &mut [ItemFeatures],
+    split: &SplitSpec,
+    threshold: f32,
+) -> Result<Vec<(usize, usize, f32)>> {
     let feats: Vec<&[f32]> = items.iter().map(|i| i.value.features.as_slice()).collect();
-    let pairs = crate::audit::duplicates::similar_pairs(&feats, crate::audit::duplicates::NEAR_DUPLICATE_COSINE)?;
+    let pairs = crate::audit::duplicates::similar_pairs(&feats, threshold)?;
     let groups = crate::audit::duplicates::near_groups(items.len(), &pairs);
     let sha: Vec<String> = items.iter().map(|i| i.sha256.clone()).collect();
     let sha_refs: Vec<&str> = sha.iter().map(String::as_str).collect();
@@ -437,7 +443,7 @@ mod tests {
         }));
         let before: Vec<Split> = items.iter().map(|i| i.split).collect();
         assert!((0..40).any(|i| before[i] != before[i + 40]), "the test needs copies that hashed apart");
-        keep_near_duplicates_together(&mut items, &spec).unwrap();
+        keep_near_duplicates_together(&mut items, &spec, crate::audit::duplicates::NEAR_DUPLICATE_COSINE).unwrap();
         for i in 0..40 {
             assert_eq!(items[i].split, items[i + 40].split, "copy {i} sits in another split");
             let rep = if items[i].sha256 < items[i + 40].sha256 { i } else { i + 40 };
