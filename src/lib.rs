@@ -12,6 +12,7 @@ pub mod eval;
 pub mod face;
 pub mod features;
 pub mod imaging;
+pub mod memory;
 pub mod model;
 pub mod model_file;
 pub mod pipeline;

@@ -4,6 +4,7 @@ use clap::Parser;
 use gender_classifier::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
+    gender_classifier::memory::keep_freed_buffers();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

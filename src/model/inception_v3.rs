@@ -33,6 +33,8 @@ use super::{Backbone, BackboneKind};
 
 /// Length of the pooled feature vector.
 pub const FEATURE_DIM: usize = 2048;
+/// Images that run together through the stem and Mixed_5 on the CPU (see [`Backbone::features`]).
+pub const EARLY_IMAGES: usize = 2;
 /// Input side in pixels.
 pub const INPUT_SIZE: usize = 299;
 /// BatchNorm epsilon of every `BasicConv2d` (torchvision and Keras agree on 1e-3).
@@ -592,12 +594,18 @@ impl InceptionV3 {
 
     /// Runs the trunk on NCHW input; returns the CNHW maps after Mixed_5b, Mixed_6e and Mixed_7c.
     fn trunk(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (m5b, m5d) = self.early(x)?;
+        let (m6e, m7c) = self.late(&m5d)?;
+        Ok((m5b, m6e, m7c))
+    }
+
+    /// Stem and Mixed_5b..5d on NCHW input; returns the CNHW maps after Mixed_5b and Mixed_5d.
+    fn early(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let (_, c, _, _) = x.dims4()?;
         if c != 3 {
             candle_core::bail!("inception-v3 expects RGB input [N, 3, H, W], got {:?}", x.shape());
         }
-        let x = x.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
-        let mut x = x;
+        let mut x = x.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
         for conv in &self.stem {
             x = conv.forward(&x)?;
         }
@@ -605,8 +613,13 @@ impl InceptionV3 {
         x = self.conv4a.forward(&self.conv3b.forward(&x)?)?;
         x = max_pool3x3s2(&x)?;
         let m5b = self.mixed5[0].forward(&x)?;
-        x = self.mixed5[2].forward(&self.mixed5[1].forward(&m5b)?)?;
-        x = self.mixed6a.forward(&x)?;
+        let m5d = self.mixed5[2].forward(&self.mixed5[1].forward(&m5b)?)?;
+        Ok((m5b, m5d))
+    }
+
+    /// Mixed_6a..7c on the CNHW map after Mixed_5d; returns the maps after Mixed_6e and Mixed_7c.
+    fn late(&self, m5d: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let mut x = self.mixed6a.forward(m5d)?;
         for block in &self.mixed6 {
             x = block.forward(&x)?;
         }
@@ -615,7 +628,7 @@ impl InceptionV3 {
         for block in &self.mixed7 {
             x = block.forward(&x)?;
         }
-        Ok((m5b, m6e, x))
+        Ok((m6e, x))
     }
 
     /// `[C, N, H, W] -> [N, C]` spatial mean.
@@ -637,8 +650,21 @@ impl Backbone for InceptionV3 {
         BackboneKind::InceptionV3
     }
 
+    /// On the CPU the stem and Mixed_5 run [`EARLY_IMAGES`] at a time: their maps are large
+    /// (the stem's reach 5.5 MB per image), so a few images keep them in cache and every buffer
+    /// below the allocator's mmap threshold. Mixed_6 and 7 then run on the whole batch at once,
+    /// reading each weight matrix (up to 6 MB per block) once per batch rather than once per image.
     fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, _, m7c) = self.trunk(x)?;
+        let n = x.dim(0)?;
+        if !fast_path(x) || n <= EARLY_IMAGES {
+            let (_, _, m7c) = self.trunk(x)?;
+            return Self::pool(&m7c);
+        }
+        let parts = (0..n)
+            .step_by(EARLY_IMAGES)
+            .map(|s| Ok(self.early(&x.narrow(0, s, EARLY_IMAGES.min(n - s))?)?.1))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let (_, m7c) = self.late(&Tensor::cat(&parts, 1)?)?;
         Self::pool(&m7c)
     }
 }
