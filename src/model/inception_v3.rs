@@ -324,15 +324,18 @@ impl CustomOp1 for MaxPool3x3S2 {
         let mut out = vec![0f32; d0 * d1 * oh * ow];
         out.par_chunks_mut(oh * ow).with_min_len(min_len(oh * ow)).enumerate().for_each(|(p, dst)| {
             let img = &src[p * h * w..(p + 1) * h * w];
-            for oy in 0..oh {
-                let r0 = &img[2 * oy * w..];
-                let r1 = &img[(2 * oy + 1) * w..];
-                let r2 = &img[(2 * oy + 2) * w..];
-                for (ox, o) in dst[oy * ow..(oy + 1) * ow].iter_mut().enumerate() {
+            // Vertical 3-max over whole rows (vectorises), then the stride-2 horizontal 3-max.
+            let mut v = vec![0f32; w];
+            for (oy, out_row) in dst.chunks_exact_mut(ow).enumerate() {
+                let rows = &img[2 * oy * w..(2 * oy + 3) * w];
+                let (r0, rest) = rows.split_at(w);
+                let (r1, r2) = rest.split_at(w);
+                for (((m, &a), &b), &c) in v.iter_mut().zip(r0).zip(r1).zip(r2) {
+                    *m = a.max(b).max(c);
+                }
+                for (ox, o) in out_row.iter_mut().enumerate() {
                     let x = 2 * ox;
-                    let mut m = r0[x].max(r0[x + 1]).max(r0[x + 2]);
-                    m = m.max(r1[x]).max(r1[x + 1]).max(r1[x + 2]);
-                    *o = m.max(r2[x]).max(r2[x + 1]).max(r2[x + 2]);
+                    *o = v[x].max(v[x + 1]).max(v[x + 2]);
                 }
             }
         });
