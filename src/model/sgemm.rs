@@ -152,7 +152,10 @@ pub fn gemm(a: &PackedA, b: &impl PackB, c: &mut [MaybeUninit<f32>], ldc: usize,
     }
     // Tasks are column blocks over all rows, so each packed B block serves every row of A; rows
     // are split only when there are too few column blocks to keep the threads busy.
+    // Column blocks of equal width (a multiple of NR, at most NC), so no task is a short tail.
     let nt = n.div_ceil(NC);
+    let width = n.div_ceil(nt).div_ceil(NR) * NR;
+    let nt = n.div_ceil(width);
     let want = 3 * rayon::current_num_threads();
     let mt = want.div_ceil(nt).clamp(1, m.div_ceil(MR));
     let rows_per_task = m.div_ceil(mt).div_ceil(MR) * MR;
@@ -161,7 +164,7 @@ pub fn gemm(a: &PackedA, b: &impl PackB, c: &mut [MaybeUninit<f32>], ldc: usize,
     (0..mt * nt).into_par_iter().for_each(|t| {
         let (ti, tj) = (t % mt, t / mt);
         let rows = ti * rows_per_task..(ti * rows_per_task + rows_per_task).min(m);
-        let cols = tj * NC..(tj * NC + NC).min(n);
+        let cols = tj * width..(tj * width + width).min(n);
         // SAFETY: tiles cover disjoint rectangles of C, all inside the bounds asserted above.
         unsafe { tile(a, b, out, ldc, ep, rows, cols) };
     });
@@ -215,16 +218,19 @@ unsafe fn tile(
             // A block of MC rows (in L2) meets every B panel (in L1) before the next block.
             for i0 in rows.clone().step_by(MC) {
                 let block = i0..(i0 + MC).min(rows.end);
+                let stores: [Store; MC / MR] = std::array::from_fn(|q| {
+                    let i = (i0 + q * MR).min(block.end);
+                    Store::new(ep, i, MR.min(block.end - i), first, last)
+                });
                 for jp in 0..panels {
                     let bp = &buf[jp * kc * NR..(jp + 1) * kc * NR];
                     let j = cols.start + jp * NR;
                     let nv = NR.min(cols.end - j);
-                    for i in block.clone().step_by(MR) {
+                    for (i, store) in block.clone().step_by(MR).zip(&stores) {
                         let mv = MR.min(block.end - i);
                         let ap = &a.panel(i / MR, p0)[..kc * MR];
-                        let store = Store::new(ep, i, mv, first, last);
                         // SAFETY: rows i..i+mv and columns j..j+nv lie inside this task's tile.
-                        unsafe { micro_tile(kc, ap, bp, out.0.add(i * ldc + j), ldc, mv, nv, &store) };
+                        unsafe { micro_tile(kc, ap, bp, out.0.add(i * ldc + j), ldc, mv, nv, store) };
                     }
                 }
             }
