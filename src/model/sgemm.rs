@@ -358,6 +358,9 @@ mod x86 {
 
     use super::{Activation, MR, NR, Store};
 
+    // The kernel's register layout is written for exactly this tile.
+    const _: () = assert!(MR == 6 && NR == 16);
+
     /// The 6x16 AVX2/FMA micro-kernel: twelve accumulators, two B loads and six broadcasts per step.
     ///
     /// # Safety
@@ -412,7 +415,6 @@ mod x86 {
                 _mm256_storeu_ps(dst.add(8), v1);
             }
         }
-        let _ = NR;
     }
 }
 
