@@ -381,36 +381,28 @@ mod tests {
     }
 
     #[test]
-    fn matches_grouped_conv_for_all_strides_and_paddings() {
+    fn matches_grouped_conv_in_both_layouts_for_all_strides_and_paddings() {
         let dev = Device::Cpu;
-        for (stride, h, w) in [(1, 7, 9), (2, 8, 10), (2, 7, 7), (1, 1, 1)] {
+        let cases = [(1, 7, 9), (2, 8, 10), (2, 7, 7), (1, 1, 1), (1, 30, 33), (2, 31, 30), (2, 112, 112), (1, 2, 3)];
+        for (stride, h, w) in cases {
             let x = Tensor::randn(0f32, 1.0, (2, 5, h, w), &dev).unwrap();
             let wt = Tensor::randn(0f32, 1.0, (5, 1, 3, 3), &dev).unwrap();
             let b = Tensor::randn(0f32, 1.0, 5, &dev).unwrap();
             let pad = same_padding_3x3(stride, h, w);
-            let layer = Depthwise3x3::new(wt.clone(), b.clone(), stride, Activation::None).unwrap();
-            let got = layer.forward(&x, pad).unwrap();
             let want = reference(&x, &wt, &b, stride, pad);
-            assert_eq!(got.dims(), want.dims());
-            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            let max_diff = |got: Tensor, want: &Tensor| {
+                assert_eq!(got.dims(), want.dims());
+                (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+            };
+            let plain = Depthwise3x3::new(wt.clone(), b.clone(), stride, Activation::None).unwrap();
+            let diff = max_diff(plain.forward(&x, pad).unwrap(), &want);
             assert!(diff < 1e-5, "stride {stride} {h}x{w}: diff {diff}");
-        }
-    }
-
-    #[test]
-    fn cnhw_layout_matches_nchw_on_large_and_odd_planes() {
-        let dev = Device::Cpu;
-        for (stride, h, w) in [(1, 30, 33), (2, 31, 30), (2, 112, 112), (1, 2, 3)] {
-            let x = Tensor::randn(0f32, 1.0, (3, 4, h, w), &dev).unwrap();
-            let wt = Tensor::randn(0f32, 1.0, (4, 1, 3, 3), &dev).unwrap();
-            let b = Tensor::randn(0f32, 1.0, 4, &dev).unwrap();
-            let pad = same_padding_3x3(stride, h, w);
-            let layer = Depthwise3x3::new(wt.clone(), b.clone(), stride, Activation::Relu6).unwrap();
-            let want = Activation::Relu6.apply_tensor(&reference(&x, &wt, &b, stride, pad)).unwrap();
+            // CNHW planes, with the activation fused.
+            let relu6 = Depthwise3x3::new(wt, b, stride, Activation::Relu6).unwrap();
+            let want = Activation::Relu6.apply_tensor(&want).unwrap();
             let cnhw = x.transpose(0, 1).unwrap().contiguous().unwrap();
-            let got = layer.forward_cnhw(&cnhw, pad).unwrap().transpose(0, 1).unwrap();
-            let diff = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(diff < 1e-5, "stride {stride} {h}x{w}: diff {diff}");
+            let diff = max_diff(relu6.forward_cnhw(&cnhw, pad).unwrap().transpose(0, 1).unwrap(), &want);
+            assert!(diff < 1e-5, "CNHW stride {stride} {h}x{w}: diff {diff}");
         }
     }
 

@@ -55,11 +55,6 @@ impl PackedA {
         self.m
     }
 
-    /// Columns (the reduction depth).
-    pub fn depth(&self) -> usize {
-        self.k
-    }
-
     /// The `kc` packed values of row panel `panel` starting at depth `p0`.
     fn panel(&self, panel: usize, p0: usize) -> &[f32] {
         &self.data[panel * MR * self.k + p0 * MR..]
@@ -168,16 +163,6 @@ pub fn gemm(a: &PackedA, b: &impl PackB, c: &mut [MaybeUninit<f32>], ldc: usize,
         // SAFETY: tiles cover disjoint rectangles of C, all inside the bounds asserted above.
         unsafe { tile(a, b, out, ldc, ep, rows, cols) };
     });
-}
-
-/// Allocates `[a.rows(), b.cols()]` and fills it with [`gemm`].
-pub fn gemm_new(a: &PackedA, b: &impl PackB, ep: Epilogue) -> Vec<f32> {
-    let (n, len) = (b.cols(), a.m * b.cols());
-    let mut c = Vec::with_capacity(len);
-    gemm(a, b, &mut c.spare_capacity_mut()[..len], n, ep);
-    // SAFETY: `gemm` wrote all `a.m * n` values (ldc = n, so the block is dense).
-    unsafe { c.set_len(len) };
-    c
 }
 
 #[derive(Clone, Copy)]
@@ -421,6 +406,16 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Allocates `[a.rows(), b.cols()]` and fills it with [`gemm`].
+    fn gemm_new(a: &PackedA, b: &impl PackB, ep: Epilogue) -> Vec<f32> {
+        let (n, len) = (b.cols(), a.m * b.cols());
+        let mut c = Vec::with_capacity(len);
+        gemm(a, b, &mut c.spare_capacity_mut()[..len], n, ep);
+        // SAFETY: `gemm` wrote all `a.m * n` values (ldc = n, so the block is dense).
+        unsafe { c.set_len(len) };
+        c
+    }
 
     fn naive(w: &[f32], m: usize, k: usize, b: &[f32], n: usize, ep: Epilogue) -> Vec<f32> {
         let mut out = vec![0f32; m * n];
