@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
 use super::depthwise::{Activation, Padding};
-use super::sgemm::{Epilogue, MatB, NR, PackB, PackedA, gemm};
+use super::sgemm::{BlockB, Epilogue, MatB, NR, PackB, PackedA, Panel, gemm};
 
 /// A convolution with bias and activation over CNHW f32 tensors on the CPU.
 #[derive(Debug, Clone)]
@@ -203,7 +203,11 @@ impl PackB for ConvColumns<'_> {
         }
     }
 
-    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+    fn source(&self) -> &[f32] {
+        self.src
+    }
+
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, block: &mut BlockB) {
         let (kh, kw) = self.taps;
         let (h, w) = self.input;
         let (oh, ow) = self.output;
@@ -241,23 +245,12 @@ impl PackB for ConvColumns<'_> {
                 }
             }
         }
-        // Tap by tap (one packed row in every panel), so the input is read row-sequentially.
+        // With stride 1, a whole interior panel's row for tap (ci, ky, kx) is NR contiguous input
+        // floats: such panels are read in place at `base + tap` and not packed.
         let (mut ci, mut ky, mut kx) = (p0 / (kh * kw), (p0 / kw) % kh, p0 % kw);
-        for p in 0..kc {
-            let tap = ci * s0 + ky * w + kx;
-            for (jp, pr) in runs.iter().enumerate() {
-                let d = &mut dst[jp * kc * NR + p * NR..][..NR];
-                match pr.whole {
-                    Some(base) if s == 1 => d.copy_from_slice(&self.src[base + tap..base + tap + NR]),
-                    Some(base) => {
-                        let run = &self.src[base + tap..base + tap + (NR - 1) * s + 1];
-                        for (u, v) in d.iter_mut().enumerate() {
-                            *v = run[u * s];
-                        }
-                    }
-                    None => self.gather(d, &pr.segments[..pr.count], ci, ky, kx),
-                }
-            }
+        let mut taps = Vec::with_capacity(kc);
+        for _ in 0..kc {
+            taps.push(ci * s0 + ky * w + kx);
             kx += 1;
             if kx == kw {
                 kx = 0;
@@ -265,6 +258,34 @@ impl PackB for ConvColumns<'_> {
                 if ky == kh {
                     ky = 0;
                     ci += 1;
+                }
+            }
+        }
+        if s == 1 {
+            for (h, pr) in block.how.iter_mut().zip(&runs) {
+                if let Some(base) = pr.whole {
+                    *h = Panel::Direct(base);
+                }
+            }
+            block.offsets.extend_from_slice(&taps);
+        }
+        // Tap by tap (one packed row in every panel), so the input is read row-sequentially.
+        for (p, &tap) in taps.iter().enumerate() {
+            let (ci, rest) = ((p0 + p) / (kh * kw), (p0 + p) % (kh * kw));
+            let (ky, kx) = (rest / kw, rest % kw);
+            for (jp, pr) in runs.iter().enumerate() {
+                if block.how[jp] != Panel::Packed {
+                    continue;
+                }
+                let d = &mut block.packed[jp * kc * NR + p * NR..][..NR];
+                match pr.whole {
+                    Some(base) => {
+                        let run = &self.src[base + tap..base + tap + (NR - 1) * s + 1];
+                        for (u, v) in d.iter_mut().enumerate() {
+                            *v = run[u * s];
+                        }
+                    }
+                    None => self.gather(d, &pr.segments[..pr.count], ci, ky, kx),
                 }
             }
         }
@@ -307,6 +328,11 @@ mod tests {
             ((7, 1), 1, (3, 0, 3, 0), 9, 10),
             ((5, 5), 1, (2, 2, 2, 2), 7, 7),
             ((1, 1), 1, (0, 0, 0, 0), 6, 6),
+            // Rows wider than a panel: interior panels are read in place.
+            ((3, 3), 1, (1, 1, 1, 1), 5, 40),
+            ((3, 3), 1, (0, 0, 0, 0), 6, 35),
+            ((1, 7), 1, (0, 3, 0, 3), 3, 37),
+            ((3, 3), 2, (0, 0, 1, 1), 5, 41),
         ];
         for (k, s, pad, h, w) in cases {
             // A narrowed (offset) input with batch 2 exercises the strided path.
@@ -322,6 +348,33 @@ mod tests {
                 assert!(d < 1e-4, "kernel {k:?} stride {s} pad {pad:?}: diff {d}");
             }
         }
+    }
+
+    #[test]
+    fn interior_stride_one_panels_are_read_in_place() {
+        let src = vec![0f32; 2 * 6 * 40];
+        let columns = ConvColumns {
+            src: &src,
+            strides: (6 * 40, 0, 0),
+            taps: (3, 3),
+            stride: 1,
+            pad: (1, 1),
+            input: (6, 40),
+            output: (6, 40),
+            cols: 6 * 40,
+        };
+        let (kc, nc) = (18, 80);
+        let mut block = BlockB { packed: vec![0f32; kc * nc], how: vec![Panel::Packed; 5], offsets: Vec::new() };
+        columns.pack(0, kc, 40, nc, &mut block);
+        let BlockB { how, offsets, .. } = block;
+        // Output row 1 (columns 40..80): the panel at x = 16..32 touches no padding; the one at
+        // x = 0 does, and the one at 32 spans rows 1 and 2.
+        assert_eq!(how[1], Panel::Direct(16 - 1));
+        assert_eq!(how[0], Panel::Packed);
+        assert_eq!(how[2], Panel::Packed);
+        assert_eq!(offsets.len(), kc);
+        assert_eq!(offsets[..4], [0, 1, 2, 40]);
+        assert_eq!(offsets[9], 6 * 40);
     }
 
     #[test]

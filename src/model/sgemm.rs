@@ -84,18 +84,46 @@ pub struct MatB<'a> {
     pub n: usize,
 }
 
+/// Where the micro-kernel reads one [`NR`]-column panel of B for the current K block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    /// Packed into the task's buffer by [`PackB::pack`].
+    Packed,
+    /// Read in place: row `p` of the block is the [`NR`] floats at
+    /// `source()[base + offsets[p]..]` (`base` is this value, `offsets` come from `pack`).
+    Direct(usize),
+}
+
 /// A right-hand matrix `K x N` that packs itself into [`NR`]-column panels for the GEMM.
 ///
 /// Implemented by plain row-major matrices ([`MatB`]) and by convolutions that build their
-/// im2col columns straight into the panels (`conv::ConvColumns`).
+/// im2col columns straight into the panels (`conv::ConvColumns`). Panels whose rows already lie
+/// as [`NR`] contiguous floats in the source can be left unpacked and read in place.
 pub trait PackB: Sync {
     /// Columns (N).
     fn cols(&self) -> usize;
     /// Panics unless the source really has `k` rows.
     fn check_depth(&self, k: usize);
-    /// Writes rows `p0..p0+kc`, columns `j0..j0+nc` as panels of [`NR`] columns:
-    /// `dst[panel * kc * NR + p * NR + col]`, zero past column `nc`.
-    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]);
+    /// The values that [`Panel::Direct`] panels are read from.
+    fn source(&self) -> &[f32] {
+        &[]
+    }
+    /// Prepares rows `p0..p0+kc`, columns `j0..j0+nc` as panels of [`NR`] columns: each panel is
+    /// either packed into `block.packed[panel * kc * NR + p * NR + col]` (zero past column `nc`)
+    /// or marked [`Panel::Direct`] in `block.how` (all [`Panel::Packed`] on entry), in which case
+    /// `block.offsets` must hold the `kc` row offsets into [`PackB::source`].
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, block: &mut BlockB);
+}
+
+/// One K block of B as the micro-kernels read it (per-thread scratch of the GEMM).
+#[derive(Debug, Default)]
+pub struct BlockB {
+    /// Packed panels, `kc * NR` floats each (holes where a panel is direct).
+    pub packed: Vec<f32>,
+    /// How each panel is read.
+    pub how: Vec<Panel>,
+    /// Row offsets of direct panels into the source.
+    pub offsets: Vec<usize>,
 }
 
 impl PackB for MatB<'_> {
@@ -107,17 +135,20 @@ impl PackB for MatB<'_> {
         assert!(k == 0 || self.n == 0 || self.data.len() >= (k - 1) * self.ld + self.n, "B too small");
     }
 
-    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
-        // Row by row: each source row is read sequentially and spread over the panels.
-        let panels = nc.div_ceil(NR);
-        for p in 0..kc {
-            let row = &self.data[(p0 + p) * self.ld + j0..][..nc];
-            for jp in 0..panels {
-                let d = &mut dst[jp * kc * NR + p * NR..][..NR];
-                let part = &row[jp * NR..(jp * NR + NR).min(nc)];
-                if part.len() == NR {
-                    d.copy_from_slice(part);
-                } else {
+    fn pack(&self, p0: usize, kc: usize, j0: usize, nc: usize, block: &mut BlockB) {
+        // Panel by panel, so the packed panel is written sequentially; whole panel rows are
+        // copied as fixed-size arrays (plain vector moves, no memcpy call).
+        let src = &self.data[p0 * self.ld + j0..];
+        for (jp, panel) in block.packed[..nc.div_ceil(NR) * kc * NR].chunks_exact_mut(kc * NR).enumerate() {
+            let j = jp * NR;
+            if j + NR <= nc {
+                for (p, d) in panel.chunks_exact_mut(NR).enumerate() {
+                    let d: &mut [f32; NR] = d.try_into().unwrap();
+                    *d = src[p * self.ld + j..][..NR].try_into().unwrap();
+                }
+            } else {
+                for (p, d) in panel.chunks_exact_mut(NR).enumerate() {
+                    let part = &src[p * self.ld + j..p * self.ld + nc];
                     d[..part.len()].copy_from_slice(part);
                     d[part.len()..].fill(0.0);
                 }
@@ -172,7 +203,7 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 thread_local! {
-    static PACKED_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<BlockB> = RefCell::new(BlockB::default());
 }
 
 /// One task: rows `rows` (starting on an MR boundary) by columns `cols` of C.
@@ -191,14 +222,26 @@ unsafe fn tile(
     let k = a.k;
     let nc = cols.len();
     let panels = nc.div_ceil(NR);
-    PACKED_B.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.resize(KC * panels * NR, 0.0);
+    SCRATCH.with(|scratch| {
+        let block = &mut *scratch.borrow_mut();
+        block.packed.resize(KC * panels * NR, 0.0);
         let depth = k.div_ceil(k.div_ceil(KC));
         let mut p0 = 0;
         while p0 < k {
             let kc = depth.min(k - p0);
-            b.pack(p0, kc, cols.start, nc, &mut buf);
+            block.how.clear();
+            block.how.resize(panels, Panel::Packed);
+            block.offsets.clear();
+            b.pack(p0, kc, cols.start, nc, block);
+            let BlockB { packed, how, offsets } = &*block;
+            // Direct panels read the source in place: check every row they touch is inside it.
+            let src = b.source();
+            let reach = offsets.iter().max().map_or(0, |&o| o + NR);
+            for &h in how.iter() {
+                if let Panel::Direct(base) = h {
+                    assert!(offsets.len() == kc && base + reach <= src.len(), "direct panel outside B");
+                }
+            }
             let (first, last) = (p0 == 0, p0 + kc == k);
             // A block of MC rows (in L2) meets every B panel (in L1) before the next block.
             for i0 in rows.clone().step_by(MC) {
@@ -207,21 +250,69 @@ unsafe fn tile(
                     let i = (i0 + q * MR).min(block.end);
                     Store::new(ep, i, MR.min(block.end - i), first, last)
                 });
-                for jp in 0..panels {
-                    let bp = &buf[jp * kc * NR..(jp + 1) * kc * NR];
+                for (jp, &h) in how.iter().enumerate() {
                     let j = cols.start + jp * NR;
                     let nv = NR.min(cols.end - j);
                     for (i, store) in block.clone().step_by(MR).zip(&stores) {
                         let mv = MR.min(block.end - i);
                         let ap = &a.panel(i / MR, p0)[..kc * MR];
-                        // SAFETY: rows i..i+mv and columns j..j+nv lie inside this task's tile.
-                        unsafe { micro_tile(kc, ap, bp, out.0.add(i * ldc + j), ldc, mv, nv, store) };
+                        let c = out.0.wrapping_add(i * ldc + j);
+                        // SAFETY: rows i..i+mv and columns j..j+nv lie inside this task's tile; B
+                        // rows are inside `packed` (kc * NR per panel) or `src` (checked above).
+                        unsafe {
+                            match h {
+                                Panel::Packed => {
+                                    let bp = &packed[jp * kc * NR..(jp + 1) * kc * NR];
+                                    micro_tile(kc, ap, PackedRows(bp.as_ptr()), c, ldc, mv, nv, store)
+                                }
+                                Panel::Direct(base) => {
+                                    let rows = DirectRows { base: src.as_ptr().add(base), offsets: offsets.as_ptr() };
+                                    micro_tile(kc, ap, rows, c, ldc, mv, nv, store)
+                                }
+                            }
+                        }
                     }
                 }
             }
             p0 += kc;
         }
     });
+}
+
+/// Where the micro-kernel finds row `p` of its B panel.
+trait Rows: Copy {
+    /// Pointer to the [`NR`] floats of row `p`.
+    ///
+    /// # Safety
+    /// `p` must be below the panel's depth.
+    unsafe fn row(self, p: usize) -> *const f32;
+}
+
+/// A packed panel: rows are consecutive.
+#[derive(Clone, Copy)]
+struct PackedRows(*const f32);
+
+impl Rows for PackedRows {
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const f32 {
+        // SAFETY: the caller keeps p inside the panel.
+        unsafe { self.0.add(p * NR) }
+    }
+}
+
+/// A panel read in place: row `p` starts `offsets[p]` floats after `base`.
+#[derive(Clone, Copy)]
+struct DirectRows {
+    base: *const f32,
+    offsets: *const usize,
+}
+
+impl Rows for DirectRows {
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const f32 {
+        // SAFETY: the caller keeps p inside the offsets table, whose rows lie in the source.
+        unsafe { self.base.add(*self.offsets.add(p)) }
+    }
 }
 
 /// How one micro-tile is stored.
@@ -258,7 +349,7 @@ fn apply(ep: Epilogue, row: usize, v: f32) -> f32 {
 /// # Safety
 /// `c` must be valid for `mv` rows of `nv` values at stride `ldc`.
 #[allow(clippy::too_many_arguments)]
-unsafe fn micro_tile(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, mv: usize, nv: usize, st: &Store) {
+unsafe fn micro_tile(kc: usize, a: &[f32], b: impl Rows, c: *mut f32, ldc: usize, mv: usize, nv: usize, st: &Store) {
     if mv == MR && nv == NR {
         // SAFETY: a full tile is in bounds by the caller's contract.
         unsafe { kernel(kc, a, b, c, ldc, st) };
@@ -286,14 +377,15 @@ unsafe fn micro_tile(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, m
 /// Dispatches to the fastest micro-kernel this CPU runs.
 ///
 /// # Safety
-/// `c` must be valid for a full `MR x NR` block at stride `ldc`; `a` and `b` hold `kc` packed steps.
+/// `c` must be valid for a full `MR x NR` block at stride `ldc`; `a` holds `kc` packed steps and
+/// `b` has `kc` readable rows.
 #[inline]
-unsafe fn kernel(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, st: &Store) {
-    debug_assert!(a.len() >= kc * MR && b.len() >= kc * NR);
+unsafe fn kernel(kc: usize, a: &[f32], b: impl Rows, c: *mut f32, ldc: usize, st: &Store) {
+    debug_assert!(a.len() >= kc * MR);
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked above); bounds as documented.
-        return unsafe { x86::kernel_6x16(kc, a.as_ptr(), b.as_ptr(), c, ldc, st) };
+        return unsafe { x86::kernel_6x16(kc, a.as_ptr(), b, c, ldc, st) };
     }
     // SAFETY: same contract.
     unsafe { portable_kernel(kc, a, b, c, ldc, st) }
@@ -315,9 +407,11 @@ pub fn has_avx2_fma() -> bool {
 ///
 /// # Safety
 /// As for [`kernel`].
-unsafe fn portable_kernel(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, st: &Store) {
+unsafe fn portable_kernel(kc: usize, a: &[f32], b: impl Rows, c: *mut f32, ldc: usize, st: &Store) {
     let mut acc = [[0f32; NR]; MR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
+    for (p, ap) in a.chunks_exact(MR).take(kc).enumerate() {
+        // SAFETY: p < kc, so the row is readable by the caller's contract.
+        let bp = unsafe { std::slice::from_raw_parts(b.row(p), NR) };
         for (row, &av) in acc.iter_mut().zip(ap) {
             for (v, &bv) in row.iter_mut().zip(bp) {
                 *v += av * bv;
@@ -341,7 +435,7 @@ unsafe fn portable_kernel(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usi
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{Activation, MR, NR, Store};
+    use super::{Activation, MR, NR, Rows, Store};
 
     // The kernel's register layout is written for exactly this tile.
     const _: () = assert!(MR == 6 && NR == 16);
@@ -352,21 +446,21 @@ mod x86 {
     /// The CPU must support AVX2 and FMA; `a` holds `kc * MR` floats, `b` holds `kc * NR`, and `c`
     /// is valid for `MR` rows of `NR` floats at stride `ldc`.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn kernel_6x16(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, st: &Store) {
+    pub(super) unsafe fn kernel_6x16(kc: usize, a: *const f32, b: impl Rows, c: *mut f32, ldc: usize, st: &Store) {
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-        let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
-            // SAFETY: `kc` steps of MR / NR floats are in bounds.
+        let mut a = a;
+        for p in 0..kc {
+            // SAFETY: `kc` steps of MR floats of A and `kc` rows of B are in bounds.
             unsafe {
-                let b0 = _mm256_loadu_ps(b);
-                let b1 = _mm256_loadu_ps(b.add(8));
+                let row = b.row(p);
+                let b0 = _mm256_loadu_ps(row);
+                let b1 = _mm256_loadu_ps(row.add(8));
                 for (r, row) in acc.iter_mut().enumerate() {
                     let av = _mm256_broadcast_ss(&*a.add(r));
                     row[0] = _mm256_fmadd_ps(av, b0, row[0]);
                     row[1] = _mm256_fmadd_ps(av, b1, row[1]);
                 }
                 a = a.add(MR);
-                b = b.add(NR);
             }
         }
         let zero = _mm256_setzero_ps();
@@ -470,8 +564,8 @@ mod tests {
             let (mut fast, mut plain) = (start.clone(), start);
             // SAFETY: both buffers are full MR x NR tiles at stride NR.
             unsafe {
-                kernel(kc, &a, &b, fast.as_mut_ptr(), NR, &st);
-                portable_kernel(kc, &a, &b, plain.as_mut_ptr(), NR, &st);
+                kernel(kc, &a, PackedRows(b.as_ptr()), fast.as_mut_ptr(), NR, &st);
+                portable_kernel(kc, &a, PackedRows(b.as_ptr()), plain.as_mut_ptr(), NR, &st);
             }
             let worst = fast.iter().zip(&plain).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-4, "first {first} last {last}: {worst}");
