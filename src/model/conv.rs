@@ -269,6 +269,11 @@ impl PackB for ConvColumns<'_> {
             }
             block.offsets.extend_from_slice(&taps);
         }
+        // Stride-1 SAME convs over whole-image planes: a column's window for a tap sits at a
+        // constant offset from the column itself, so any panel row is 16 contiguous input floats
+        // with the padding lanes masked off (no per-run gathering).
+        let n_img = self.cols / (oh * ow).max(1);
+        let masks = (s == 1 && (oh, ow) == (h, w) && (n_img <= 1 || s1 == h * w)).then(|| self.tap_masks(j0, nc));
         // Tap by tap (one packed row in every panel), so the input is read row-sequentially.
         for (p, &tap) in taps.iter().enumerate() {
             let (ci, rest) = ((p0 + p) / (kh * kw), (p0 + p) % (kh * kw));
@@ -277,7 +282,13 @@ impl PackB for ConvColumns<'_> {
                 if block.how[jp] != Panel::Packed {
                     continue;
                 }
-                let d = &mut block.packed[jp * kc * NR + p * NR..][..NR];
+                let d: &mut [f32; NR] = (&mut block.packed[jp * kc * NR + p * NR..][..NR]).try_into().unwrap();
+                if let Some(masks) = &masks {
+                    let mask = &masks[jp * kh * kw + rest];
+                    let at = (off + ci * s0 + j0 + jp * NR + ky * w + kx) as isize - pt * w as isize - pl;
+                    masked_row(self.src, at, mask, d);
+                    continue;
+                }
                 match pr.whole {
                     Some(base) => {
                         let run = &self.src[base + tap..base + tap + (NR - 1) * s + 1];
@@ -288,6 +299,45 @@ impl PackB for ConvColumns<'_> {
                     None => self.gather(d, &pr.segments[..pr.count], ci, ky, kx),
                 }
             }
+        }
+    }
+}
+
+impl ConvColumns<'_> {
+    /// For a stride-1 SAME conv: per panel and tap, which of the panel's columns read a real
+    /// input pixel (`!0`) rather than padding (`0`); columns past `nc` read nothing.
+    fn tap_masks(&self, j0: usize, nc: usize) -> Vec<[u32; NR]> {
+        let (kh, kw) = self.taps;
+        let (h, w) = self.input;
+        let (pt, pl) = self.pad;
+        let panels = nc.div_ceil(NR);
+        let mut masks = vec![[0u32; NR]; panels * kh * kw];
+        for jp in 0..panels {
+            for u in 0..NR.min(nc - jp * NR) {
+                let pix = (j0 + jp * NR + u) % (h * w);
+                let (oy, ox) = (pix / w, pix % w);
+                for ky in (pt.saturating_sub(oy))..kh.min(h + pt - oy) {
+                    for kx in (pl.saturating_sub(ox))..kw.min(w + pl - ox) {
+                        masks[(jp * kh + ky) * kw + kx][u] = !0;
+                    }
+                }
+            }
+        }
+        masks
+    }
+}
+
+/// `d[u] = src[at + u]` where `mask[u]` is set, else 0. Set lanes always lie inside `src`; the
+/// others may not, so a window that leaves `src` is copied lane by lane.
+fn masked_row(src: &[f32], at: isize, mask: &[u32; NR], d: &mut [f32; NR]) {
+    if at >= 0 && at as usize + NR <= src.len() {
+        let win: &[f32; NR] = src[at as usize..at as usize + NR].try_into().unwrap();
+        for ((v, &x), &m) in d.iter_mut().zip(win).zip(mask) {
+            *v = f32::from_bits(x.to_bits() & m);
+        }
+    } else {
+        for (u, (v, &m)) in d.iter_mut().zip(mask).enumerate() {
+            *v = if m != 0 { src[(at + u as isize) as usize] } else { 0.0 };
         }
     }
 }
