@@ -312,14 +312,14 @@ impl ConvColumns<'_> {
         let (pt, pl) = self.pad;
         let panels = nc.div_ceil(NR);
         let mut masks = vec![[0u32; NR]; panels * kh * kw];
-        for jp in 0..panels {
-            for u in 0..NR.min(nc - jp * NR) {
+        for (i, mask) in masks.iter_mut().enumerate() {
+            let (jp, ky, kx) = (i / (kh * kw), i / kw % kh, i % kw);
+            for (u, m) in mask.iter_mut().enumerate().take(NR.min(nc - jp * NR)) {
+                // Column u reads input (oy + ky - pt, ox + kx - pl).
                 let pix = (j0 + jp * NR + u) % (h * w);
-                let (oy, ox) = (pix / w, pix % w);
-                for ky in (pt.saturating_sub(oy))..kh.min(h + pt - oy) {
-                    for kx in (pl.saturating_sub(ox))..kw.min(w + pl - ox) {
-                        masks[(jp * kh + ky) * kw + kx][u] = !0;
-                    }
+                let (y, x) = (pix / w + ky, pix % w + kx);
+                if (pt..h + pt).contains(&y) && (pl..w + pl).contains(&x) {
+                    *m = !0;
                 }
             }
         }
