@@ -3,9 +3,11 @@
 //! In CNHW layout (`[C, N, H, W]`) a convolution is one matrix product
 //! `[C_out, C_in*kh*kw] x [C_in*kh*kw, N*OH*OW]` whose result is already CNHW, so a whole batch
 //! is one GEMM, channel slices are free (`narrow` on dim 0) and channel concatenation is a flat
-//! copy. 1x1 convs read their input in place; other kernels go through an im2col buffer. The
-//! weights are packed for [`sgemm`](super::sgemm) once at load, and bias and activation are
-//! applied as the GEMM stores its results.
+//! copy. 1x1 convs read their input as the GEMM's B matrix; other kernels never build an im2col
+//! buffer: `ConvColumns` packs the GEMM's panels straight from the input planes, and stride-1
+//! panels that lie inside the input are not packed at all but read in place. The weights are
+//! packed for [`sgemm`](super::sgemm) once at load, and bias and activation are applied as the
+//! GEMM stores its results.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 
