@@ -248,21 +248,10 @@ impl PackB for ConvColumns<'_> {
             }
         }
         // With stride 1, a whole interior panel's row for tap (ci, ky, kx) is NR contiguous input
-        // floats: such panels are read in place at `base + tap` and not packed.
-        let (mut ci, mut ky, mut kx) = (p0 / (kh * kw), (p0 / kw) % kh, p0 % kw);
-        let mut taps = Vec::with_capacity(kc);
-        for _ in 0..kc {
-            taps.push(ci * s0 + ky * w + kx);
-            kx += 1;
-            if kx == kw {
-                kx = 0;
-                ky += 1;
-                if ky == kh {
-                    ky = 0;
-                    ci += 1;
-                }
-            }
-        }
+        // floats: such panels are read in place at `base + taps[p]` and not packed.
+        // Row q of the im2col matrix is tap (ci, ky, kx); `taps` holds its offset from a window origin.
+        let tap = |q: usize| (q / (kh * kw), q / kw % kh, q % kw);
+        let taps: Vec<usize> = (p0..p0 + kc).map(tap).map(|(ci, ky, kx)| ci * s0 + ky * w + kx).collect();
         if s == 1 {
             for (h, pr) in block.how.iter_mut().zip(&runs) {
                 if let Some(base) = pr.whole {
@@ -277,23 +266,22 @@ impl PackB for ConvColumns<'_> {
         let n_img = self.cols / (oh * ow).max(1);
         let masks = (s == 1 && (oh, ow) == (h, w) && (n_img <= 1 || s1 == h * w)).then(|| self.tap_masks(j0, nc));
         // Tap by tap (one packed row in every panel), so the input is read row-sequentially.
-        for (p, &tap) in taps.iter().enumerate() {
-            let (ci, rest) = ((p0 + p) / (kh * kw), (p0 + p) % (kh * kw));
-            let (ky, kx) = (rest / kw, rest % kw);
+        for (p, &offset) in taps.iter().enumerate() {
+            let (ci, ky, kx) = tap(p0 + p);
             for (jp, pr) in runs.iter().enumerate() {
                 if block.how[jp] != Panel::Packed {
                     continue;
                 }
                 let d: &mut [f32; NR] = (&mut block.packed[jp * kc * NR + p * NR..][..NR]).try_into().unwrap();
                 if let Some(masks) = &masks {
-                    let mask = &masks[jp * kh * kw + rest];
+                    let mask = &masks[(jp * kh + ky) * kw + kx];
                     let at = (off + ci * s0 + j0 + jp * NR + ky * w + kx) as isize - pt * w as isize - pl;
                     masked_row(self.src, at, mask, d);
                     continue;
                 }
                 match pr.whole {
                     Some(base) => {
-                        let run = &self.src[base + tap..base + tap + (NR - 1) * s + 1];
+                        let run = &self.src[base + offset..base + offset + (NR - 1) * s + 1];
                         for (u, v) in d.iter_mut().enumerate() {
                             *v = run[u * s];
                         }

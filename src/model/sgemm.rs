@@ -443,8 +443,8 @@ mod x86 {
     /// The 6x16 AVX2/FMA micro-kernel: twelve accumulators, two B loads and six broadcasts per step.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA; `a` holds `kc * MR` floats, `b` holds `kc * NR`, and `c`
-    /// is valid for `MR` rows of `NR` floats at stride `ldc`.
+    /// The CPU must support AVX2 and FMA; `a` holds `kc * MR` floats, `b` has `kc` readable rows of
+    /// `NR` floats, and `c` is valid for `MR` rows of `NR` floats at stride `ldc`.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn kernel_6x16(kc: usize, a: *const f32, b: impl Rows, c: *mut f32, ldc: usize, st: &Store) {
         let mut acc = [[_mm256_setzero_ps(); 2]; MR];
