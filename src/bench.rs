@@ -257,7 +257,7 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
         let d = bk.feature_dim();
         let mut set = LabelledSet::default();
         for i in 0..a.train_vectors {
-            set.features.push((0..d).map(|_| rng.next_f32()).collect());
+            set.features.push((0..d).map(|_| rng.next_f32()).collect::<Vec<f32>>().into());
             set.labels.push(i % 2);
         }
         let opts = TrainOptions { epochs: 60, patience: 0, ..Default::default() };

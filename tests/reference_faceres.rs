@@ -44,10 +44,16 @@ fn batched_forward_equals_single_forward() {
     let r = reference();
     let net = Faceres::load(&root().join("models/faceres_deep.f32.safetensors"), &Device::Cpu).unwrap();
     let x = &r["input"];
-    let batch = Tensor::cat(&[x, &x.flip_lr_for_test(), x], 0).unwrap();
-    let fb = net.features(&batch).unwrap();
-    let d = max_diff(&fb.get(2).unwrap(), &net.features(x).unwrap().get(0).unwrap());
-    assert!(d < 1e-5, "batch item differs from single run by {d}");
+    let flipped = x.flip_lr_for_test();
+    // Three images run as one slice; five are cut into one slice per core (2 + 3 on two cores).
+    for batch in [vec![x, &flipped, x], vec![x, &flipped, x, &flipped, x]] {
+        let fb = net.features(&Tensor::cat(&batch, 0).unwrap()).unwrap();
+        assert_eq!(fb.dim(0).unwrap(), batch.len());
+        for (i, img) in batch.iter().enumerate() {
+            let d = max_diff(&fb.get(i).unwrap(), &net.features(img).unwrap().get(0).unwrap());
+            assert!(d < 1e-5, "item {i} of a batch of {} differs from its single run by {d}", batch.len());
+        }
+    }
 }
 
 trait FlipForTest {

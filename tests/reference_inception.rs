@@ -76,17 +76,20 @@ fn matches_reference_outputs() {
     assert!(d_7c < 3e-2, "mixed_7c max |diff| {d_7c} >= 3e-2");
     assert!(d_feats < 1e-6, "features() and forward_with_taps() disagree by {d_feats}");
 
-    // A batch gives the same per-image features as single runs (three images: the CPU path runs
-    // the early blocks in slices of two and the late ones on the whole batch).
+    // A batch gives the same per-image features as single runs. Three images run as one slice
+    // (early blocks in slices of two, late ones on the whole batch); five are cut into one slice
+    // per core (2 + 3 on two cores).
     let flipped = input.flip(&[3]).expect("flip");
-    let batch = Tensor::cat(&[&input, &flipped, &input], 0).expect("cat");
-    let fb = model.features(&batch).expect("batch features");
-    assert_eq!(fb.dims(), &[3, FEATURE_DIM]);
     let f_flip = model.features(&flipped).expect("flipped features");
-    let d0 = max_abs_diff(&fb.narrow(0, 0, 1).unwrap(), &feats);
-    let d1 = max_abs_diff(&fb.narrow(0, 1, 1).unwrap(), &f_flip);
-    let d2 = max_abs_diff(&fb.narrow(0, 2, 1).unwrap(), &feats);
-    assert!(d0 < 1e-4 && d1 < 1e-4 && d2 < 1e-4, "batched features differ from single runs: {d0}, {d1}, {d2}");
+    for order in [vec![false, true, false], vec![false, true, false, true, false]] {
+        let imgs: Vec<&Tensor> = order.iter().map(|&f| if f { &flipped } else { &input }).collect();
+        let fb = model.features(&Tensor::cat(&imgs, 0).expect("cat")).expect("batch features");
+        assert_eq!(fb.dims(), &[order.len(), FEATURE_DIM]);
+        for (i, &f) in order.iter().enumerate() {
+            let d = max_abs_diff(&fb.narrow(0, i, 1).unwrap(), if f { &f_flip } else { &feats });
+            assert!(d < 1e-4, "item {i} of a batch of {} differs from its single run by {d}", order.len());
+        }
+    }
 }
 
 #[test]

@@ -14,8 +14,9 @@ use candle_core::{Device, Tensor};
 /// photos of the same person begin (two portraits of one actor at 0.931).
 pub const NEAR_DUPLICATE_COSINE: f32 = 0.94;
 
-/// Rows scored against all others at a time (bounds memory to `BLOCK x N` floats).
-const BLOCK: usize = 512;
+/// Vectors per side of one tile of the similarity matrix: memory stays at a few tiles (4 MiB
+/// each for 1024-d features) however many vectors there are.
+const TILE: usize = 1024;
 
 /// Groups of indices whose keys are equal (only groups of two or more), in order of first member.
 pub fn exact_groups(sha256: &[&str]) -> Vec<Vec<usize>> {
@@ -59,11 +60,19 @@ pub fn normalized<V: AsRef<[f32]>>(features: &[V]) -> Vec<Vec<f32>> {
     features
         .iter()
         .map(|v| {
-            let v = v.as_ref();
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if n > 0.0 { v.iter().map(|x| x / n).collect() } else { v.to_vec() }
+            let mut v = v.as_ref().to_vec();
+            normalize_in_place(&mut v);
+            v
         })
         .collect()
+}
+
+/// Scales `v` to unit length (a zero vector stays zero).
+fn normalize_in_place(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
 }
 
 /// Every pair `(i, j, cosine)` with `i < j` and cosine ≥ `threshold`, in index order.
@@ -73,22 +82,41 @@ pub fn similar_pairs<V: AsRef<[f32]>>(features: &[V], threshold: f32) -> Result<
     if n < 2 || d == 0 {
         return Ok(Vec::new());
     }
-    let unit = normalized(features);
-    let all = Tensor::from_vec(unit.concat(), (n, d), &Device::Cpu)?;
-    let all_t = all.t()?.contiguous()?;
+    if let Some(bad) = features.iter().find(|v| v.as_ref().len() != d) {
+        anyhow::bail!(
+            "feature vectors differ in length ({} and {d}): they come from different backbones",
+            bad.as_ref().len()
+        );
+    }
+    // The unit vectors of the tile starting at `start`, as a `[rows, d]` tensor.
+    let unit_tile = |start: usize| -> Result<Tensor> {
+        let rows = &features[start..(start + TILE).min(n)];
+        let mut unit = Vec::with_capacity(rows.len() * d);
+        for v in rows {
+            let at = unit.len();
+            unit.extend_from_slice(v.as_ref());
+            normalize_in_place(&mut unit[at..]);
+        }
+        Ok(Tensor::from_vec(unit, (rows.len(), d), &Device::Cpu)?)
+    };
     let mut pairs = Vec::new();
-    for start in (0..n).step_by(BLOCK) {
-        let rows = BLOCK.min(n - start);
-        let sims: Vec<Vec<f32>> = all.narrow(0, start, rows)?.matmul(&all_t)?.to_vec2()?;
-        for (r, row) in sims.iter().enumerate() {
-            let i = start + r;
-            for (j, &s) in row.iter().enumerate().skip(i + 1) {
-                if s >= threshold {
-                    pairs.push((i, j, s));
+    for ti in (0..n).step_by(TILE) {
+        let rows = unit_tile(ti)?;
+        // Tiles left of the diagonal hold only pairs that earlier tiles have scored.
+        for tj in (ti..n).step_by(TILE) {
+            let cols = if tj == ti { rows.clone() } else { unit_tile(tj)? };
+            let sims: Vec<Vec<f32>> = rows.matmul(&cols.t()?)?.to_vec2()?;
+            for (r, row) in sims.iter().enumerate() {
+                let i = ti + r;
+                for (c, &s) in row.iter().enumerate() {
+                    if tj + c > i && s >= threshold {
+                        pairs.push((i, tj + c, s));
+                    }
                 }
             }
         }
     }
+    pairs.sort_by_key(|&(i, j, _)| (i, j));
     Ok(pairs)
 }
 
@@ -143,10 +171,27 @@ mod tests {
     #[test]
     fn blocks_cover_every_pair() {
         // More rows than one block: identical vectors at both ends must still pair up.
-        let mut f: Vec<Vec<f32>> = (0..BLOCK + 10).map(|i| vec![(i as f32).sin(), (i as f32).cos(), 0.0]).collect();
-        f[BLOCK + 9] = vec![0.0, 0.0, 1.0];
+        let mut f: Vec<Vec<f32>> = (0..TILE + 10).map(|i| vec![(i as f32).sin(), (i as f32).cos(), 0.0]).collect();
+        f[TILE + 9] = vec![0.0, 0.0, 1.0];
         f[1] = vec![0.0, 0.0, 1.0];
         let pairs = similar_pairs(&f, 0.999_999).unwrap();
-        assert!(pairs.iter().any(|&(i, j, _)| i == 1 && j == BLOCK + 9), "{pairs:?}");
+        assert!(pairs.iter().any(|&(i, j, _)| i == 1 && j == TILE + 9), "{pairs:?}");
+        // Every pair, in index order, as a direct computation finds them.
+        let unit = normalized(&f);
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let mut want = Vec::new();
+        for i in 0..f.len() {
+            for j in i + 1..f.len() {
+                if dot(&unit[i], &unit[j]) >= 0.99 {
+                    want.push((i, j));
+                }
+            }
+        }
+        let got: Vec<(usize, usize)> = similar_pairs(&f, 0.99).unwrap().iter().map(|&(i, j, _)| (i, j)).collect();
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "pairs come in index order");
+        let close = |(i, j): (usize, usize)| (dot(&unit[i], &unit[j]) - 0.99).abs() < 1e-5;
+        let differ: Vec<_> =
+            got.iter().filter(|p| !want.contains(p)).chain(want.iter().filter(|p| !got.contains(p))).copied().collect();
+        assert!(want.len() > 1000 && differ.iter().all(|&p| close(p)), "{} pairs, {} differ", want.len(), differ.len());
     }
 }

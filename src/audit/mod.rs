@@ -188,8 +188,10 @@ pub fn audit_items(
     let items = &data.items;
     let sha: Vec<&str> = items.iter().map(|i| i.sha256.as_str()).collect();
     let labels: Vec<usize> = items.iter().map(|i| i.label).collect();
-    let set =
-        LabelledSet { features: items.iter().map(|i| i.value.features.clone()).collect(), labels: labels.clone() };
+    let set = LabelledSet {
+        features: items.iter().map(|i| i.value.features.as_slice().into()).collect(),
+        labels: labels.clone(),
+    };
     let mut findings = Vec::new();
 
     // Exact duplicates, and the same bytes under two labels.

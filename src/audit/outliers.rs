@@ -7,7 +7,7 @@ pub const OUTLIER_Z: f32 = 4.0;
 
 /// For each item, a robust z-score of its cosine distance to its class centre
 /// (median and MAD over the class, so the outliers themselves do not widen the scale).
-pub fn class_distance_z(features: &[Vec<f32>], labels: &[usize], num_classes: usize) -> Vec<f32> {
+pub fn class_distance_z<V: AsRef<[f32]>>(features: &[V], labels: &[usize], num_classes: usize) -> Vec<f32> {
     let unit = normalized(features);
     let d = unit.first().map_or(0, Vec::len);
     let mut z = vec![0f32; unit.len()];

@@ -97,7 +97,7 @@ mod tests {
         for i in 0..80 {
             let c = i % 2;
             let centre = if c == 0 { 1.0 } else { -1.0 };
-            set.features.push((0..8).map(|_| centre + 0.3 * (rng.next_f32() - 0.5)).collect());
+            set.features.push((0..8).map(|_| centre + 0.3 * (rng.next_f32() - 0.5)).collect::<Vec<f32>>().into());
             set.labels.push(if i == 4 { 1 } else { c });
         }
         let fold: Vec<usize> = (0..set.len()).map(|i| i % 4).collect();

@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 
 use super::conv::CnhwConv;
 use super::depthwise::{Activation, Depthwise3x3, bias_act, pointwise, same_padding_3x3};
+use super::per_core;
 use super::weights::{self, FACERES};
 use super::{Backbone, BackboneKind};
 
@@ -141,7 +142,9 @@ impl Backbone for Faceres {
 
     fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.cpu {
-            Some(cpu) if x.device().is_cpu() && x.dtype() == DType::F32 => self.features_cnhw(cpu, x),
+            Some(cpu) if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                per_core::map_slices(x, 0, 0, |x| self.features_cnhw(cpu, x))
+            }
             _ => self.features_generic(x),
         }
     }

@@ -33,6 +33,22 @@ pub struct Head {
     pub out: Dense,
 }
 
+#[cfg(test)]
+impl Head {
+    /// A linear head with fixed, varied weights and biases (for tests).
+    pub(crate) fn fixed_linear(classes: usize, dim: usize) -> Self {
+        let dev = Device::Cpu;
+        let w: Vec<f32> = (0..classes * dim).map(|i| (i as f32 * 0.61).cos()).collect();
+        let b: Vec<f32> = (0..classes).map(|i| 0.3 - 0.4 * i as f32).collect();
+        let out =
+            Dense { weight: Tensor::from_vec(w, (classes, dim), &dev).unwrap(), bias: Tensor::new(b, &dev).unwrap() };
+        Self { hidden: None, out }
+    }
+}
+
+/// Feature vectors scored together by [`Head::probs_of`].
+pub const ROWS_PER_PASS: usize = 1024;
+
 impl Head {
     /// Number of classes.
     pub fn num_classes(&self) -> usize {
@@ -59,22 +75,28 @@ impl Head {
         candle_nn::ops::softmax_last_dim(&self.logits(x)?)
     }
 
-    /// Class probabilities for plain feature vectors.
-    pub fn probs_of(&self, features: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+    /// Class probabilities for plain feature vectors, scored [`ROWS_PER_PASS`] at a time (the
+    /// copy into a tensor stays small however many vectors come in).
+    pub fn probs_of<V: AsRef<[f32]>>(&self, features: &[V]) -> Result<Vec<Vec<f32>>> {
         if features.is_empty() {
             return Ok(Vec::new());
         }
         let d = self.input_dim();
-        if let Some(bad) = features.iter().find(|f| f.len() != d) {
+        if let Some(bad) = features.iter().find(|f| f.as_ref().len() != d) {
             bail!(
                 "feature vector has {} values but the head expects {d}: the model belongs to another backbone",
-                bad.len()
+                bad.as_ref().len()
             );
         }
         let dev = self.out.weight.device();
-        let flat: Vec<f32> = features.iter().flatten().copied().collect();
-        let x = Tensor::from_vec(flat, (features.len(), d), dev)?;
-        Ok(self.probs(&x)?.to_vec2::<f32>()?)
+        let mut probs = Vec::with_capacity(features.len());
+        for rows in features.chunks(ROWS_PER_PASS) {
+            let mut flat = Vec::with_capacity(rows.len() * d);
+            rows.iter().for_each(|f| flat.extend_from_slice(f.as_ref()));
+            let x = Tensor::from_vec(flat, (rows.len(), d), dev)?;
+            probs.extend(self.probs(&x)?.to_vec2::<f32>()?);
+        }
+        Ok(probs)
     }
 
     /// Named tensors for saving.
@@ -119,5 +141,27 @@ impl Head {
             );
         }
         Ok(head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scoring_in_passes_matches_one_tensor_and_rejects_wrong_lengths() {
+        let dev = Device::Cpu;
+        let head = Head::fixed_linear(2, 6);
+        let n = 2 * ROWS_PER_PASS + 5;
+        let feats: Vec<Vec<f32>> =
+            (0..n).map(|i| (0..6).map(|k| ((i * 7 + k) as f32 * 0.13).sin()).collect()).collect();
+        let got = head.probs_of(&feats).unwrap();
+        let x = Tensor::from_vec(feats.concat(), (n, 6), &dev).unwrap();
+        let want = head.probs(&x).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(got.len(), n);
+        let worst = got.iter().flatten().zip(want.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-6, "{worst}");
+        let err = head.probs_of(&[vec![0.0f32; 5]]).unwrap_err().to_string();
+        assert!(err.contains("5 values") && err.contains("expects 6"), "{err}");
     }
 }

@@ -28,6 +28,7 @@ use rayon::prelude::*;
 
 use super::conv::CnhwConv;
 use super::depthwise::Activation;
+use super::per_core;
 use super::weights::{self, INCEPTION_V3};
 use super::{Backbone, BackboneKind};
 
@@ -653,11 +654,23 @@ impl Backbone for InceptionV3 {
         BackboneKind::InceptionV3
     }
 
+    /// On the CPU a large batch runs as one slice per core ([`per_core::map_slices`]).
+    fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if fast_path(x) {
+            return per_core::map_slices(x, 0, 0, |x| self.features_slice(x));
+        }
+        self.features_slice(x)
+    }
+}
+
+impl InceptionV3 {
+    /// [`Backbone::features`] for one slice of the batch.
+    ///
     /// On the CPU the stem and Mixed_5 run [`EARLY_IMAGES`] at a time: their maps are large
     /// (the stem's reach 5.5 MB per image), so a few images keep them in cache and every buffer
-    /// below the allocator's mmap threshold. Mixed_6 and 7 then run on the whole batch at once,
-    /// reading each weight matrix (up to 6 MB per block) once per batch rather than once per image.
-    fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// below the allocator's mmap threshold. Mixed_6 and 7 then run on the whole slice at once,
+    /// reading each weight matrix (up to 6 MB per block) once per slice rather than once per image.
+    fn features_slice(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let n = x.dim(0)?;
         if !fast_path(x) || n <= EARLY_IMAGES {
             let (_, _, m7c) = self.trunk(x)?;

@@ -6,6 +6,7 @@ pub mod depthwise;
 pub mod faceres;
 pub mod head;
 pub mod inception_v3;
+pub mod per_core;
 pub mod sgemm;
 pub mod weights;
 

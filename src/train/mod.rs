@@ -3,6 +3,7 @@
 pub mod rng;
 pub mod run;
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
@@ -69,16 +70,16 @@ pub struct EpochStats {
     pub val_accuracy: Option<f32>,
 }
 
-/// Labelled feature vectors.
+/// Labelled feature vectors, owned or borrowed (a split of cached features is not copied).
 #[derive(Debug, Clone, Default)]
-pub struct LabelledSet {
+pub struct LabelledSet<'a> {
     /// Feature vectors.
-    pub features: Vec<Vec<f32>>,
+    pub features: Vec<Cow<'a, [f32]>>,
     /// Class index of each vector.
     pub labels: Vec<usize>,
 }
 
-impl LabelledSet {
+impl LabelledSet<'_> {
     /// Number of examples.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -90,7 +91,7 @@ impl LabelledSet {
     }
 
     fn tensors(&self, idx: &[usize], dev: &Device) -> Result<(Tensor, Tensor)> {
-        let d = self.features.first().map_or(0, Vec::len);
+        let d = self.features.first().map_or(0, |f| f.len());
         let flat: Vec<f32> = idx.iter().flat_map(|&i| self.features[i].iter().copied()).collect();
         let x = Tensor::from_vec(flat, (idx.len(), d), dev)?;
         let y = Tensor::from_vec(idx.iter().map(|&i| self.labels[i] as u32).collect::<Vec<_>>(), idx.len(), dev)?;
@@ -234,34 +235,50 @@ pub fn train_head(
     Ok((head, history))
 }
 
+/// Class-weighted mean negative log-likelihood of `y` under `logits`.
 fn weighted_nll(logits: &Tensor, y: &Tensor, class_w: &Tensor) -> candle_core::Result<Tensor> {
+    let (sum, weight) = weighted_nll_sum(logits, y, class_w)?;
+    sum / weight.to_scalar::<f32>()? as f64
+}
+
+/// The weighted NLL's numerator (a scalar tensor) and its total weight.
+fn weighted_nll_sum(logits: &Tensor, y: &Tensor, class_w: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
     let logp = candle_nn::ops::log_softmax(logits, 1)?;
     let picked = logp.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?;
     let w = class_w.index_select(y, 0)?;
-    (picked * &w)?.sum_all()?.neg()? / w.sum_all()?.to_scalar::<f32>()? as f64
+    Ok(((picked * &w)?.sum_all()?.neg()?, w.sum_all()?))
 }
 
+/// Rows scored at a time when evaluating, so memory does not grow with the dataset.
+const EVAL_ROWS: usize = 1024;
+
+/// Weighted loss and accuracy of `head` on the rows `idx` of `set`.
 fn evaluate(head: &Head, set: &LabelledSet, idx: &[usize], class_w: &Tensor, dev: &Device) -> Result<(f32, f32)> {
-    let (x, y) = set.tensors(idx, dev)?;
-    let logits = head.logits(&x)?;
-    let loss = weighted_nll(&logits, &y, class_w)?.to_scalar::<f32>()?;
-    let pred = logits.argmax(1)?.to_vec1::<u32>()?;
-    let correct = pred.iter().zip(&set.labels).filter(|(p, l)| **p as usize == **l).count();
-    Ok((loss, correct as f32 / idx.len().max(1) as f32))
+    let (mut loss, mut weight, mut correct) = (0f64, 0f64, 0usize);
+    for rows in idx.chunks(EVAL_ROWS) {
+        let (x, y) = set.tensors(rows, dev)?;
+        let logits = head.logits(&x)?;
+        let (sum, w) = weighted_nll_sum(&logits, &y, class_w)?;
+        loss += f64::from(sum.to_scalar::<f32>()?);
+        weight += f64::from(w.to_scalar::<f32>()?);
+        let pred = logits.argmax(1)?.to_vec1::<u32>()?;
+        correct += pred.iter().zip(rows).filter(|&(&p, &i)| p as usize == set.labels[i]).count();
+    }
+    Ok(((loss / weight) as f32, correct as f32 / idx.len().max(1) as f32))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn toy(n: usize, seed: u64) -> LabelledSet {
+    fn toy(n: usize, seed: u64) -> LabelledSet<'static> {
         let mut rng = Rng::new(seed);
         let mut s = LabelledSet::default();
         for i in 0..n {
             let l = i % 2;
             let f: Vec<f32> =
                 (0..8).map(|k| rng.normal() * 0.5 + if k == 0 { l as f32 * 2.0 - 1.0 } else { 0.0 }).collect();
-            s.features.push(f);
+            s.features.push(f.into());
             s.labels.push(l);
         }
         s
@@ -281,6 +298,25 @@ mod tests {
         let first = hist1.first().unwrap().train_loss;
         let last = hist1.last().unwrap().train_loss;
         assert!(last < first, "loss falls: {first} -> {last}");
+    }
+
+    #[test]
+    fn evaluation_in_chunks_matches_one_pass() {
+        let set = toy(2 * EVAL_ROWS + 77, 3);
+        let dev = Device::Cpu;
+        let head = Head::fixed_linear(2, 8);
+        let class_w = Tensor::new(&[0.7f32, 1.9], &dev).unwrap();
+        // Every row but the first ten, so rows and labels are not aligned by position.
+        let idx: Vec<usize> = (10..set.len()).collect();
+        let (loss, acc) = evaluate(&head, &set, &idx, &class_w, &dev).unwrap();
+        let (x, y) = set.tensors(&idx, &dev).unwrap();
+        let logits = head.logits(&x).unwrap();
+        let want_loss = weighted_nll(&logits, &y, &class_w).unwrap().to_scalar::<f32>().unwrap();
+        let pred = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
+        let hits = pred.iter().zip(&idx).filter(|&(&p, &i)| p as usize == set.labels[i]).count();
+        assert!((loss - want_loss).abs() < 1e-5, "{loss} vs {want_loss}");
+        assert_eq!(acc, hits as f32 / idx.len() as f32);
+        assert!(acc > 0.0 && acc < 1.0, "a head that gets some rows right and some wrong: {acc}");
     }
 
     #[test]

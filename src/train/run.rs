@@ -49,10 +49,10 @@ pub struct DatasetFeatures {
 
 impl DatasetFeatures {
     /// The labelled vectors of one split.
-    pub fn set(&self, split: Split) -> LabelledSet {
+    pub fn set(&self, split: Split) -> LabelledSet<'_> {
         let mut s = LabelledSet::default();
         for it in self.items.iter().filter(|i| i.split == split) {
-            s.features.push(it.value.features.clone());
+            s.features.push(it.value.features.as_slice().into());
             s.labels.push(it.label);
         }
         s
@@ -153,7 +153,7 @@ pub struct Scored {
 
 /// Scores items with a head.
 pub fn score(head: &Head, items: &[&ItemFeatures]) -> Result<Vec<Scored>> {
-    let feats: Vec<Vec<f32>> = items.iter().map(|i| i.value.features.clone()).collect();
+    let feats: Vec<&[f32]> = items.iter().map(|i| i.value.features.as_slice()).collect();
     let probs = head.probs_of(&feats)?;
     Ok(items
         .iter()
@@ -270,6 +270,8 @@ pub fn train_dataset(
         &mut |e| on_event(TrainEvent::Epoch(e.clone())),
         cancel,
     )?;
+    // The sets are copies of the vectors: free them before scoring makes another.
+    drop((train, val));
     let all: Vec<&ItemFeatures> = feats.items.iter().collect();
     let scored = score(&head, &all)?;
     let of_split = |s: Split| -> Vec<Scored> { scored.iter().filter(|x| x.split == s).cloned().collect() };
