@@ -45,7 +45,7 @@ fn batched_forward_equals_single_forward() {
     let net = Faceres::load(&root().join("models/faceres_deep.f32.safetensors"), &Device::Cpu).unwrap();
     let x = &r["input"];
     let flipped = x.flip_lr_for_test();
-    // Three images run as one slice; five are cut into one slice per core (2 + 3 on two cores).
+    // Three and five images: the early blocks run image by image, the later ones on the whole batch.
     for batch in [vec![x, &flipped, x], vec![x, &flipped, x, &flipped, x]] {
         let fb = net.features(&Tensor::cat(&batch, 0).unwrap()).unwrap();
         assert_eq!(fb.dim(0).unwrap(), batch.len());
