@@ -267,7 +267,17 @@ unsafe fn tile(
                                 }
                                 Panel::Direct(base) => {
                                     let rows = DirectRows { base: src.as_ptr().add(base), offsets: offsets.as_ptr() };
-                                    micro_tile(kc, ap, rows, c, ldc, mv, nv, store)
+                                    // The first rows of A to meet this panel also pull the next
+                                    // direct panel's rows towards L1: read in place, they are
+                                    // scattered over the input where the hardware prefetcher
+                                    // does not follow.
+                                    match how.get(jp + 1) {
+                                        Some(&Panel::Direct(next)) if i == block.start => {
+                                            let next = src.as_ptr().wrapping_add(next);
+                                            micro_tile(kc, ap, Prefetching { rows, next }, c, ldc, mv, nv, store)
+                                        }
+                                        _ => micro_tile(kc, ap, rows, c, ldc, mv, nv, store),
+                                    }
                                 }
                             }
                         }
@@ -312,6 +322,33 @@ impl Rows for DirectRows {
     unsafe fn row(self, p: usize) -> *const f32 {
         // SAFETY: the caller keeps p inside the offsets table, whose rows lie in the source.
         unsafe { self.base.add(*self.offsets.add(p)) }
+    }
+}
+
+/// A panel read in place that, row by row, prefetches the same rows of another such panel.
+#[derive(Clone, Copy)]
+struct Prefetching {
+    rows: DirectRows,
+    /// Base of the panel to prefetch (same row offsets).
+    next: *const f32,
+}
+
+impl Rows for Prefetching {
+    #[inline(always)]
+    unsafe fn row(self, p: usize) -> *const f32 {
+        // SAFETY: as for `DirectRows`; a prefetch never faults, whatever the address.
+        unsafe {
+            let off = *self.rows.offsets.add(p);
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                let at = self.next.wrapping_add(off);
+                // A row of NR floats spans two cache lines unless aligned.
+                _mm_prefetch::<_MM_HINT_T0>(at.cast());
+                _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(NR - 1).cast());
+            }
+            self.rows.base.add(off)
+        }
     }
 }
 
