@@ -657,7 +657,7 @@ impl Backbone for InceptionV3 {
     /// On the CPU a large batch runs as one slice per core ([`per_core::map_slices`]).
     fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if fast_path(x) {
-            return per_core::map_slices(x, 0, 0, |x| self.features_slice(x));
+            return per_core::map_slices(x, |x| self.features_slice(x));
         }
         self.features_slice(x)
     }

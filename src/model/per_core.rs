@@ -1,12 +1,13 @@
-//! Batch parallelism on the CPU: a large batch is cut into one slice per core and each slice runs
-//! the whole network on its own single-thread pool.
+//! How a backbone's forward pass uses the CPU's cores.
 //!
-//! Splitting every layer across the cores (what each GEMM does on its own) costs a barrier per
-//! layer, tiles of unequal size and caches that both cores fill with each other's data. With one
-//! slice per core, each core keeps its activations in its own cache and never waits for the other
-//! until the end. Inception-v3 uses it: at batch 16 it ran 11% faster in five alternating runs
-//! (6.08 -> 6.74 images/s on average). faceres does not: its layers are small enough that both
-//! ways measured the same.
+//! Every forward pass runs on a worker of rayon's pool ([`on_pool`]). A large batch can instead
+//! be cut into one slice per core, each running the whole network on its own single-thread pool
+//! ([`map_slices`]). Splitting every layer across the cores (what each GEMM does on its own) costs
+//! a barrier per layer, tiles of unequal size and caches that both cores fill with each other's
+//! data; with one slice per core, each core keeps its activations in its own cache and never
+//! waits for the other until the end. Inception-v3 uses it: at batch 16 it ran 11% faster in five
+//! alternating runs (6.08 -> 6.74 images/s on average). faceres does not: there both ways
+//! measured the same (56.2 against 57.4 images/s).
 
 use std::sync::OnceLock;
 
@@ -41,16 +42,16 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
-/// Runs `f` over `x` (images along `dim`) in one slice per core and concatenates the results
-/// along `out_dim`, in order.
+/// Runs `f` over the batch `x` (images along dim 0) in one slice per core and concatenates the
+/// results along dim 0, in order.
 ///
 /// Small batches, and machines with one core, run `f` once ([`on_pool`]), where each layer
 /// splits across the cores itself.
-pub fn map_slices<F>(x: &Tensor, dim: usize, out_dim: usize, f: F) -> Result<Tensor>
+pub fn map_slices<F>(x: &Tensor, f: F) -> Result<Tensor>
 where
     F: Fn(&Tensor) -> Result<Tensor> + Sync,
 {
-    let n = x.dim(dim)?;
+    let n = x.dim(0)?;
     let pools = pools();
     let cores = pools.len().min(n / MIN_IMAGES_PER_CORE);
     if cores < 2 {
@@ -59,7 +60,7 @@ where
     let slices = (0..cores)
         .map(|i| {
             let (start, end) = (i * n / cores, (i + 1) * n / cores);
-            x.narrow(dim, start, end - start)
+            x.narrow(0, start, end - start)
         })
         .collect::<Result<Vec<_>>>()?;
     let outs = std::thread::scope(|s| {
@@ -74,7 +75,7 @@ where
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect::<Result<Vec<_>>>()
     })?;
-    Tensor::cat(&outs, out_dim)
+    Tensor::cat(&outs, 0)
 }
 
 #[cfg(test)]
@@ -86,7 +87,7 @@ mod tests {
     fn slices_come_back_in_order_and_small_batches_run_whole() {
         let x = Tensor::arange(0f32, 14.0, &Device::Cpu).unwrap().reshape((7, 2)).unwrap();
         let seen = std::sync::Mutex::new(Vec::new());
-        let y = map_slices(&x, 0, 0, |s| {
+        let y = map_slices(&x, |s| {
             seen.lock().unwrap().push((s.dim(0)?, rayon::current_num_threads()));
             s * 2.0
         })
@@ -105,15 +106,14 @@ mod tests {
         let (inside, on_worker) = on_pool(|| (std::thread::current().id(), rayon::current_thread_index().is_some()));
         assert!(on_worker && inside != outside, "runs on a worker of the global pool");
         let one = Tensor::zeros((1, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let whole = map_slices(&one, 0, 0, |s| Ok(s.clone())).unwrap();
+        let whole = map_slices(&one, |s| Ok(s.clone())).unwrap();
         assert_eq!(whole.dims(), &[1, 3]);
     }
 
     #[test]
     fn an_error_in_any_slice_is_returned() {
         let x = Tensor::zeros((8, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let err =
-            map_slices(&x, 0, 0, |s| if s.dim(0)? < 8 { candle_core::bail!("slice failed") } else { Ok(s.clone()) });
+        let err = map_slices(&x, |s| if s.dim(0)? < 8 { candle_core::bail!("slice failed") } else { Ok(s.clone()) });
         let cores = pools().len().min(8 / MIN_IMAGES_PER_CORE);
         assert_eq!(err.is_err(), cores >= 2);
     }
