@@ -46,7 +46,7 @@ impl Head {
     }
 }
 
-/// Feature vectors scored together by [`Head::probs_of`].
+/// Feature vectors scored together by [`Head::probs_of`] and by the training loop's evaluation.
 pub const ROWS_PER_PASS: usize = 1024;
 
 impl Head {

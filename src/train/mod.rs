@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::features::extract::Cancelled;
 use crate::model::faceres::GenderHead;
-use crate::model::head::{Dense, Head};
+use crate::model::head::{Dense, Head, ROWS_PER_PASS};
 use rng::Rng;
 
 /// Options of head training.
@@ -249,13 +249,11 @@ fn weighted_nll_sum(logits: &Tensor, y: &Tensor, class_w: &Tensor) -> candle_cor
     Ok(((picked * &w)?.sum_all()?.neg()?, w.sum_all()?))
 }
 
-/// Rows scored at a time when evaluating, so memory does not grow with the dataset.
-const EVAL_ROWS: usize = 1024;
-
-/// Weighted loss and accuracy of `head` on the rows `idx` of `set`.
+/// Weighted loss and accuracy of `head` on the rows `idx` of `set`, [`ROWS_PER_PASS`] rows at a
+/// time (memory does not grow with the dataset).
 fn evaluate(head: &Head, set: &LabelledSet, idx: &[usize], class_w: &Tensor, dev: &Device) -> Result<(f32, f32)> {
     let (mut loss, mut weight, mut correct) = (0f64, 0f64, 0usize);
-    for rows in idx.chunks(EVAL_ROWS) {
+    for rows in idx.chunks(ROWS_PER_PASS) {
         let (x, y) = set.tensors(rows, dev)?;
         let logits = head.logits(&x)?;
         let (sum, w) = weighted_nll_sum(&logits, &y, class_w)?;
@@ -302,7 +300,7 @@ mod tests {
 
     #[test]
     fn evaluation_in_chunks_matches_one_pass() {
-        let set = toy(2 * EVAL_ROWS + 77, 3);
+        let set = toy(2 * ROWS_PER_PASS + 77, 3);
         let dev = Device::Cpu;
         let head = Head::fixed_linear(2, 8);
         let class_w = Tensor::new(&[0.7f32, 1.9], &dev).unwrap();

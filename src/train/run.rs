@@ -270,8 +270,6 @@ pub fn train_dataset(
         &mut |e| on_event(TrainEvent::Epoch(e.clone())),
         cancel,
     )?;
-    // The sets are copies of the vectors: free them before scoring makes another.
-    drop((train, val));
     let all: Vec<&ItemFeatures> = feats.items.iter().collect();
     let scored = score(&head, &all)?;
     let of_split = |s: Split| -> Vec<Scored> { scored.iter().filter(|x| x.split == s).cloned().collect() };
