@@ -88,7 +88,7 @@ impl Depthwise3x3 {
     /// Runs the conv on an NCHW tensor with the given padding.
     pub fn forward(&self, x: &Tensor, pad: Padding) -> Result<Tensor> {
         if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
-            let op = DepthwiseOp { layer: self, pad, cnhw: false };
+            let op = DepthwiseOp { layer: self, pad };
             return x.contiguous()?.apply_op1_no_bwd(&op);
         }
         let (t, l, b, r) = pad;
@@ -99,17 +99,15 @@ impl Depthwise3x3 {
         self.act.apply_tensor(&y)
     }
 
-    /// Runs the conv on a CNHW f32 CPU tensor (`[C, N, H, W]`), returning CNHW.
-    pub fn forward_cnhw(&self, x: &Tensor, pad: Padding) -> Result<Tensor> {
-        x.contiguous()?.apply_op1_no_bwd(&DepthwiseOp { layer: self, pad, cnhw: true })
+    /// The same layer for NHWC tensors on the CPU.
+    pub fn to_nhwc(&self) -> Result<super::nhwc::depthwise::NhwcDepthwise> {
+        super::nhwc::depthwise::NhwcDepthwise::new(&self.weight, &self.bias_t, self.stride, self.act)
     }
 }
 
 struct DepthwiseOp<'a> {
     layer: &'a Depthwise3x3,
     pad: Padding,
-    /// Planes are ordered channel-major (`[C, N, H, W]`) rather than image-major.
-    cnhw: bool,
 }
 
 impl CustomOp1 for DepthwiseOp<'_> {
@@ -126,8 +124,7 @@ impl CustomOp1 for DepthwiseOp<'_> {
             Some((a, b)) => &src[a..b],
             None => candle_core::bail!("depthwise3x3 expects a contiguous input"),
         };
-        let (d0, d1, h, w) = layout.shape().dims4()?;
-        let (n, c) = if self.cnhw { (d1, d0) } else { (d0, d1) };
+        let (n, c, h, w) = layout.shape().dims4()?;
         if c != self.layer.bias.len() {
             candle_core::bail!("depthwise3x3: input has {c} channels, layer has {}", self.layer.bias.len());
         }
@@ -141,7 +138,7 @@ impl CustomOp1 for DepthwiseOp<'_> {
             .with_min_len((4096 / (oh * ow)).max(1))
             .enumerate()
             .for_each(|(plane, dst)| {
-                let ch = if self.cnhw { plane / n } else { plane % c };
+                let ch = plane % c;
                 let k = &self.layer.weight_cpu[ch * 9..ch * 9 + 9];
                 let bias = self.layer.bias[ch];
                 let img = &src[plane * h * w..(plane + 1) * h * w];
@@ -149,7 +146,7 @@ impl CustomOp1 for DepthwiseOp<'_> {
             });
         // SAFETY: every plane wrote all of its `oh * ow` values.
         unsafe { out.set_len(n * c * oh * ow) };
-        Ok((CpuStorage::F32(out), Shape::from((d0, d1, oh, ow))))
+        Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
     }
 }
 
@@ -174,7 +171,7 @@ fn depthwise_plane(
     let k: &[f32; 9] = k.try_into().expect("3x3 kernel");
     let geo = PlaneGeometry { h, w, s, pt, pl, oh, ow };
     #[cfg(target_arch = "x86_64")]
-    if super::sgemm::has_avx2_fma() {
+    if super::nhwc::kernel::has_avx2_fma() {
         // SAFETY: AVX2 and FMA are present.
         return unsafe { depthwise_plane_avx2(src, &geo, k, bias, dst, act) };
     }
@@ -384,10 +381,11 @@ mod tests {
     fn matches_grouped_conv_in_both_layouts_for_all_strides_and_paddings() {
         let dev = Device::Cpu;
         let cases = [(1, 7, 9), (2, 8, 10), (2, 7, 7), (1, 1, 1), (1, 30, 33), (2, 31, 30), (2, 112, 112), (1, 2, 3)];
-        for (stride, h, w) in cases {
-            let x = Tensor::randn(0f32, 1.0, (2, 5, h, w), &dev).unwrap();
-            let wt = Tensor::randn(0f32, 1.0, (5, 1, 3, 3), &dev).unwrap();
-            let b = Tensor::randn(0f32, 1.0, 5, &dev).unwrap();
+        // 5 channels run one at a time; 45 run as blocks of 32, 8 and then single channels.
+        for ((stride, h, w), c) in cases.into_iter().flat_map(|case| [(case, 5), (case, 45)]) {
+            let x = Tensor::randn(0f32, 1.0, (2, c, h, w), &dev).unwrap();
+            let wt = Tensor::randn(0f32, 1.0, (c, 1, 3, 3), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, c, &dev).unwrap();
             let pad = same_padding_3x3(stride, h, w);
             let want = reference(&x, &wt, &b, stride, pad);
             let max_diff = |got: Tensor, want: &Tensor| {
@@ -397,12 +395,13 @@ mod tests {
             let plain = Depthwise3x3::new(wt.clone(), b.clone(), stride, Activation::None).unwrap();
             let diff = max_diff(plain.forward(&x, pad).unwrap(), &want);
             assert!(diff < 1e-5, "stride {stride} {h}x{w}: diff {diff}");
-            // CNHW planes, with the activation fused.
-            let relu6 = Depthwise3x3::new(wt, b, stride, Activation::Relu6).unwrap();
+            // NHWC, with the activation fused.
+            let relu6 = Depthwise3x3::new(wt, b, stride, Activation::Relu6).unwrap().to_nhwc().unwrap();
             let want = Activation::Relu6.apply_tensor(&want).unwrap();
-            let cnhw = x.transpose(0, 1).unwrap().contiguous().unwrap();
-            let diff = max_diff(relu6.forward_cnhw(&cnhw, pad).unwrap().transpose(0, 1).unwrap(), &want);
-            assert!(diff < 1e-5, "CNHW stride {stride} {h}x{w}: diff {diff}");
+            let nhwc = x.permute((0, 2, 3, 1)).unwrap();
+            let got = relu6.forward(&nhwc, pad).unwrap().permute((0, 3, 1, 2)).unwrap();
+            let diff = max_diff(got, &want);
+            assert!(diff < 1e-5, "NHWC stride {stride} {h}x{w} x{c}: diff {diff}");
         }
     }
 

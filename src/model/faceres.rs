@@ -9,8 +9,9 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::conv::CnhwConv;
 use super::depthwise::{Activation, Depthwise3x3, bias_act, pointwise, same_padding_3x3};
+use super::nhwc::conv::NhwcConv;
+use super::nhwc::depthwise::NhwcDepthwise;
 use super::per_core;
 use super::weights::{self, FACERES};
 use super::{Backbone, BackboneKind};
@@ -55,24 +56,25 @@ pub struct Faceres {
     cpu: Option<CpuLayers>,
 }
 
-/// conv0 and the pointwise convs with their weights packed for the CPU GEMM.
+/// The layers in their NHWC form for the CPU: conv0, then each block's depthwise and pointwise conv.
 struct CpuLayers {
-    conv0: CnhwConv,
-    pointwise: Vec<CnhwConv>,
+    conv0: NhwcConv,
+    blocks: Vec<(NhwcDepthwise, NhwcConv)>,
 }
 
 impl CpuLayers {
     fn new(conv0_weight: &Tensor, conv0_bias: &Tensor, blocks: &[Block]) -> candle_core::Result<Self> {
         let relu6 = Activation::Relu6;
-        let conv0 = CnhwConv::new(&conv0_weight.reshape((32, 27))?, conv0_bias, 3, (3, 3), 2, relu6, 32)?;
-        let pointwise = blocks
+        let conv0 = NhwcConv::new(&conv0_weight.reshape((32, 27))?, conv0_bias, 3, (3, 3), 2, relu6, 32)?;
+        let blocks = blocks
             .iter()
             .map(|b| {
                 let (cout, cin) = b.pw_weight.dims2()?;
-                CnhwConv::new(&b.pw_weight, &b.pw_bias, cin, (1, 1), 1, relu6, cout)
+                let pw = NhwcConv::new(&b.pw_weight, &b.pw_bias, cin, (1, 1), 1, relu6, cout)?;
+                Ok((b.dw.to_nhwc()?, pw))
             })
             .collect::<candle_core::Result<_>>()?;
-        Ok(Self { conv0, pointwise })
+        Ok(Self { conv0, blocks })
     }
 }
 
@@ -146,7 +148,7 @@ impl Backbone for Faceres {
             // faceres that measured no faster (56.2 against 57.4 images/s at batch 16, four
             // alternating runs).
             Some(cpu) if x.device().is_cpu() && x.dtype() == DType::F32 => {
-                per_core::on_pool(|| self.features_cnhw(cpu, x))
+                per_core::on_pool(|| Self::features_nhwc(cpu, x))
             }
             _ => self.features_generic(x),
         }
@@ -154,44 +156,43 @@ impl Backbone for Faceres {
 }
 
 /// Images that run together through conv0 and the blocks before [`BATCHED_FROM`] (see
-/// [`Faceres::features_cnhw`]).
+/// [`Faceres::features_nhwc`]).
 pub const EARLY_IMAGES: usize = 1;
 /// First block (0-based) that runs on the whole batch at once: its maps are 14x14 and smaller.
 pub const BATCHED_FROM: usize = 6;
 
 impl Faceres {
-    /// CPU path, in CNHW layout with every conv one packed GEMM.
+    /// CPU path, in NHWC layout ([`super::nhwc`]).
     ///
     /// The early blocks run [`EARLY_IMAGES`] at a time, so that their large maps (3.2 MB for the
     /// first one) stay in cache between layers. From [`BATCHED_FROM`] on the maps are small and the
-    /// whole batch runs as one GEMM per layer, which reads each weight matrix (up to 4 MB) once
-    /// per batch instead of once per image.
-    fn features_cnhw(&self, cpu: &CpuLayers, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// whole batch runs through each layer at once, which reads each weight matrix (up to 4 MB)
+    /// once per batch instead of once per image.
+    fn features_nhwc(cpu: &CpuLayers, x: &Tensor) -> candle_core::Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         if c != 3 {
             candle_core::bail!("faceres expects BGR input [N, 3, H, W], got {:?}", x.shape());
         }
-        let x = x.contiguous()?.transpose(0, 1)?;
-        let layers = || self.blocks.iter().zip(&cpu.pointwise);
-        let run = |mut x: Tensor, layers: &mut dyn Iterator<Item = (&Block, &CnhwConv)>| {
-            for (block, pw) in layers {
-                let (_, _, h, w) = x.dims4()?;
-                x = block.dw.forward_cnhw(&x, same_padding_3x3(block.stride, h, w))?;
+        // An NHWC view of the NCHW input: conv0 copies it into its padded input anyway.
+        let x = x.permute((0, 2, 3, 1))?;
+        let run = |mut x: Tensor, layers: &[(NhwcDepthwise, NhwcConv)]| {
+            for (dw, pw) in layers {
+                let (_, h, w, _) = x.dims4()?;
+                x = dw.forward(&x, same_padding_3x3(dw.stride(), h, w))?;
                 x = pw.forward(&x, (0, 0, 0, 0))?;
             }
             Ok::<_, candle_core::Error>(x)
         };
+        let (early, late) = cpu.blocks.split_at(BATCHED_FROM.min(cpu.blocks.len()));
         let mut parts = (0..n)
             .step_by(EARLY_IMAGES)
             .map(|s| {
-                let xs = x.narrow(1, s, EARLY_IMAGES.min(n - s))?;
-                let y = cpu.conv0.forward(&xs, same_padding_3x3(2, h, w))?;
-                run(y, &mut layers().take(BATCHED_FROM))
+                let xs = x.narrow(0, s, EARLY_IMAGES.min(n - s))?;
+                run(cpu.conv0.forward(&xs, same_padding_3x3(2, h, w))?, early)
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let x = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 1)? };
-        let x = run(x, &mut layers().skip(BATCHED_FROM))?;
-        x.mean((2, 3))?.t()?.contiguous()
+        let x = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? };
+        run(x, late)?.mean((1, 2))
     }
 
     /// Stock Candle ops on NCHW tensors (other devices and dtypes).

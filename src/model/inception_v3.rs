@@ -8,26 +8,26 @@
 //! Implementation notes (for speed on the CPU):
 //! * BatchNorm (eps 1e-3) is folded into the conv weights and a per-channel bias at load time,
 //!   and the ReLU is fused into the bias epilogue.
-//! * Activations are kept internally in **CNHW** layout. Every conv is then a plain
-//!   `[C_out, C_in*kh*kw] x [C_in*kh*kw, N*H*W]` matmul whose result is already CNHW, channel
-//!   slices (`narrow` on dim 0) are free and channel concatenation is a flat copy.
+//! * Activations are kept internally in **NHWC** layout ([`super::nhwc`]). Every conv is then a
+//!   GEMM that reads each output pixel's receptive field where it lies, and a branch's channel
+//!   slice (`narrow` on dim 3) is read in place by the 1x1-fed convs that follow.
 //! * All 1x1 convs that read the same block input are merged into one matmul and split afterwards.
 //! * The `branch_pool` 1x1 conv is run *before* its average pool (both are linear and the
 //!   exclude-padding weights sum to one, so they commute), which pools 32..192 channels instead of
 //!   192..2048; the ReLU is applied after the pool.
-//! * Non-square kernels (1x7, 7x1, 1x3, 3x1) use per-axis padding in a custom im2col.
+//! * Non-square kernels (1x7, 7x1, 1x3, 3x1) use per-axis padding.
 //!
 //! On non-CPU devices (or non-f32 tensors) every custom op falls back to stock Candle ops.
 
 use std::path::Path;
 
 use anyhow::Result;
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use rayon::prelude::*;
 
-use super::conv::CnhwConv;
 use super::depthwise::Activation;
+use super::nhwc::conv::NhwcConv;
+use super::nhwc::pool::Pool3x3;
 use super::per_core;
 use super::weights::{self, INCEPTION_V3};
 use super::{Backbone, BackboneKind};
@@ -65,7 +65,7 @@ fn fast_path(x: &Tensor) -> bool {
 
 /// A convolution with BatchNorm folded in and a ReLU on its first `relu_upto` output channels.
 ///
-/// Works on CNHW activations. Several 1x1 convs over the same input may be merged into one
+/// Works on NHWC activations. Several 1x1 convs over the same input may be merged into one
 /// `ConvBn` (their output channels concatenated); only the trailing channels may skip the ReLU.
 #[derive(Debug, Clone)]
 struct ConvBn {
@@ -74,7 +74,7 @@ struct ConvBn {
     /// Folded bias, `[c_out]`.
     bias: Tensor,
     /// The packed CPU layer (present when the weights live on the CPU).
-    cpu: Option<CnhwConv>,
+    cpu: Option<NhwcConv>,
     c_in: usize,
     c_out: usize,
     kh: usize,
@@ -161,36 +161,32 @@ impl ConvBn {
             candle_core::bail!("conv weight has {k} columns, expected {}", c_in * kh * kw);
         }
         let cpu = match weight.device().is_cpu() {
-            true => Some(CnhwConv::new(&weight, &bias, c_in, (kh, kw), stride, Activation::Relu, relu_upto)?),
+            true => Some(NhwcConv::new(&weight, &bias, c_in, (kh, kw), stride, Activation::Relu, relu_upto)?),
             false => None,
         };
         Ok(Self { weight, bias, cpu, c_in, c_out, kh, kw, stride, pad, relu_upto })
     }
 
-    /// Runs the layer on a CNHW tensor, returning CNHW.
+    /// Runs the layer on an NHWC tensor, returning NHWC.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (c, _, _, _) = x.dims4()?;
+        let (_, _, _, c) = x.dims4()?;
         if c != self.c_in {
             candle_core::bail!("conv expects {} input channels, got {c}", self.c_in);
         }
         if fast_path(x) { self.forward_cpu(x) } else { self.forward_generic(x) }
     }
 
-    /// CPU path: (im2col) + one packed GEMM with a fused bias/ReLU epilogue, all in CNHW.
+    /// CPU path: one GEMM over the input in place, with a fused bias/ReLU epilogue.
     fn forward_cpu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let Some(cpu) = &self.cpu else { return self.forward_generic(x) };
         let (ph, pw) = self.pad;
-        let x = {
-            let (s, w) = (x.stride(), x.dim(3)?);
-            if s[3] == 1 && s[2] == w { x.clone() } else { x.contiguous()? }
-        };
-        cpu.forward(&x, (ph, pw, ph, pw))
+        cpu.forward(x, (ph, pw, ph, pw))
     }
 
     /// Device-agnostic path built from stock Candle ops (also the reference for the CPU kernels).
     fn forward_generic(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (ph, pw) = self.pad;
-        let mut xn = x.transpose(0, 1)?;
+        let mut xn = x.permute((0, 3, 1, 2))?;
         if ph > 0 {
             xn = xn.pad_with_zeros(2, ph, ph)?;
         }
@@ -201,7 +197,7 @@ impl ConvBn {
         let y = xn.contiguous()?.conv2d(&w4, 0, self.stride, 1, 1)?;
         let y = y.broadcast_add(&self.bias.reshape((1, self.c_out, 1, 1))?)?;
         let y = relu_leading(&y, 1, self.relu_upto)?;
-        y.transpose(0, 1)?.contiguous()
+        y.permute((0, 2, 3, 1))?.contiguous()
     }
 }
 
@@ -217,21 +213,17 @@ fn relu_leading(y: &Tensor, dim: usize, upto: usize) -> candle_core::Result<Tens
     }
 }
 
-/// Rayon minimum chunk count so that each task handles at least ~4096 values.
-fn min_len(plane: usize) -> usize {
-    (4096 / plane.max(1)).max(1)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Pools
 // ---------------------------------------------------------------------------------------------
 
 /// 3x3 / stride 1 / pad 1 average pool that EXCLUDES padding (divides by the valid-pixel count),
-/// followed by a ReLU. Works per `H x W` plane, so the layout of dims 0 and 1 does not matter.
+/// followed by a ReLU, on NHWC.
 fn avg_pool3x3_relu(x: &Tensor) -> candle_core::Result<Tensor> {
     if fast_path(x) {
-        return x.contiguous()?.apply_op1_no_bwd(&AvgPool3x3Relu);
+        return Pool3x3::MeanSameRelu.forward(x);
     }
+    let x = x.permute((0, 3, 1, 2))?;
     let (_, _, h, w) = x.dims4()?;
     let sums = (x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.avg_pool2d_with_stride(3, 1)? * 9.0)?;
     let count: Vec<f32> = (0..h)
@@ -241,111 +233,19 @@ fn avg_pool3x3_relu(x: &Tensor) -> candle_core::Result<Tensor> {
         })
         .collect();
     let count = Tensor::from_vec(count, (1, 1, h, w), x.device())?.to_dtype(x.dtype())?;
-    sums.broadcast_div(&count)?.relu()
+    sums.broadcast_div(&count)?.relu()?.permute((0, 2, 3, 1))?.contiguous()
 }
 
-struct AvgPool3x3Relu;
-
-impl CustomOp1 for AvgPool3x3Relu {
-    fn name(&self) -> &'static str {
-        "inception-avgpool3x3-relu"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let src = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
-            _ => candle_core::bail!("avgpool3x3 expects a contiguous f32 tensor"),
-        };
-        let (_, _, h, w) = layout.shape().dims4()?;
-        let plane = h * w;
-        let mut out = vec![0f32; src.len()];
-        out.par_chunks_mut(plane).with_min_len(min_len(plane)).enumerate().for_each(|(p, dst)| {
-            let img = &src[p * plane..(p + 1) * plane];
-            // Horizontal 3-sums (clipped at the borders), then vertical 3-sums of those.
-            let mut hs = vec![0f32; plane];
-            for y in 0..h {
-                let s = &img[y * w..(y + 1) * w];
-                let d = &mut hs[y * w..(y + 1) * w];
-                for x in 0..w {
-                    let mut acc = s[x];
-                    if x > 0 {
-                        acc += s[x - 1];
-                    }
-                    if x + 1 < w {
-                        acc += s[x + 1];
-                    }
-                    d[x] = acc;
-                }
-            }
-            for y in 0..h {
-                let y0 = y.saturating_sub(1);
-                let y1 = (y + 2).min(h);
-                let ry = (y1 - y0) as f32;
-                let d = &mut dst[y * w..(y + 1) * w];
-                for yy in y0..y1 {
-                    for (o, v) in d.iter_mut().zip(&hs[yy * w..(yy + 1) * w]) {
-                        *o += v;
-                    }
-                }
-                for (x, o) in d.iter_mut().enumerate() {
-                    let rx = ((x + 2).min(w) - x.saturating_sub(1)) as f32;
-                    *o = (*o / (ry * rx)).max(0.0);
-                }
-            }
-        });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
-/// 3x3 / stride 2 max pool without padding, per `H x W` plane.
+/// 3x3 / stride 2 max pool without padding, on NHWC.
 fn max_pool3x3s2(x: &Tensor) -> candle_core::Result<Tensor> {
     if fast_path(x) {
-        return x.contiguous()?.apply_op1_no_bwd(&MaxPool3x3S2);
+        return Pool3x3::MaxStride2.forward(x);
     }
-    x.max_pool2d_with_stride(3, 2)
-}
-
-struct MaxPool3x3S2;
-
-impl CustomOp1 for MaxPool3x3S2 {
-    fn name(&self) -> &'static str {
-        "inception-maxpool3x3s2"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let src = match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((a, b))) => &v[a..b],
-            _ => candle_core::bail!("maxpool3x3 expects a contiguous f32 tensor"),
-        };
-        let (d0, d1, h, w) = layout.shape().dims4()?;
-        if h < 3 || w < 3 {
-            candle_core::bail!("maxpool3x3 needs at least 3x3 input, got {h}x{w}");
-        }
-        let (oh, ow) = ((h - 3) / 2 + 1, (w - 3) / 2 + 1);
-        let mut out = vec![0f32; d0 * d1 * oh * ow];
-        out.par_chunks_mut(oh * ow).with_min_len(min_len(oh * ow)).enumerate().for_each(|(p, dst)| {
-            let img = &src[p * h * w..(p + 1) * h * w];
-            // Vertical 3-max over whole rows (vectorises), then the stride-2 horizontal 3-max.
-            let mut v = vec![0f32; w];
-            for (oy, out_row) in dst.chunks_exact_mut(ow).enumerate() {
-                let rows = &img[2 * oy * w..(2 * oy + 3) * w];
-                let (r0, rest) = rows.split_at(w);
-                let (r1, r2) = rest.split_at(w);
-                for (((m, &a), &b), &c) in v.iter_mut().zip(r0).zip(r1).zip(r2) {
-                    *m = a.max(b).max(c);
-                }
-                for (ox, o) in out_row.iter_mut().enumerate() {
-                    let x = 2 * ox;
-                    *o = v[x].max(v[x + 1]).max(v[x + 2]);
-                }
-            }
-        });
-        Ok((CpuStorage::F32(out), Shape::from((d0, d1, oh, ow))))
-    }
+    x.permute((0, 3, 1, 2))?.max_pool2d_with_stride(3, 2)?.permute((0, 2, 3, 1))?.contiguous()
 }
 
 // ---------------------------------------------------------------------------------------------
-// Inception blocks (all CNHW)
+// Inception blocks (all NHWC)
 // ---------------------------------------------------------------------------------------------
 
 /// `InceptionA` (Mixed_5b..5d): 1x1 | 1x1->5x5 | 1x1->3x3->3x3 | avgpool->1x1.
@@ -376,11 +276,11 @@ impl BlockA {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.heads.forward(x)?;
         let pool_c = self.heads.c_out - 176;
-        let b1 = y.narrow(0, 0, 64)?;
-        let b5 = self.b5x5_2.forward(&y.narrow(0, 64, 48)?)?;
-        let b3 = self.b3x3dbl_3.forward(&self.b3x3dbl_2.forward(&y.narrow(0, 112, 64)?)?)?;
-        let bp = avg_pool3x3_relu(&y.narrow(0, 176, pool_c)?)?;
-        Tensor::cat(&[b1, b5, b3, bp], 0)
+        let b1 = y.narrow(3, 0, 64)?;
+        let b5 = self.b5x5_2.forward(&y.narrow(3, 64, 48)?)?;
+        let b3 = self.b3x3dbl_3.forward(&self.b3x3dbl_2.forward(&y.narrow(3, 112, 64)?)?)?;
+        let bp = avg_pool3x3_relu(&y.narrow(3, 176, pool_c)?)?;
+        Tensor::cat(&[b1, b5, b3, bp], 3)
     }
 }
 
@@ -407,7 +307,7 @@ impl BlockB {
         let b3 = self.b3x3.forward(x)?;
         let d = self.b3x3dbl_3.forward(&self.b3x3dbl_2.forward(&self.b3x3dbl_1.forward(x)?)?)?;
         let bp = max_pool3x3s2(x)?;
-        Tensor::cat(&[b3, d, bp], 0)
+        Tensor::cat(&[b3, d, bp], 3)
     }
 }
 
@@ -450,17 +350,17 @@ impl BlockC {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let c7 = self.c7;
         let y = self.heads.forward(x)?;
-        let b1 = y.narrow(0, 0, 192)?;
-        let mut b7 = y.narrow(0, 192, c7)?;
+        let b1 = y.narrow(3, 0, 192)?;
+        let mut b7 = y.narrow(3, 192, c7)?;
         for conv in &self.b7x7 {
             b7 = conv.forward(&b7)?;
         }
-        let mut bd = y.narrow(0, 192 + c7, c7)?;
+        let mut bd = y.narrow(3, 192 + c7, c7)?;
         for conv in &self.b7x7dbl {
             bd = conv.forward(&bd)?;
         }
-        let bp = avg_pool3x3_relu(&y.narrow(0, 192 + 2 * c7, 192)?)?;
-        Tensor::cat(&[b1, b7, bd, bp], 0)
+        let bp = avg_pool3x3_relu(&y.narrow(3, 192 + 2 * c7, 192)?)?;
+        Tensor::cat(&[b1, b7, bd, bp], 3)
     }
 }
 
@@ -488,13 +388,13 @@ impl BlockD {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.heads.forward(x)?;
-        let b3 = self.b3x3_2.forward(&y.narrow(0, 0, 192)?)?;
-        let mut b7 = y.narrow(0, 192, 192)?;
+        let b3 = self.b3x3_2.forward(&y.narrow(3, 0, 192)?)?;
+        let mut b7 = y.narrow(3, 192, 192)?;
         for conv in &self.b7x7x3 {
             b7 = conv.forward(&b7)?;
         }
         let bp = max_pool3x3s2(x)?;
-        Tensor::cat(&[b3, b7, bp], 0)
+        Tensor::cat(&[b3, b7, bp], 3)
     }
 }
 
@@ -529,15 +429,15 @@ impl BlockE {
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = self.heads.forward(x)?;
-        let b1 = y.narrow(0, 0, 320)?;
-        let t = y.narrow(0, 320, 384)?;
+        let b1 = y.narrow(3, 0, 320)?;
+        let t = y.narrow(3, 320, 384)?;
         let b3a = self.b3x3_2a.forward(&t)?;
         let b3b = self.b3x3_2b.forward(&t)?;
-        let d = self.b3x3dbl_2.forward(&y.narrow(0, 704, 448)?)?;
+        let d = self.b3x3dbl_2.forward(&y.narrow(3, 704, 448)?)?;
         let da = self.b3x3dbl_3a.forward(&d)?;
         let db = self.b3x3dbl_3b.forward(&d)?;
-        let bp = avg_pool3x3_relu(&y.narrow(0, 1152, 192)?)?;
-        Tensor::cat(&[b1, b3a, b3b, da, db, bp], 0)
+        let bp = avg_pool3x3_relu(&y.narrow(3, 1152, 192)?)?;
+        Tensor::cat(&[b1, b3a, b3b, da, db, bp], 3)
     }
 }
 
@@ -596,20 +496,21 @@ impl InceptionV3 {
         })
     }
 
-    /// Runs the trunk on NCHW input; returns the CNHW maps after Mixed_5b, Mixed_6e and Mixed_7c.
+    /// Runs the trunk on NCHW input; returns the NHWC maps after Mixed_5b, Mixed_6e and Mixed_7c.
     fn trunk(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (m5b, m5d) = self.early(x)?;
         let (m6e, m7c) = self.late(&m5d)?;
         Ok((m5b, m6e, m7c))
     }
 
-    /// Stem and Mixed_5b..5d on NCHW input; returns the CNHW maps after Mixed_5b and Mixed_5d.
+    /// Stem and Mixed_5b..5d on NCHW input; returns the NHWC maps after Mixed_5b and Mixed_5d.
     fn early(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let (_, c, _, _) = x.dims4()?;
         if c != 3 {
             candle_core::bail!("inception-v3 expects RGB input [N, 3, H, W], got {:?}", x.shape());
         }
-        let mut x = x.to_dtype(DType::F32)?.transpose(0, 1)?.contiguous()?;
+        // An NHWC view of the NCHW input: the first conv copies it into place.
+        let mut x = x.to_dtype(DType::F32)?.permute((0, 2, 3, 1))?;
         for conv in &self.stem {
             x = conv.forward(&x)?;
         }
@@ -621,7 +522,7 @@ impl InceptionV3 {
         Ok((m5b, m5d))
     }
 
-    /// Mixed_6a..7c on the CNHW map after Mixed_5d; returns the maps after Mixed_6e and Mixed_7c.
+    /// Mixed_6a..7c on the NHWC map after Mixed_5d; returns the maps after Mixed_6e and Mixed_7c.
     fn late(&self, m5d: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let mut x = self.mixed6a.forward(m5d)?;
         for block in &self.mixed6 {
@@ -635,16 +536,16 @@ impl InceptionV3 {
         Ok((m6e, x))
     }
 
-    /// `[C, N, H, W] -> [N, C]` spatial mean.
+    /// `[N, H, W, C] -> [N, C]` spatial mean.
     fn pool(m7c: &Tensor) -> candle_core::Result<Tensor> {
-        m7c.mean((2, 3))?.t()?.contiguous()
+        m7c.mean((1, 2))
     }
 
     /// Runs the network and also returns the Mixed_5b / Mixed_6e / Mixed_7c maps (NCHW).
     pub fn forward_with_taps(&self, x: &Tensor) -> candle_core::Result<InceptionTaps> {
         let (m5b, m6e, m7c) = self.trunk(x)?;
         let pool = Self::pool(&m7c)?;
-        let nchw = |t: Tensor| t.transpose(0, 1)?.contiguous();
+        let nchw = |t: Tensor| t.permute((0, 3, 1, 2))?.contiguous();
         Ok(InceptionTaps { mixed_5b: nchw(m5b)?, mixed_6e: nchw(m6e)?, mixed_7c: nchw(m7c)?, pool })
     }
 }
@@ -680,7 +581,7 @@ impl InceptionV3 {
             .step_by(EARLY_IMAGES)
             .map(|s| Ok(self.early(&x.narrow(0, s, EARLY_IMAGES.min(n - s))?)?.1))
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let (_, m7c) = self.late(&Tensor::cat(&parts, 1)?)?;
+        let (_, m7c) = self.late(&Tensor::cat(&parts, 0)?)?;
         Self::pool(&m7c)
     }
 }
@@ -716,48 +617,52 @@ mod tests {
             ((3, 3), 2, (0, 0), 8, 8),
         ];
         for (k, s, p, h, w) in cases {
-            // A narrowed (offset) input with batch 2 exercises the strided im2col path.
-            let big = Tensor::randn(0f32, 1.0, (6, 2, h, w), &dev).unwrap();
-            let x = big.narrow(0, 2, 4).unwrap();
-            let conv = random_conv(4, 5, k, s, p, 3);
-            let got = conv.forward_cpu(&x).unwrap();
-            let want = conv.forward_generic(&x).unwrap();
-            let d = max_diff(&got, &want);
-            assert!(d < 1e-4, "kernel {k:?} stride {s} pad {p:?}: diff {d}");
+            // A channel slice of a wider NHWC tensor (read in place or copied), and an NCHW
+            // tensor seen as NHWC (gathered), both with batch 2.
+            let big = Tensor::randn(0f32, 1.0, (2, h, w, 6), &dev).unwrap();
+            let nchw = Tensor::randn(0f32, 1.0, (2, 4, h, w), &dev).unwrap();
+            for x in [big.narrow(3, 2, 4).unwrap(), nchw.permute((0, 2, 3, 1)).unwrap()] {
+                let conv = random_conv(4, 5, k, s, p, 3);
+                let got = conv.forward_cpu(&x).unwrap();
+                let want = conv.forward_generic(&x).unwrap();
+                let d = max_diff(&got, &want);
+                assert!(d < 1e-4, "kernel {k:?} stride {s} pad {p:?}: diff {d}");
+            }
         }
     }
 
     #[test]
     fn batch_chunking_matches_single_pass() {
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (2, 3, 9, 9), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (3, 9, 9, 2), &dev).unwrap();
         let conv = random_conv(2, 4, (3, 3), 1, (1, 1), 4);
         let want = conv.forward_generic(&x).unwrap();
         // Force one image per chunk by narrowing each image separately.
-        let parts: Vec<Tensor> = (0..3).map(|n| conv.forward_cpu(&x.narrow(1, n, 1).unwrap()).unwrap()).collect();
-        let got = Tensor::cat(&parts, 1).unwrap();
+        let parts: Vec<Tensor> = (0..3).map(|n| conv.forward_cpu(&x.narrow(0, n, 1).unwrap()).unwrap()).collect();
+        let got = Tensor::cat(&parts, 0).unwrap();
         assert!(max_diff(&got, &want) < 1e-4);
     }
 
     #[test]
     fn avg_pool_excludes_padding() {
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (3, 2, 6, 5), &dev).unwrap();
-        let got = avg_pool3x3_relu(&x).unwrap();
-        // Generic reference: pad, sum, divide by the valid count.
+        let x = Tensor::randn(0f32, 1.0, (2, 6, 5, 3), &dev).unwrap();
+        let got = avg_pool3x3_relu(&x).unwrap().permute((0, 3, 1, 2)).unwrap();
+        // Generic reference on NCHW: pad, sum, divide by the valid count.
         let ones = Tensor::ones((1, 1, 6, 5), DType::F32, &dev).unwrap();
         let sum = |t: &Tensor| {
             (t.pad_with_zeros(2, 1, 1).unwrap().pad_with_zeros(3, 1, 1).unwrap().avg_pool2d_with_stride(3, 1).unwrap()
                 * 9.0)
                 .unwrap()
         };
-        let want = sum(&x).broadcast_div(&sum(&ones)).unwrap().relu().unwrap();
+        let want = sum(&x.permute((0, 3, 1, 2)).unwrap()).broadcast_div(&sum(&ones)).unwrap().relu().unwrap();
         assert!(max_diff(&got, &want) < 1e-5);
         // The device-agnostic path (taken for non-f32 tensors) agrees.
         let generic = avg_pool3x3_relu(&x.to_dtype(DType::F64).unwrap()).unwrap().to_dtype(DType::F32).unwrap();
-        assert!(max_diff(&got, &generic) < 1e-5);
+        assert!(max_diff(&got, &generic.permute((0, 3, 1, 2)).unwrap()) < 1e-5);
         // Corner of an all-ones map is 1 (4/4), not 4/9.
-        let one = avg_pool3x3_relu(&ones).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let ones_nhwc = ones.permute((0, 2, 3, 1)).unwrap();
+        let one = avg_pool3x3_relu(&ones_nhwc).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert!(one.iter().all(|v| (v - 1.0).abs() < 1e-6));
     }
 
@@ -765,9 +670,10 @@ mod tests {
     fn max_pool_matches_candle() {
         let dev = Device::Cpu;
         for (h, w) in [(7, 7), (8, 9), (3, 3)] {
-            let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev).unwrap();
+            let x = Tensor::randn(0f32, 1.0, (2, h, w, 3), &dev).unwrap();
             let got = max_pool3x3s2(&x).unwrap();
-            let want = x.max_pool2d_with_stride(3, 2).unwrap();
+            let want = x.permute((0, 3, 1, 2)).unwrap().max_pool2d_with_stride(3, 2).unwrap();
+            let want = want.permute((0, 2, 3, 1)).unwrap();
             assert_eq!(max_diff(&got, &want), 0.0);
             let generic = max_pool3x3s2(&x.to_dtype(DType::F64).unwrap()).unwrap().to_dtype(DType::F32).unwrap();
             assert_eq!(max_diff(&got, &generic), 0.0);

@@ -1,13 +1,12 @@
 //! Neural networks in Candle: the two feature backbones, the face detector and the trainable head.
 
 pub mod blazeface;
-pub mod conv;
 pub mod depthwise;
 pub mod faceres;
 pub mod head;
 pub mod inception_v3;
+pub mod nhwc;
 pub mod per_core;
-pub mod sgemm;
 pub mod weights;
 
 use std::fmt;

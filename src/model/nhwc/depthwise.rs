@@ -1,0 +1,205 @@
+//! The 3x3 depthwise convolution over NHWC f32 activations, vectorised across channels.
+//!
+//! Each output pixel's channels are computed in blocks of [`LANES`] (then 8, then 1) that stay
+//! in registers through the nine taps; taps that fall on the padding are skipped.
+
+use std::mem::MaybeUninit;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::model::depthwise::{Activation, Padding};
+
+/// Channels per register block (four AVX registers).
+const LANES: usize = 32;
+
+/// A 3x3 depthwise conv with bias and activation over NHWC f32 tensors on the CPU.
+#[derive(Debug, Clone)]
+pub struct NhwcDepthwise {
+    c: usize,
+    stride: usize,
+    /// `[tap][channel]`, tap `ky * 3 + kx`.
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+    act: Activation,
+}
+
+impl NhwcDepthwise {
+    /// Builds the layer from a `[C, 1, 3, 3]` weight, a `[C]` bias, stride (1 or 2) and activation.
+    pub fn new(weight: &Tensor, bias: &Tensor, stride: usize, act: Activation) -> Result<Self> {
+        let (c, one, kh, kw) = weight.dims4()?;
+        if one != 1 || kh != 3 || kw != 3 {
+            candle_core::bail!("depthwise weight must be [C,1,3,3], got {:?}", weight.shape());
+        }
+        if !(1..=2).contains(&stride) {
+            candle_core::bail!("depthwise stride must be 1 or 2, got {stride}");
+        }
+        let w = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let bias = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        if bias.len() != c {
+            candle_core::bail!("depthwise bias must have {c} values, got {}", bias.len());
+        }
+        let weights = (0..9 * c).map(|i| w[(i % c) * 9 + i / c]).collect();
+        Ok(Self { c, stride, weights, bias, act })
+    }
+
+    /// Stride (1 or 2).
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// Runs the conv on a contiguous NHWC f32 CPU tensor with the given padding.
+    pub fn forward(&self, x: &Tensor, pad: Padding) -> Result<Tensor> {
+        x.contiguous()?.apply_op1_no_bwd(&DepthwiseOp { layer: self, pad })
+    }
+}
+
+struct DepthwiseOp<'a> {
+    layer: &'a NhwcDepthwise,
+    pad: Padding,
+}
+
+/// Sizes of one call.
+#[derive(Clone, Copy)]
+struct Geometry {
+    h: usize,
+    w: usize,
+    c: usize,
+    stride: usize,
+    pad: (usize, usize),
+    ow: usize,
+}
+
+impl CustomOp1 for DepthwiseOp<'_> {
+    fn name(&self) -> &'static str {
+        "nhwc-depthwise3x3"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(src) = storage else { candle_core::bail!("nhwc-depthwise3x3 expects f32") };
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("nhwc-depthwise3x3 expects a contiguous input")
+        };
+        let src = &src[a..b];
+        let (n, h, w, c) = layout.shape().dims4()?;
+        let layer = self.layer;
+        if c != layer.c {
+            candle_core::bail!("depthwise conv: input has {c} channels, layer has {}", layer.c);
+        }
+        let (pt, pl, pb, pr) = self.pad;
+        let s = layer.stride;
+        if h + pt + pb < 3 || w + pl + pr < 3 {
+            candle_core::bail!("depthwise conv needs at least 3x3 padded input, got {h}x{w}");
+        }
+        let (oh, ow) = ((h + pt + pb - 3) / s + 1, (w + pl + pr - 3) / s + 1);
+        let geo = Geometry { h, w, c, stride: s, pad: (pt, pl), ow };
+        let mut out = Vec::with_capacity(n * oh * ow * c);
+        out.spare_capacity_mut()[..n * oh * ow * c]
+            .par_chunks_mut(ow * c)
+            .with_min_len((16384 / (ow * c)).max(1))
+            .enumerate()
+            .for_each(|(row, dst)| {
+                let (img, oy) = (row / oh, row % oh);
+                output_row(layer, &src[img * h * w * c..(img + 1) * h * w * c], &geo, oy, dst);
+            });
+        // SAFETY: every output row wrote all of its `ow * c` values.
+        unsafe { out.set_len(n * oh * ow * c) };
+        Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c))))
+    }
+}
+
+/// One output row of one image.
+fn output_row(layer: &NhwcDepthwise, img: &[f32], geo: &Geometry, oy: usize, dst: &mut [MaybeUninit<f32>]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::kernel::has_avx2_fma() {
+        // SAFETY: AVX2 and FMA are present.
+        return unsafe { output_row_avx2(layer, img, geo, oy, dst) };
+    }
+    output_row_body(layer, img, geo, oy, dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn output_row_avx2(layer: &NhwcDepthwise, img: &[f32], geo: &Geometry, oy: usize, dst: &mut [MaybeUninit<f32>]) {
+    output_row_body(layer, img, geo, oy, dst);
+}
+
+#[inline(always)]
+fn output_row_body(layer: &NhwcDepthwise, img: &[f32], geo: &Geometry, oy: usize, dst: &mut [MaybeUninit<f32>]) {
+    let Geometry { h, w, c, stride, pad: (pt, pl), ow } = *geo;
+    // Kernel rows that land inside the image, with their input row.
+    let rows = Taps::new(oy * stride, pt, h);
+    let clamp = match layer.act {
+        Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
+        Activation::Relu => (0.0, f32::INFINITY),
+        Activation::Relu6 => (0.0, 6.0),
+    };
+    for ox in 0..ow {
+        let cols = Taps::new(ox * stride, pl, w);
+        let out = &mut dst[ox * c..(ox + 1) * c];
+        let taps = (&rows, &cols);
+        let mut c0 = 0;
+        c0 = channel_blocks::<LANES>(layer, img, taps, (w, c), c0, out, clamp);
+        c0 = channel_blocks::<8>(layer, img, taps, (w, c), c0, out, clamp);
+        channel_blocks::<1>(layer, img, taps, (w, c), c0, out, clamp);
+    }
+}
+
+/// The kernel taps along one axis that land inside the input: `(tap, input index)` pairs.
+#[derive(Clone, Copy)]
+struct Taps {
+    pairs: [(usize, usize); 3],
+    count: usize,
+}
+
+impl Taps {
+    /// Taps of a window that starts at padded index `start` over an input of `len` with `pad`
+    /// zeros before it.
+    #[inline(always)]
+    fn new(start: usize, pad: usize, len: usize) -> Self {
+        let mut t = Taps { pairs: [(0, 0); 3], count: 0 };
+        for k in 0..3 {
+            if let Some(i) = (start + k).checked_sub(pad).filter(|&i| i < len) {
+                t.pairs[t.count] = (k, i);
+                t.count += 1;
+            }
+        }
+        t
+    }
+
+    #[inline(always)]
+    fn valid(&self) -> &[(usize, usize)] {
+        &self.pairs[..self.count]
+    }
+}
+
+/// Computes channels from `c0` in whole blocks of `B` for one output pixel; returns where it
+/// stopped.
+#[inline(always)]
+fn channel_blocks<const B: usize>(
+    layer: &NhwcDepthwise,
+    img: &[f32],
+    (rows, cols): (&Taps, &Taps),
+    (w, c): (usize, usize),
+    mut c0: usize,
+    out: &mut [MaybeUninit<f32>],
+    (lo, hi): (f32, f32),
+) -> usize {
+    while c0 + B <= c {
+        let mut acc: [f32; B] = layer.bias[c0..c0 + B].try_into().unwrap();
+        for &(ky, iy) in rows.valid() {
+            for &(kx, ix) in cols.valid() {
+                let x: &[f32; B] = img[(iy * w + ix) * c + c0..][..B].try_into().unwrap();
+                let k: &[f32; B] = layer.weights[(ky * 3 + kx) * c + c0..][..B].try_into().unwrap();
+                for ((a, &x), &k) in acc.iter_mut().zip(x).zip(k) {
+                    *a = x.mul_add(k, *a);
+                }
+            }
+        }
+        for (d, &a) in out[c0..c0 + B].iter_mut().zip(&acc) {
+            d.write(a.max(lo).min(hi));
+        }
+        c0 += B;
+    }
+    c0
+}

@@ -1,0 +1,72 @@
+//! Pools over NHWC f32 activations on the CPU, vectorised across channels.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+/// A 3x3 pool over a contiguous NHWC tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool3x3 {
+    /// Maximum, stride 2, no padding.
+    MaxStride2,
+    /// Mean over the taps inside the image (padding 1 excluded from the count), stride 1, then ReLU.
+    MeanSameRelu,
+}
+
+impl Pool3x3 {
+    /// Runs the pool on an NHWC f32 CPU tensor.
+    pub fn forward(self, x: &Tensor) -> Result<Tensor> {
+        x.contiguous()?.apply_op1_no_bwd(&self)
+    }
+}
+
+impl CustomOp1 for Pool3x3 {
+    fn name(&self) -> &'static str {
+        match self {
+            Pool3x3::MaxStride2 => "nhwc-maxpool3x3s2",
+            Pool3x3::MeanSameRelu => "nhwc-avgpool3x3-relu",
+        }
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(src), Some((a, b))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("{} expects a contiguous f32 tensor", self.name())
+        };
+        let src = &src[a..b];
+        let (n, h, w, c) = layout.shape().dims4()?;
+        if *self == Pool3x3::MaxStride2 && (h < 3 || w < 3) {
+            candle_core::bail!("{} needs at least 3x3 input, got {h}x{w}", self.name());
+        }
+        let (s, pad, (oh, ow)) = match self {
+            Pool3x3::MaxStride2 => (2, 0, ((h - 3) / 2 + 1, (w - 3) / 2 + 1)),
+            Pool3x3::MeanSameRelu => (1, 1, (h, w)),
+        };
+        let mut out = vec![0f32; n * oh * ow * c];
+        out.par_chunks_mut(ow * c).with_min_len((16384 / (ow * c)).max(1)).enumerate().for_each(|(row, dst)| {
+            let (img, oy) = (row / oh, row % oh);
+            let img = &src[img * h * w * c..(img + 1) * h * w * c];
+            let rows: Vec<usize> =
+                (0..3).filter_map(|ky| (oy * s + ky).checked_sub(pad).filter(|&iy| iy < h)).collect();
+            for (ox, d) in dst.chunks_exact_mut(c).enumerate() {
+                let cols: Vec<usize> =
+                    (0..3).filter_map(|kx| (ox * s + kx).checked_sub(pad).filter(|&ix| ix < w)).collect();
+                let mut taps = rows.iter().flat_map(|&iy| cols.iter().map(move |&ix| &img[(iy * w + ix) * c..][..c]));
+                match self {
+                    Pool3x3::MaxStride2 => {
+                        d.copy_from_slice(taps.next().expect("a 3x3 window has taps"));
+                        for t in taps {
+                            d.iter_mut().zip(t).for_each(|(d, &v)| *d = d.max(v));
+                        }
+                    }
+                    Pool3x3::MeanSameRelu => {
+                        for t in taps {
+                            d.iter_mut().zip(t).for_each(|(d, &v)| *d += v);
+                        }
+                        let scale = 1.0 / (rows.len() * cols.len()) as f32;
+                        d.iter_mut().for_each(|d| *d = (*d * scale).max(0.0));
+                    }
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c))))
+    }
+}
