@@ -18,8 +18,11 @@ use crate::model::depthwise::{Activation, Padding};
 
 /// Largest depth of one K block: a panel's weights for it (`KC x NR` floats, 20 KiB) stay in L1.
 const KC: usize = 320;
-/// Output pixels per task (a multiple of [`MR`]); their fields for one K block stay in L2.
+/// Output pixels per task, at most (about [`MR`]-aligned); their fields for one K block stay in L2.
 const MC: usize = 96;
+/// Output pixels per block when the weights outweigh the input (their fields for one K block,
+/// `192 x KC` floats, still fit in L2).
+const MC_WEIGHT_HEAVY: usize = 192;
 /// Output-channel panels per chunk: a task's C block for one chunk (`MC x 256` floats) stays in L2.
 const PANELS_PER_CHUNK: usize = 16;
 
@@ -241,12 +244,19 @@ fn gemm(conv: &NhwcConv, data: &[f32], fields: &Fields, out: &mut [MaybeUninit<f
         })
         .collect();
     // Tasks: pixel blocks, and panel ranges when there are too few pixel blocks for the threads.
-    // Pixel blocks come in a multiple of the thread count and hold equal numbers of MR-pixel
+    // Every pixel block reads all the weights, and every panel range reads all the pixels. When
+    // the weights are the larger of the two (the late layers at small batches), pixel blocks are
+    // as large as L2 allows and the threads share the panels instead. Otherwise pixel blocks
+    // come in a multiple of the thread count. Either way they hold equal numbers of MR-pixel
     // groups (give or take one), so no thread waits on a short last block.
     let panels = conv.c_out.div_ceil(NR);
     let threads = rayon::current_num_threads();
     let groups = pixels.div_ceil(MR);
-    let pt = pixels.div_ceil(MC).next_multiple_of(threads).min(groups);
+    let pt = if conv.c_out >= pixels {
+        pixels.div_ceil(MC_WEIGHT_HEAVY)
+    } else {
+        pixels.div_ceil(MC).next_multiple_of(threads).min(groups)
+    };
     let nt = (3 * threads).div_ceil(pt).clamp(1, panels);
     let per_task = panels.div_ceil(nt);
     let nt = panels.div_ceil(per_task);
