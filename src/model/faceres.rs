@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 
 use super::depthwise::{Activation, Depthwise3x3, bias_act, pointwise, same_padding_3x3};
 use super::nhwc::conv::NhwcConv;
-use super::nhwc::depthwise::NhwcDepthwise;
+use super::nhwc::separable::Separable;
 use super::per_core;
 use super::weights::{self, FACERES};
 use super::{Backbone, BackboneKind};
@@ -56,10 +56,11 @@ pub struct Faceres {
     cpu: Option<CpuLayers>,
 }
 
-/// The layers in their NHWC form for the CPU: conv0, then each block's depthwise and pointwise conv.
+/// The layers in their NHWC form for the CPU: conv0, then each block's depthwise and pointwise
+/// conv as one fused op.
 struct CpuLayers {
     conv0: NhwcConv,
-    blocks: Vec<(NhwcDepthwise, NhwcConv)>,
+    blocks: Vec<Separable>,
 }
 
 impl CpuLayers {
@@ -71,7 +72,7 @@ impl CpuLayers {
             .map(|b| {
                 let (cout, cin) = b.pw_weight.dims2()?;
                 let pw = NhwcConv::new(&b.pw_weight, &b.pw_bias, cin, (1, 1), 1, relu6, cout)?;
-                Ok((b.dw.to_nhwc()?, pw))
+                Separable::new(b.dw.to_nhwc()?, pw)
             })
             .collect::<candle_core::Result<_>>()?;
         Ok(Self { conv0, blocks })
@@ -175,11 +176,10 @@ impl Faceres {
         }
         // An NHWC view of the NCHW input: conv0 copies it into its padded input anyway.
         let x = x.permute((0, 2, 3, 1))?;
-        let run = |mut x: Tensor, layers: &[(NhwcDepthwise, NhwcConv)]| {
-            for (dw, pw) in layers {
+        let run = |mut x: Tensor, layers: &[Separable]| {
+            for block in layers {
                 let (_, h, w, _) = x.dims4()?;
-                x = dw.forward(&x, same_padding_3x3(dw.stride(), h, w))?;
-                x = pw.forward(&x, (0, 0, 0, 0))?;
+                x = block.forward(&x, same_padding_3x3(block.stride(), h, w))?;
             }
             Ok::<_, candle_core::Error>(x)
         };

@@ -9,6 +9,7 @@
 //! of a wider tensor, is read where it lies.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -95,6 +96,21 @@ impl NhwcConv {
         self.c_out
     }
 
+    /// Input channels.
+    pub fn c_in(&self) -> usize {
+        self.c_in
+    }
+
+    /// Kernel size (rows, columns).
+    pub fn taps(&self) -> (usize, usize) {
+        (self.kh, self.kw)
+    }
+
+    /// Stride.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
     /// Output size for an `h x w` input with the given padding.
     pub fn out_hw(&self, h: usize, w: usize, (t, l, b, r): Padding) -> Result<(usize, usize)> {
         if h + t + b < self.kh || w + l + r < self.kw {
@@ -120,7 +136,7 @@ struct ConvOp<'a> {
 /// `origin + n * image + oy * s * row + ox * s * pixel`, and its kernel row `ky` is the
 /// `kw * C` floats from `ky * row` after that.
 #[derive(Debug, Clone, Copy)]
-struct Fields {
+pub(super) struct Fields {
     origin: usize,
     image: usize,
     row: usize,
@@ -130,6 +146,11 @@ struct Fields {
 }
 
 impl Fields {
+    /// The fields of a 1x1 stride-1 conv over a contiguous `[N, OH, OW, C]` input.
+    pub(super) fn contiguous((oh, ow): (usize, usize), c: usize) -> Self {
+        Self { origin: 0, image: oh * ow * c, row: ow * c, pixel: c, stride: 1, out: (oh, ow) }
+    }
+
     fn origin_of(&self, p: usize) -> usize {
         let (oh, ow) = self.out;
         let (n, oy, ox) = (p / (oh * ow), p / ow % oh, p % ow);
@@ -211,8 +232,9 @@ fn pad_copy(src: &[f32], layout: &Layout, (t, l, b, r): Padding) -> (Vec<f32>, u
     (out, hp, wp)
 }
 
+/// The output buffer, shared by tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(super) struct SendPtr(pub(super) *mut f32);
 // SAFETY: only used to hand disjoint tiles of one output buffer to rayon tasks.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
@@ -224,79 +246,132 @@ impl SendPtr {
 }
 
 /// `out[p * c_out + o] = epilogue(sum_k A[p, k] * W[k, o])` for every output pixel `p`.
-fn gemm(conv: &NhwcConv, data: &[f32], fields: &Fields, out: &mut [MaybeUninit<f32>]) {
-    let pixels = out.len() / conv.c_out;
-    let k = conv.kh * conv.kw * conv.c_in;
-    let run = conv.kw * conv.c_in;
-    // K blocks of equal depth; each is cut into runs at kernel-row boundaries.
-    let depth = k.div_ceil(k.div_ceil(KC));
-    let blocks: Vec<(usize, Vec<Run>)> = (0..k)
-        .step_by(depth)
-        .map(|k0| {
-            let k1 = (k0 + depth).min(k);
-            let runs = (k0 / run..k1.div_ceil(run))
-                .map(|ky| {
-                    let (lo, hi) = (k0.max(ky * run), k1.min((ky + 1) * run));
-                    Run { offset: ky * fields.row + lo - ky * run, len: hi - lo }
-                })
-                .collect();
-            (k0, runs)
-        })
-        .collect();
-    // Tasks: pixel blocks, and panel ranges when there are too few pixel blocks for the threads.
-    // Every pixel block reads all the weights, and every panel range reads all the pixels. When
-    // the weights are the larger of the two (the late layers at small batches), pixel blocks are
-    // as large as L2 allows and the threads share the panels instead. Otherwise pixel blocks
-    // come in a multiple of the thread count. Either way they hold equal numbers of MR-pixel
-    // groups (give or take one), so no thread waits on a short last block.
-    let panels = conv.c_out.div_ceil(NR);
-    let threads = rayon::current_num_threads();
-    let groups = pixels.div_ceil(MR);
-    let pt = if conv.c_out >= pixels {
-        pixels.div_ceil(MC_WEIGHT_HEAVY)
-    } else {
-        pixels.div_ceil(MC).next_multiple_of(threads).min(groups)
-    };
-    let nt = (3 * threads).div_ceil(pt).clamp(1, panels);
-    let per_task = panels.div_ceil(nt);
-    let nt = panels.div_ceil(per_task);
-    let block_start = |b: usize| (groups * b / pt * MR).min(pixels);
+pub(super) fn gemm(conv: &NhwcConv, data: &[f32], fields: &Fields, out: &mut [MaybeUninit<f32>]) {
+    let plan = Plan::new(conv, out.len() / conv.c_out, fields.row);
     let c = SendPtr(out.as_mut_ptr().cast::<f32>());
-    let ldc = conv.c_out;
-    (0..pt * nt).into_par_iter().for_each(|task| {
-        let (tp, tn) = (task / nt, task % nt);
-        let px = block_start(tp)..block_start(tp + 1);
-        let pn = tn * per_task..(tn * per_task + per_task).min(panels);
+    (0..plan.tasks()).into_par_iter().for_each(|task| {
+        let (px, pn) = plan.task(task);
         let origins: Vec<*const f32> = px.clone().map(|p| data.as_ptr().wrapping_add(fields.origin_of(p))).collect();
-        // Panels in chunks, so this task's block of C for a chunk stays in L2 across K blocks.
-        for chunk in pn.clone().step_by(PANELS_PER_CHUNK).map(|p| p..(p + PANELS_PER_CHUNK).min(pn.end)) {
-            for (bi, (k0, runs)) in blocks.iter().enumerate() {
-                let (first, last) = (bi == 0, bi + 1 == blocks.len());
-                for panel in chunk.clone() {
-                    let b = conv.weights[(panel * k + k0) * NR..].as_ptr();
-                    let nv = NR.min(conv.c_out - panel * NR);
-                    for (g, group) in origins.chunks(MR).enumerate() {
-                        let a: [*const f32; MR] = std::array::from_fn(|i| *group.get(i).unwrap_or(&group[0]));
-                        let cp = c.at((px.start + g * MR) * ldc + panel * NR);
-                        let tile = Tile {
-                            a,
-                            runs,
-                            b,
-                            c: cp,
-                            ldc,
-                            accumulate: !first,
-                            finish: last.then(|| &conv.epilogues[panel]),
-                        };
-                        // SAFETY: the origins' fields lie inside `data` (asserted by the caller),
-                        // `b` holds this block's rows of the panel, and C's block lies in this
-                        // task's pixels and panel (disjoint across tasks), through a scratch tile
-                        // at the edges.
-                        unsafe { run_partial(&tile, group.len(), nv) };
-                    }
+        // SAFETY: the origins' fields lie inside `data` (asserted by the caller), and `out`
+        // holds every pixel's row of C.
+        unsafe { run_task(conv, &plan, (px, pn), &origins, c) };
+    });
+}
+
+/// How a conv's GEMM is cut into K blocks and into tasks of (pixel block, panel range).
+pub(super) struct Plan {
+    /// Depth of the GEMM (`kh * kw * C_in`).
+    k: usize,
+    /// First depth of each K block and its runs from a field's origin.
+    blocks: Vec<(usize, Vec<Run>)>,
+    pixels: usize,
+    groups: usize,
+    panels: usize,
+    /// Pixel blocks and panel ranges.
+    pt: usize,
+    nt: usize,
+    per_task: usize,
+}
+
+impl Plan {
+    /// The plan for `pixels` output pixels whose kernel rows lie `row` floats apart.
+    pub(super) fn new(conv: &NhwcConv, pixels: usize, row: usize) -> Self {
+        let k = conv.kh * conv.kw * conv.c_in;
+        let run = conv.kw * conv.c_in;
+        // K blocks of equal depth; each is cut into runs at kernel-row boundaries.
+        let depth = k.div_ceil(k.div_ceil(KC));
+        let blocks = (0..k)
+            .step_by(depth)
+            .map(|k0| {
+                let k1 = (k0 + depth).min(k);
+                let runs = (k0 / run..k1.div_ceil(run))
+                    .map(|ky| {
+                        let (lo, hi) = (k0.max(ky * run), k1.min((ky + 1) * run));
+                        Run { offset: ky * row + lo - ky * run, len: hi - lo }
+                    })
+                    .collect();
+                (k0, runs)
+            })
+            .collect();
+        // Tasks: pixel blocks, and panel ranges when there are too few pixel blocks for the
+        // threads. Every pixel block reads all the weights, and every panel range reads all the
+        // pixels. When the weights are the larger of the two (the late layers at small batches),
+        // pixel blocks are as large as L2 allows and the threads share the panels instead.
+        // Otherwise pixel blocks come in a multiple of the thread count. Either way they hold
+        // equal numbers of MR-pixel groups (give or take one), so no thread waits on a short
+        // last block.
+        let panels = conv.c_out.div_ceil(NR);
+        let threads = rayon::current_num_threads();
+        let groups = pixels.div_ceil(MR);
+        let pt = if conv.c_out >= pixels {
+            pixels.div_ceil(MC_WEIGHT_HEAVY)
+        } else {
+            pixels.div_ceil(MC).next_multiple_of(threads).min(groups)
+        };
+        let nt = (3 * threads).div_ceil(pt).clamp(1, panels);
+        let per_task = panels.div_ceil(nt);
+        let nt = panels.div_ceil(per_task);
+        Self { k, blocks, pixels, groups, panels, pt, nt, per_task }
+    }
+
+    /// Number of tasks.
+    pub(super) fn tasks(&self) -> usize {
+        self.pt * self.nt
+    }
+
+    /// `true` when every task computes all output channels of its pixels.
+    pub(super) fn whole_rows(&self) -> bool {
+        self.nt == 1
+    }
+
+    /// The pixels and panels of task `t`.
+    pub(super) fn task(&self, t: usize) -> (Range<usize>, Range<usize>) {
+        let (tp, tn) = (t / self.nt, t % self.nt);
+        let start = |b: usize| (self.groups * b / self.pt * MR).min(self.pixels);
+        let pn = tn * self.per_task..(tn * self.per_task + self.per_task).min(self.panels);
+        (start(tp)..start(tp + 1), pn)
+    }
+}
+
+/// Runs one task of `plan`: output pixels `px` (whose fields start at `origins`) by panels `pn`.
+///
+/// # Safety
+/// Every origin's field (as the plan's runs read it) must be readable, and `c` must point at C
+/// (`plan.pixels` rows of `conv.c_out` floats); tasks run at once must not share pixels and panels.
+pub(super) unsafe fn run_task(
+    conv: &NhwcConv,
+    plan: &Plan,
+    (px, pn): (Range<usize>, Range<usize>),
+    origins: &[*const f32],
+    c: SendPtr,
+) {
+    let ldc = conv.c_out;
+    // Panels in chunks, so this task's block of C for a chunk stays in L2 across K blocks.
+    for chunk in pn.clone().step_by(PANELS_PER_CHUNK).map(|p| p..(p + PANELS_PER_CHUNK).min(pn.end)) {
+        for (bi, (k0, runs)) in plan.blocks.iter().enumerate() {
+            let (first, last) = (bi == 0, bi + 1 == plan.blocks.len());
+            for panel in chunk.clone() {
+                let b = conv.weights[(panel * plan.k + k0) * NR..].as_ptr();
+                let nv = NR.min(conv.c_out - panel * NR);
+                for (g, group) in origins.chunks(MR).enumerate() {
+                    let a: [*const f32; MR] = std::array::from_fn(|i| *group.get(i).unwrap_or(&group[0]));
+                    let tile = Tile {
+                        a,
+                        runs,
+                        b,
+                        c: c.at((px.start + g * MR) * ldc + panel * NR),
+                        ldc,
+                        accumulate: !first,
+                        finish: last.then(|| &conv.epilogues[panel]),
+                    };
+                    // SAFETY: the fields are readable and C's block lies in this task's pixels
+                    // and panel (the caller's contract); `b` holds this block's rows of the
+                    // panel; edges go through a scratch tile.
+                    unsafe { run_partial(&tile, group.len(), nv) };
                 }
             }
         }
-    });
+    }
 }
 
 /// Runs a micro-tile of which only `mv` pixels and `nv` channels are real.

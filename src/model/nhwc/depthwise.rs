@@ -4,6 +4,7 @@
 //! in registers through the nine taps; taps that fall on the padding are skipped.
 
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -43,6 +44,11 @@ impl NhwcDepthwise {
         Ok(Self { c, stride, weights, bias, act })
     }
 
+    /// Channels.
+    pub fn channels(&self) -> usize {
+        self.c
+    }
+
     /// Stride (1 or 2).
     pub fn stride(&self) -> usize {
         self.stride
@@ -60,14 +66,30 @@ struct DepthwiseOp<'a> {
 }
 
 /// Sizes of one call.
-#[derive(Clone, Copy)]
-struct Geometry {
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Geometry {
     h: usize,
     w: usize,
     c: usize,
     stride: usize,
     pad: (usize, usize),
-    ow: usize,
+    /// Output size.
+    pub(super) out: (usize, usize),
+}
+
+impl NhwcDepthwise {
+    /// Checks a `[N, H, W, C]` input against the layer and returns the call's sizes.
+    pub(super) fn geometry(&self, (h, w, c): (usize, usize, usize), (pt, pl, pb, pr): Padding) -> Result<Geometry> {
+        if c != self.c {
+            candle_core::bail!("depthwise conv: input has {c} channels, layer has {}", self.c);
+        }
+        if h + pt + pb < 3 || w + pl + pr < 3 {
+            candle_core::bail!("depthwise conv needs at least 3x3 padded input, got {h}x{w}");
+        }
+        let s = self.stride;
+        let out = ((h + pt + pb - 3) / s + 1, (w + pl + pr - 3) / s + 1);
+        Ok(Geometry { h, w, c, stride: s, pad: (pt, pl), out })
+    }
 }
 
 impl CustomOp1 for DepthwiseOp<'_> {
@@ -80,68 +102,84 @@ impl CustomOp1 for DepthwiseOp<'_> {
         let Some((a, b)) = layout.contiguous_offsets() else {
             candle_core::bail!("nhwc-depthwise3x3 expects a contiguous input")
         };
-        let src = &src[a..b];
         let (n, h, w, c) = layout.shape().dims4()?;
-        let layer = self.layer;
-        if c != layer.c {
-            candle_core::bail!("depthwise conv: input has {c} channels, layer has {}", layer.c);
-        }
-        let (pt, pl, pb, pr) = self.pad;
-        let s = layer.stride;
-        if h + pt + pb < 3 || w + pl + pr < 3 {
-            candle_core::bail!("depthwise conv needs at least 3x3 padded input, got {h}x{w}");
-        }
-        let (oh, ow) = ((h + pt + pb - 3) / s + 1, (w + pl + pr - 3) / s + 1);
-        let geo = Geometry { h, w, c, stride: s, pad: (pt, pl), ow };
+        let geo = self.layer.geometry((h, w, c), self.pad)?;
+        let (oh, ow) = geo.out;
         let mut out = Vec::with_capacity(n * oh * ow * c);
         out.spare_capacity_mut()[..n * oh * ow * c]
             .par_chunks_mut(ow * c)
             .with_min_len((16384 / (ow * c)).max(1))
             .enumerate()
-            .for_each(|(row, dst)| {
-                let (img, oy) = (row / oh, row % oh);
-                output_row(layer, &src[img * h * w * c..(img + 1) * h * w * c], &geo, oy, dst);
-            });
+            .for_each(|(row, dst)| write_pixels(self.layer, &src[a..b], &geo, row * ow..(row + 1) * ow, dst));
         // SAFETY: every output row wrote all of its `ow * c` values.
         unsafe { out.set_len(n * oh * ow * c) };
         Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c))))
     }
 }
 
-/// One output row of one image.
-fn output_row(layer: &NhwcDepthwise, img: &[f32], geo: &Geometry, oy: usize, dst: &mut [MaybeUninit<f32>]) {
+/// Writes output pixels `px` (numbered over the whole batch) of the batch `src` into `dst`,
+/// `C` values per pixel.
+pub(super) fn write_pixels(
+    layer: &NhwcDepthwise,
+    src: &[f32],
+    geo: &Geometry,
+    px: Range<usize>,
+    dst: &mut [MaybeUninit<f32>],
+) {
     #[cfg(target_arch = "x86_64")]
     if super::kernel::has_avx2_fma() {
         // SAFETY: AVX2 and FMA are present.
-        return unsafe { output_row_avx2(layer, img, geo, oy, dst) };
+        return unsafe { write_pixels_avx2(layer, src, geo, px, dst) };
     }
-    output_row_body(layer, img, geo, oy, dst);
+    write_pixels_body(layer, src, geo, px, dst);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn output_row_avx2(layer: &NhwcDepthwise, img: &[f32], geo: &Geometry, oy: usize, dst: &mut [MaybeUninit<f32>]) {
-    output_row_body(layer, img, geo, oy, dst);
+unsafe fn write_pixels_avx2(
+    layer: &NhwcDepthwise,
+    src: &[f32],
+    geo: &Geometry,
+    px: Range<usize>,
+    dst: &mut [MaybeUninit<f32>],
+) {
+    write_pixels_body(layer, src, geo, px, dst);
 }
 
 #[inline(always)]
-fn output_row_body(layer: &NhwcDepthwise, img: &[f32], geo: &Geometry, oy: usize, dst: &mut [MaybeUninit<f32>]) {
-    let Geometry { h, w, c, stride, pad: (pt, pl), ow } = *geo;
-    // Kernel rows that land inside the image, with their input row.
-    let rows = Taps::new(oy * stride, pt, h);
+fn write_pixels_body(
+    layer: &NhwcDepthwise,
+    src: &[f32],
+    geo: &Geometry,
+    px: Range<usize>,
+    dst: &mut [MaybeUninit<f32>],
+) {
+    let Geometry { h, w, c, stride, pad: (pt, pl), out: (oh, ow) } = *geo;
     let clamp = match layer.act {
         Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
         Activation::Relu => (0.0, f32::INFINITY),
         Activation::Relu6 => (0.0, 6.0),
     };
-    for ox in 0..ow {
-        let cols = Taps::new(ox * stride, pl, w);
-        let out = &mut dst[ox * c..(ox + 1) * c];
-        let taps = (&rows, &cols);
-        let mut c0 = 0;
-        c0 = channel_blocks::<LANES>(layer, img, taps, (w, c), c0, out, clamp);
-        c0 = channel_blocks::<8>(layer, img, taps, (w, c), c0, out, clamp);
-        channel_blocks::<1>(layer, img, taps, (w, c), c0, out, clamp);
+    // Row by row: the image and the kernel rows inside it are found once per output row.
+    let mut p = px.start;
+    let mut dst = dst;
+    while p < px.end {
+        let (row, ox0) = (p / ow, p % ow);
+        let ox1 = ow.min(ox0 + px.end - p);
+        let (img, oy) = (row / oh, row % oh);
+        let img = &src[img * h * w * c..(img + 1) * h * w * c];
+        let rows = Taps::new(oy * stride, pt, h);
+        let (now, rest) = dst.split_at_mut((ox1 - ox0) * c);
+        for (ox, out) in (ox0..ox1).zip(now.chunks_exact_mut(c)) {
+            let cols = Taps::new(ox * stride, pl, w);
+            let taps = (&rows, &cols);
+            let mut c0 = 0;
+            c0 = channel_blocks::<LANES>(layer, img, taps, (w, c), c0, out, clamp);
+            c0 = channel_blocks::<8>(layer, img, taps, (w, c), c0, out, clamp);
+            channel_blocks::<1>(layer, img, taps, (w, c), c0, out, clamp);
+        }
+        dst = rest;
+        p += ox1 - ox0;
     }
 }
 

@@ -7,3 +7,4 @@ pub mod conv;
 pub mod depthwise;
 pub mod kernel;
 pub mod pool;
+pub mod separable;
