@@ -151,9 +151,10 @@ pub(super) struct Fields {
 }
 
 impl Fields {
-    /// The fields of a 1x1 stride-1 conv over a contiguous `[N, OH, OW, C]` input.
-    pub(super) fn contiguous((oh, ow): (usize, usize), c: usize) -> Self {
-        Self { origin: 0, image: oh * ow * c, row: ow * c, pixel: c, stride: 1, out: (oh, ow) }
+    /// The fields of a 1x1 stride-1 conv over an `[N, OH, OW, C]` input whose pixels lie
+    /// `pixel` floats apart, row after row.
+    pub(super) fn strided((oh, ow): (usize, usize), pixel: usize) -> Self {
+        Self { origin: 0, image: oh * ow * pixel, row: ow * pixel, pixel, stride: 1, out: (oh, ow) }
     }
 
     fn origin_of(&self, p: usize) -> usize {

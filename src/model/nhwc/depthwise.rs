@@ -110,28 +110,29 @@ impl CustomOp1 for DepthwiseOp<'_> {
             .par_chunks_mut(ow * c)
             .with_min_len((16384 / (ow * c)).max(1))
             .enumerate()
-            .for_each(|(row, dst)| write_pixels(self.layer, &src[a..b], &geo, row * ow..(row + 1) * ow, dst));
+            .for_each(|(row, dst)| write_pixels(self.layer, &src[a..b], &geo, (row * ow..(row + 1) * ow, c), dst));
         // SAFETY: every output row wrote all of its `ow * c` values.
         unsafe { out.set_len(n * oh * ow * c) };
         Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c))))
     }
 }
 
-/// Writes output pixels `px` (numbered over the whole batch) of the batch `src` into `dst`,
-/// `C` values per pixel.
+/// Writes output pixels `px` (numbered over the whole batch) of the batch `src` into `dst`, the
+/// `C` values of each pixel `pitch` floats after the previous pixel's (`pitch >= C`; the floats
+/// in between are left as they are).
 pub(super) fn write_pixels(
     layer: &NhwcDepthwise,
     src: &[f32],
     geo: &Geometry,
-    px: Range<usize>,
+    (px, pitch): (Range<usize>, usize),
     dst: &mut [MaybeUninit<f32>],
 ) {
     #[cfg(target_arch = "x86_64")]
     if super::kernel::has_avx2_fma() {
         // SAFETY: AVX2 and FMA are present.
-        return unsafe { write_pixels_avx2(layer, src, geo, px, dst) };
+        return unsafe { write_pixels_avx2(layer, src, geo, (px, pitch), dst) };
     }
-    write_pixels_body(layer, src, geo, px, dst);
+    write_pixels_body(layer, src, geo, (px, pitch), dst);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -140,10 +141,10 @@ unsafe fn write_pixels_avx2(
     layer: &NhwcDepthwise,
     src: &[f32],
     geo: &Geometry,
-    px: Range<usize>,
+    (px, pitch): (Range<usize>, usize),
     dst: &mut [MaybeUninit<f32>],
 ) {
-    write_pixels_body(layer, src, geo, px, dst);
+    write_pixels_body(layer, src, geo, (px, pitch), dst);
 }
 
 #[inline(always)]
@@ -151,7 +152,7 @@ fn write_pixels_body(
     layer: &NhwcDepthwise,
     src: &[f32],
     geo: &Geometry,
-    px: Range<usize>,
+    (px, pitch): (Range<usize>, usize),
     dst: &mut [MaybeUninit<f32>],
 ) {
     let Geometry { h, w, c, stride, pad: (pt, pl), out: (oh, ow) } = *geo;
@@ -169,8 +170,9 @@ fn write_pixels_body(
         let (img, oy) = (row / oh, row % oh);
         let img = &src[img * h * w * c..(img + 1) * h * w * c];
         let rows = Taps::new(oy * stride, pt, h);
-        let (now, rest) = dst.split_at_mut((ox1 - ox0) * c);
-        for (ox, out) in (ox0..ox1).zip(now.chunks_exact_mut(c)) {
+        let (now, rest) = dst.split_at_mut(((ox1 - ox0) * pitch).min(dst.len()));
+        for (ox, out) in (ox0..ox1).zip(now.chunks_mut(pitch)) {
+            let out = &mut out[..c];
             let cols = Taps::new(ox * stride, pl, w);
             let taps = (&rows, &cols);
             let mut c0 = 0;
