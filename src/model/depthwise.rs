@@ -31,6 +31,15 @@ impl Activation {
         }
     }
 
+    /// The clamp `(lo, hi)` with `apply(v) == v.max(lo).min(hi)`.
+    pub fn bounds(self) -> (f32, f32) {
+        match self {
+            Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
+            Activation::Relu => (0.0, f32::INFINITY),
+            Activation::Relu6 => (0.0, 6.0),
+        }
+    }
+
     /// Applies the activation to a tensor (used on non-CPU paths).
     pub fn apply_tensor(self, x: &Tensor) -> Result<Tensor> {
         match self {

@@ -76,11 +76,7 @@ impl NhwcConv {
                 }
             }
         }
-        let (lo, hi) = match act {
-            Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
-            Activation::Relu => (0.0, f32::INFINITY),
-            Activation::Relu6 => (0.0, 6.0),
-        };
+        let (lo, hi) = act.bounds();
         let epilogues = (0..panels)
             .map(|p| {
                 let mut e = PanelEpilogue { bias: [0.0; NR], lo: [f32::NEG_INFINITY; NR], hi: [f32::INFINITY; NR] };

@@ -156,11 +156,7 @@ fn write_pixels_body(
     dst: &mut [MaybeUninit<f32>],
 ) {
     let Geometry { h, w, c, stride, pad: (pt, pl), out: (oh, ow) } = *geo;
-    let clamp = match layer.act {
-        Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
-        Activation::Relu => (0.0, f32::INFINITY),
-        Activation::Relu6 => (0.0, 6.0),
-    };
+    let clamp = layer.act.bounds();
     // Row by row: the image and the kernel rows inside it are found once per output row.
     let mut p = px.start;
     let mut dst = dst;
@@ -169,11 +165,11 @@ fn write_pixels_body(
         let ox1 = ow.min(ox0 + px.end - p);
         let (img, oy) = (row / oh, row % oh);
         let img = &src[img * h * w * c..(img + 1) * h * w * c];
-        let rows = Taps::new(oy * stride, pt, h);
+        let rows = super::Taps::new(oy * stride, pt, h);
         let (now, rest) = dst.split_at_mut(((ox1 - ox0) * pitch).min(dst.len()));
         for (ox, out) in (ox0..ox1).zip(now.chunks_mut(pitch)) {
             let out = &mut out[..c];
-            let cols = Taps::new(ox * stride, pl, w);
+            let cols = super::Taps::new(ox * stride, pl, w);
             let taps = (&rows, &cols);
             let mut c0 = 0;
             c0 = channel_blocks::<LANES>(layer, img, taps, (w, c), c0, out, clamp);
@@ -185,41 +181,13 @@ fn write_pixels_body(
     }
 }
 
-/// The kernel taps along one axis that land inside the input: `(tap, input index)` pairs.
-#[derive(Clone, Copy)]
-struct Taps {
-    pairs: [(usize, usize); 3],
-    count: usize,
-}
-
-impl Taps {
-    /// Taps of a window that starts at padded index `start` over an input of `len` with `pad`
-    /// zeros before it.
-    #[inline(always)]
-    fn new(start: usize, pad: usize, len: usize) -> Self {
-        let mut t = Taps { pairs: [(0, 0); 3], count: 0 };
-        for k in 0..3 {
-            if let Some(i) = (start + k).checked_sub(pad).filter(|&i| i < len) {
-                t.pairs[t.count] = (k, i);
-                t.count += 1;
-            }
-        }
-        t
-    }
-
-    #[inline(always)]
-    fn valid(&self) -> &[(usize, usize)] {
-        &self.pairs[..self.count]
-    }
-}
-
 /// Computes channels from `c0` in whole blocks of `B` for one output pixel; returns where it
 /// stopped.
 #[inline(always)]
 fn channel_blocks<const B: usize>(
     layer: &NhwcDepthwise,
     img: &[f32],
-    (rows, cols): (&Taps, &Taps),
+    (rows, cols): (&super::Taps, &super::Taps),
     (w, c): (usize, usize),
     mut c0: usize,
     out: &mut [MaybeUninit<f32>],

@@ -9,3 +9,31 @@ pub mod depthwise;
 pub mod kernel;
 pub mod pool;
 pub mod separable;
+
+/// The kernel taps along one axis that land inside the input: `(tap, input index)` pairs.
+#[derive(Clone, Copy)]
+struct Taps {
+    pairs: [(usize, usize); 3],
+    count: usize,
+}
+
+impl Taps {
+    /// Taps of a window that starts at padded index `start` over an input of `len` with `pad`
+    /// zeros before it.
+    #[inline(always)]
+    fn new(start: usize, pad: usize, len: usize) -> Self {
+        let mut t = Taps { pairs: [(0, 0); 3], count: 0 };
+        for k in 0..3 {
+            if let Some(i) = (start + k).checked_sub(pad).filter(|&i| i < len) {
+                t.pairs[t.count] = (k, i);
+                t.count += 1;
+            }
+        }
+        t
+    }
+
+    #[inline(always)]
+    fn valid(&self) -> &[(usize, usize)] {
+        &self.pairs[..self.count]
+    }
+}

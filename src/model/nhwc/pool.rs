@@ -44,12 +44,12 @@ impl CustomOp1 for Pool3x3 {
         out.par_chunks_mut(ow * c).with_min_len((16384 / (ow * c)).max(1)).enumerate().for_each(|(row, dst)| {
             let (img, oy) = (row / oh, row % oh);
             let img = &src[img * h * w * c..(img + 1) * h * w * c];
-            let rows: Vec<usize> =
-                (0..3).filter_map(|ky| (oy * s + ky).checked_sub(pad).filter(|&iy| iy < h)).collect();
+            let rows = super::Taps::new(oy * s, pad, h);
             for (ox, d) in dst.chunks_exact_mut(c).enumerate() {
-                let cols: Vec<usize> =
-                    (0..3).filter_map(|kx| (ox * s + kx).checked_sub(pad).filter(|&ix| ix < w)).collect();
-                let mut taps = rows.iter().flat_map(|&iy| cols.iter().map(move |&ix| &img[(iy * w + ix) * c..][..c]));
+                let cols = super::Taps::new(ox * s, pad, w);
+                let (rows, cols) = (rows.valid(), cols.valid());
+                let mut taps =
+                    rows.iter().flat_map(|&(_, iy)| cols.iter().map(move |&(_, ix)| &img[(iy * w + ix) * c..][..c]));
                 match self {
                     Pool3x3::MaxStride2 => {
                         d.copy_from_slice(taps.next().expect("a 3x3 window has taps"));

@@ -78,7 +78,7 @@ impl CustomOp1 for SeparableOp<'_> {
         // floats further apart than their channels need, so that the micro-kernel's six pixel
         // streams do not fall three or six to the same L1 sets. (Padding every width cost 4% at
         // batch 1: up to half as much scratch again for the narrow early layers.)
-        let stride = if c.is_multiple_of(512) { c + PIXEL_PAD } else { c };
+        let pitch = if c.is_multiple_of(512) { c + PIXEL_PAD } else { c };
         // Fused only where the pixels outnumber the output channels: on the weight-heavy late
         // layers the scratch of a 192-pixel block outgrows L2 and fusing measured 7-9% slower.
         if plan.whole_rows() && c_out < pixels {
@@ -87,10 +87,10 @@ impl CustomOp1 for SeparableOp<'_> {
                 let (px, pn) = plan.task(task);
                 let mut scratch = SCRATCH.take();
                 scratch.clear();
-                scratch.resize(px.len() * stride, MaybeUninit::uninit());
-                write_pixels(dw, src, &geo, (px.clone(), stride), &mut scratch);
+                scratch.resize(px.len() * pitch, MaybeUninit::uninit());
+                write_pixels(dw, src, &geo, (px.clone(), pitch), &mut scratch);
                 let base = scratch.as_ptr().cast::<f32>();
-                let origins: Vec<*const f32> = (0..px.len()).map(|i| base.wrapping_add(i * stride)).collect();
+                let origins: Vec<*const f32> = (0..px.len()).map(|i| base.wrapping_add(i * pitch)).collect();
                 // SAFETY: `write_pixels` initialised the scratch, which holds each pixel's C
                 // depthwise outputs (the whole field of a 1x1 conv); `out` has room for every
                 // pixel's row of C and tasks cover disjoint pixels.
@@ -99,14 +99,14 @@ impl CustomOp1 for SeparableOp<'_> {
             });
         } else {
             // Zeroed, so any padding between pixels is initialised too.
-            let mut mid = vec![0f32; pixels * stride];
+            let mut mid = vec![0f32; pixels * pitch];
             // SAFETY: `[f32]` and `[MaybeUninit<f32>]` have the same layout; only values are written.
             let mid_uninit = unsafe { &mut *(mid.as_mut_slice() as *mut [f32] as *mut [MaybeUninit<f32>]) };
             mid_uninit
-                .par_chunks_mut(ow * stride)
+                .par_chunks_mut(ow * pitch)
                 .enumerate()
-                .for_each(|(row, d)| write_pixels(dw, src, &geo, (row * ow..(row + 1) * ow, stride), d));
-            gemm(pw, &mid, &Fields::strided((oh, ow), stride), &mut out.spare_capacity_mut()[..pixels * c_out]);
+                .for_each(|(row, d)| write_pixels(dw, src, &geo, (row * ow..(row + 1) * ow, pitch), d));
+            gemm(pw, &mid, &Fields::strided((oh, ow), pitch), &mut out.spare_capacity_mut()[..pixels * c_out]);
         }
         // SAFETY: the GEMM wrote every one of the `pixels * c_out` values.
         unsafe { out.set_len(pixels * c_out) };
