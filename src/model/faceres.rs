@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 
 use super::depthwise::{Activation, Depthwise3x3, bias_act, pointwise, same_padding_3x3};
 use super::nhwc::conv::NhwcConv;
+use super::nhwc::pool::global_mean;
 use super::nhwc::separable::Separable;
 use super::per_core;
 use super::weights::{self, FACERES};
@@ -145,11 +146,11 @@ impl Backbone for Faceres {
 
     fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match &self.cpu {
-            // One slice per core ([`per_core::map_slices`]): in NHWC this beat splitting every
-            // layer across the cores at batch 16 in two sets of alternating runs (medians 75.9
-            // against 70.7 and 75.4 against 63.5 images/s).
+            // Images per core ([`per_core::map_balanced`]): in NHWC one slice per core beat
+            // splitting every layer across the cores at batch 16 in two sets of alternating runs
+            // (medians 75.9 against 70.7 and 75.4 against 63.5 images/s).
             Some(cpu) if x.device().is_cpu() && x.dtype() == DType::F32 => {
-                per_core::map_slices(x, |x| Self::features_nhwc(cpu, x))
+                per_core::map_balanced(x, EARLY_IMAGES, |x| Self::early_nhwc(cpu, x), |x| Self::late_nhwc(cpu, x))
             }
             _ => self.features_generic(x),
         }
@@ -157,42 +158,40 @@ impl Backbone for Faceres {
 }
 
 /// Images that run together through conv0 and the blocks before [`BATCHED_FROM`] (see
-/// [`Faceres::features_nhwc`]).
+/// [`Faceres::early_nhwc`]).
 pub const EARLY_IMAGES: usize = 1;
-/// First block (0-based) that runs on the whole batch at once: its maps are 14x14 and smaller.
+/// First block (0-based) that runs on many images at once: its maps are 14x14 and smaller.
 pub const BATCHED_FROM: usize = 6;
 
 impl Faceres {
-    /// CPU path, in NHWC layout ([`super::nhwc`]).
+    /// CPU path, in NHWC layout ([`super::nhwc`]): conv0 and the blocks before [`BATCHED_FROM`]
+    /// on [`EARLY_IMAGES`] NCHW images.
     ///
-    /// The early blocks run [`EARLY_IMAGES`] at a time, so that their large maps (3.2 MB for the
-    /// first one) stay in cache between layers. From [`BATCHED_FROM`] on the maps are small and the
-    /// whole batch runs through each layer at once, which reads each weight matrix (up to 4 MB)
-    /// once per batch instead of once per image.
-    fn features_nhwc(cpu: &CpuLayers, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
+    /// The early blocks run a few images at a time, so that their large maps (3.2 MB for the
+    /// first one) stay in cache between layers. From [`BATCHED_FROM`] on ([`Self::late_nhwc`])
+    /// the maps are small and all of a core's images run through each layer at once, which reads
+    /// each weight matrix (up to 4 MB) once per batch instead of once per image.
+    fn early_nhwc(cpu: &CpuLayers, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
         if c != 3 {
             candle_core::bail!("faceres expects BGR input [N, 3, H, W], got {:?}", x.shape());
         }
         // An NHWC view of the NCHW input: conv0 copies it into its padded input anyway.
-        let x = x.permute((0, 2, 3, 1))?;
-        let run = |mut x: Tensor, layers: &[Separable]| {
-            for block in layers {
-                let (_, h, w, _) = x.dims4()?;
-                x = block.forward(&x, same_padding_3x3(block.stride(), h, w))?;
-            }
-            Ok::<_, candle_core::Error>(x)
-        };
-        let (early, late) = cpu.blocks.split_at(BATCHED_FROM.min(cpu.blocks.len()));
-        let mut parts = (0..n)
-            .step_by(EARLY_IMAGES)
-            .map(|s| {
-                let xs = x.narrow(0, s, EARLY_IMAGES.min(n - s))?;
-                run(cpu.conv0.forward(&xs, same_padding_3x3(2, h, w))?, early)
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let x = if parts.len() == 1 { parts.remove(0) } else { Tensor::cat(&parts, 0)? };
-        run(x, late)?.mean((1, 2))
+        let x = cpu.conv0.forward(&x.permute((0, 2, 3, 1))?, same_padding_3x3(2, h, w))?;
+        Self::run_blocks(x, &cpu.blocks[..BATCHED_FROM.min(cpu.blocks.len())])
+    }
+
+    /// CPU path: the blocks from [`BATCHED_FROM`] on and the global mean, on NHWC maps.
+    fn late_nhwc(cpu: &CpuLayers, x: &Tensor) -> candle_core::Result<Tensor> {
+        global_mean(&Self::run_blocks(x.clone(), &cpu.blocks[BATCHED_FROM.min(cpu.blocks.len())..])?)
+    }
+
+    fn run_blocks(mut x: Tensor, blocks: &[Separable]) -> candle_core::Result<Tensor> {
+        for block in blocks {
+            let (_, h, w, _) = x.dims4()?;
+            x = block.forward(&x, same_padding_3x3(block.stride(), h, w))?;
+        }
+        Ok(x)
     }
 
     /// Stock Candle ops on NCHW tensors (other devices and dtypes).

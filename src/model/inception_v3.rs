@@ -27,7 +27,7 @@ use candle_nn::VarBuilder;
 
 use super::depthwise::Activation;
 use super::nhwc::conv::NhwcConv;
-use super::nhwc::pool::Pool3x3;
+use super::nhwc::pool::{Pool3x3, global_mean};
 use super::per_core;
 use super::weights::{self, INCEPTION_V3};
 use super::{Backbone, BackboneKind};
@@ -538,7 +538,7 @@ impl InceptionV3 {
 
     /// `[N, H, W, C] -> [N, C]` spatial mean.
     fn pool(m7c: &Tensor) -> candle_core::Result<Tensor> {
-        m7c.mean((1, 2))
+        global_mean(m7c)
     }
 
     /// Runs the network and also returns the Mixed_5b / Mixed_6e / Mixed_7c maps (NCHW).
@@ -555,33 +555,21 @@ impl Backbone for InceptionV3 {
         BackboneKind::InceptionV3
     }
 
-    /// On the CPU a large batch runs as one slice per core ([`per_core::map_slices`]).
-    fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if fast_path(x) {
-            return per_core::map_slices(x, |x| self.features_slice(x));
-        }
-        self.features_slice(x)
-    }
-}
-
-impl InceptionV3 {
-    /// [`Backbone::features`] for one slice of the batch.
-    ///
     /// On the CPU the stem and Mixed_5 run [`EARLY_IMAGES`] at a time: their maps are large
     /// (the stem's reach 5.5 MB per image), so a few images keep them in cache and every buffer
-    /// below the allocator's mmap threshold. Mixed_6 and 7 then run on the whole slice at once,
-    /// reading each weight matrix (up to 6 MB per block) once per slice rather than once per image.
-    fn features_slice(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let n = x.dim(0)?;
-        if !fast_path(x) || n <= EARLY_IMAGES {
-            let (_, _, m7c) = self.trunk(x)?;
-            return Self::pool(&m7c);
+    /// below the allocator's mmap threshold. Mixed_6 and 7 then run on all of a core's images at
+    /// once ([`per_core::map_balanced`]), reading each weight matrix (up to 6 MB per block) once
+    /// per core rather than once per image.
+    fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if fast_path(x) {
+            return per_core::map_balanced(
+                x,
+                EARLY_IMAGES,
+                |x| Ok(self.early(x)?.1),
+                |m5d| Self::pool(&self.late(m5d)?.1),
+            );
         }
-        let parts = (0..n)
-            .step_by(EARLY_IMAGES)
-            .map(|s| Ok(self.early(&x.narrow(0, s, EARLY_IMAGES.min(n - s))?)?.1))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let (_, m7c) = self.late(&Tensor::cat(&parts, 0)?)?;
+        let (_, _, m7c) = self.trunk(x)?;
         Self::pool(&m7c)
     }
 }

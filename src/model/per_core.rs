@@ -1,15 +1,16 @@
 //! How a backbone's forward pass uses the CPU's cores.
 //!
-//! Every forward pass runs on a worker of rayon's pool ([`on_pool`]). A large batch can instead
-//! be cut into one slice per core, each running the whole network on its own single-thread pool
-//! ([`map_slices`]). Splitting every layer across the cores (what each GEMM does on its own) costs
-//! a barrier per layer, tiles of unequal size and caches that both cores fill with each other's
-//! data; with one slice per core, each core keeps its activations in its own cache and never
-//! waits for the other until the end. Both backbones use it: at batch 16 Inception-v3 ran 11%
-//! faster in five alternating runs (6.08 -> 6.74 images/s on average, CNHW kernels), and faceres
-//! in NHWC had medians of 75.4 against 63.5 images/s over sixteen repeats.
+//! Every forward pass runs on a worker of rayon's pool ([`on_pool`]). A large batch instead runs
+//! its images on the cores separately, each core running the whole network on its own
+//! single-thread pool ([`map_balanced`]). Splitting every layer across the cores (what each GEMM
+//! does on its own) costs a barrier per layer, tiles of unequal size and caches that both cores
+//! fill with each other's data; with images per core, each core keeps its activations in its own
+//! cache and never waits for the other until the end. Both backbones use it: at batch 16
+//! Inception-v3 ran 11% faster in five alternating runs (6.08 -> 6.74 images/s on average, CNHW
+//! kernels), and faceres in NHWC had medians of 75.4 against 63.5 images/s over sixteen repeats.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{Result, Tensor};
 
@@ -42,40 +43,81 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     rayon::scope(|_| f())
 }
 
-/// Runs `f` over the batch `x` (images along dim 0) in one slice per core and concatenates the
-/// results along dim 0, in order.
+/// Runs the batch `x` (images along dim 0) through a network split in two phases, and returns
+/// the rows of `late`'s output in the batch's order.
 ///
-/// Small batches, and machines with one core, run `f` once ([`on_pool`]), where each layer
-/// splits across the cores itself.
-pub fn map_slices<F>(x: &Tensor, f: F) -> Result<Tensor>
+/// `early` runs on units of `unit` images, `late` on the concatenation of several units' early
+/// outputs (its rows one per image). With two or more cores and a large enough batch, each core
+/// takes units in turn from a shared counter, runs `early` on them on its own single-thread pool,
+/// then runs `late` once on the units it took. A core that the host slows down (on a shared
+/// machine the two cores' speeds often differ by 1.3-2x for seconds at a time) takes fewer units,
+/// so both finish at about the same time; a fixed half of the batch each made the faster core
+/// wait for the slower. Small batches, and machines with one core, run on the global pool
+/// ([`on_pool`]), where each layer splits across the cores itself.
+pub fn map_balanced<E, L>(x: &Tensor, unit: usize, early: E, late: L) -> Result<Tensor>
 where
-    F: Fn(&Tensor) -> Result<Tensor> + Sync,
+    E: Fn(&Tensor) -> Result<Tensor> + Sync,
+    L: Fn(&Tensor) -> Result<Tensor> + Sync,
 {
     let n = x.dim(0)?;
+    let unit = unit.max(1);
+    let units = n.div_ceil(unit);
+    let take = |i: usize| x.narrow(0, i * unit, unit.min(n - i * unit));
     let pools = pools();
     let cores = pools.len().min(n / MIN_IMAGES_PER_CORE);
     if cores < 2 {
-        return on_pool(|| f(x));
+        return on_pool(|| {
+            let parts = (0..units).map(|i| early(&take(i)?)).collect::<Result<Vec<_>>>()?;
+            late(&cat_all(parts)?)
+        });
     }
-    let slices = (0..cores)
-        .map(|i| {
-            let (start, end) = (i * n / cores, (i + 1) * n / cores);
-            x.narrow(0, start, end - start)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let outs = std::thread::scope(|s| {
-        let f = &f;
-        let running = slices
-            .iter()
-            .zip(pools)
-            .map(|(slice, pool)| s.spawn(move || pool.install(|| f(slice))))
-            .collect::<Vec<_>>();
+    let next = AtomicUsize::new(0);
+    // One core's work: the units it took, in order, and `late`'s output over them.
+    let run_core = || -> Result<(Vec<usize>, Option<Tensor>)> {
+        let (mut taken, mut parts) = (Vec::new(), Vec::new());
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= units {
+                break;
+            }
+            match take(i).and_then(|u| early(&u)) {
+                Ok(part) => parts.push(part),
+                Err(e) => {
+                    // Stop the other cores taking more units; the error is what the caller gets.
+                    next.store(units, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+            taken.push(i);
+        }
+        let out = if parts.is_empty() { None } else { Some(late(&cat_all(parts)?)?) };
+        Ok((taken, out))
+    };
+    let per_core = std::thread::scope(|s| {
+        let running = pools[..cores].iter().map(|pool| s.spawn(|| pool.install(run_core))).collect::<Vec<_>>();
         running
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect::<Result<Vec<_>>>()
     })?;
-    Tensor::cat(&outs, 0)
+    // Put each unit's rows back in its place in the batch.
+    let mut rows = Vec::with_capacity(units);
+    for (taken, out) in per_core {
+        let Some(out) = out else { continue };
+        let mut at = 0;
+        for i in taken {
+            let len = unit.min(n - i * unit);
+            rows.push((i, out.narrow(0, at, len)?));
+            at += len;
+        }
+    }
+    rows.sort_by_key(|(i, _)| *i);
+    cat_all(rows.into_iter().map(|(_, r)| r).collect())
+}
+
+/// Concatenates along dim 0, without a copy for a single part.
+fn cat_all(mut parts: Vec<Tensor>) -> Result<Tensor> {
+    if parts.len() == 1 { Ok(parts.remove(0)) } else { Tensor::cat(&parts, 0) }
 }
 
 #[cfg(test)]
@@ -83,38 +125,71 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
+    /// `early` doubles each unit and tags it with its size; `late` adds the number of rows it got.
+    fn run(x: &Tensor, unit: usize, seen: &std::sync::Mutex<Vec<(usize, usize)>>) -> Tensor {
+        map_balanced(
+            x,
+            unit,
+            |u| {
+                seen.lock().unwrap().push((u.dim(0)?, rayon::current_num_threads()));
+                u * 2.0
+            },
+            |v| v + v.dim(0)? as f64 * 1000.0,
+        )
+        .unwrap()
+    }
+
     #[test]
-    fn slices_come_back_in_order_and_small_batches_run_whole() {
+    fn units_come_back_in_order_and_small_batches_run_whole() {
         let x = Tensor::arange(0f32, 14.0, &Device::Cpu).unwrap().reshape((7, 2)).unwrap();
         let seen = std::sync::Mutex::new(Vec::new());
-        let y = map_slices(&x, |s| {
-            seen.lock().unwrap().push((s.dim(0)?, rayon::current_num_threads()));
-            s * 2.0
-        })
-        .unwrap();
-        assert_eq!(y.to_vec2::<f32>().unwrap(), (x * 2.0).unwrap().to_vec2::<f32>().unwrap());
+        let y = run(&x, 2, &seen);
+        let doubled = (&x * 2.0).unwrap().to_vec2::<f32>().unwrap();
+        let got = y.to_vec2::<f32>().unwrap();
+        // Each row is its image doubled, plus 1000 x the rows `late` ran on with it.
+        let mut late_rows = 0;
+        for (g, d) in got.iter().zip(&doubled) {
+            let extra = g[0] - d[0];
+            assert_eq!(g[1] - d[1], extra, "one offset per row");
+            assert!(extra >= 1000.0 && extra % 1000.0 == 0.0, "late ran on every row: {got:?}");
+            late_rows = late_rows.max(extra as usize / 1000);
+        }
         let seen = seen.into_inner().unwrap();
+        let sizes: Vec<usize> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 7);
+        assert_eq!(sizes.iter().filter(|&&s| s == 2).count(), 3, "units of 2 and a last one of 1: {sizes:?}");
         let cores = pools().len().min(7 / MIN_IMAGES_PER_CORE);
         if cores >= 2 {
-            assert_eq!(seen.len(), cores);
-            assert!(seen.iter().all(|&(_, threads)| threads == 1), "slices run on single-thread pools");
-            assert_eq!(seen.iter().map(|s| s.0).sum::<usize>(), 7);
+            assert!(seen.iter().all(|&(_, threads)| threads == 1), "units run on single-thread pools");
         } else {
-            assert_eq!(seen, vec![(7, rayon::current_num_threads())]);
+            assert_eq!(late_rows, 7, "one late pass over the whole batch");
         }
         let outside = std::thread::current().id();
         let (inside, on_worker) = on_pool(|| (std::thread::current().id(), rayon::current_thread_index().is_some()));
         assert!(on_worker && inside != outside, "runs on a worker of the global pool");
         let one = Tensor::zeros((1, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let whole = map_slices(&one, |s| Ok(s.clone())).unwrap();
-        assert_eq!(whole.dims(), &[1, 3]);
+        let y = run(&one, 4, &std::sync::Mutex::new(Vec::new()));
+        assert_eq!(y.to_vec2::<f32>().unwrap(), vec![vec![1000.0; 3]]);
     }
 
     #[test]
-    fn an_error_in_any_slice_is_returned() {
+    fn an_error_in_any_unit_or_late_pass_is_returned() {
         let x = Tensor::zeros((8, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let err = map_slices(&x, |s| if s.dim(0)? < 8 { candle_core::bail!("slice failed") } else { Ok(s.clone()) });
-        let cores = pools().len().min(8 / MIN_IMAGES_PER_CORE);
-        assert_eq!(err.is_err(), cores >= 2);
+        let first = |u: &Tensor| u.narrow(0, 0, 1)?.to_vec2::<f32>().map(|v| v[0][0]);
+        // Image 6 is marked: whichever core takes its unit fails.
+        let marked = x
+            .slice_assign(&[6..7, 0..1], &Tensor::ones((1, 1), candle_core::DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
+        let early_fails = map_balanced(
+            &marked,
+            1,
+            |u| if first(u)? > 0.0 { candle_core::bail!("unit failed") } else { Ok(u.clone()) },
+            |v| Ok(v.clone()),
+        );
+        assert!(early_fails.is_err());
+        let late_fails = map_balanced(&x, 2, |u| Ok(u.clone()), |_| candle_core::bail!("late failed"));
+        assert!(late_fails.is_err());
+        let fine = map_balanced(&marked, 3, |u| Ok(u.clone()), |v| Ok(v.clone())).unwrap();
+        assert_eq!(fine.to_vec2::<f32>().unwrap(), marked.to_vec2::<f32>().unwrap());
     }
 }

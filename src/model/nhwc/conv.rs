@@ -356,6 +356,12 @@ pub(super) unsafe fn run_task(
                 let b = conv.weights[conv.align + (panel * plan.k + k0) * NR..].as_ptr();
                 let nv = NR.min(conv.c_out - panel * NR);
                 for (g, group) in origins.chunks(MR).enumerate() {
+                    if first {
+                        // The first K block writes C's lines for the first time: ask for the next
+                        // group's lines now, so that its stores find them in cache.
+                        let next = (px.start + (g + 1) * MR).min(px.end);
+                        prefetch_rows(c.at(next * ldc + panel * NR), ldc, (px.end - next).min(MR));
+                    }
                     let a: [*const f32; MR] = std::array::from_fn(|i| *group.get(i).unwrap_or(&group[0]));
                     let tile = Tile {
                         a,
@@ -374,6 +380,17 @@ pub(super) unsafe fn run_task(
             }
         }
     }
+}
+
+/// Asks the CPU to bring the first cache line of each of `rows` rows (`ld` floats apart) into L1.
+fn prefetch_rows(p: *const f32, ld: usize, rows: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for i in 0..rows {
+        // SAFETY: a prefetch is only a hint; it never faults, whatever the address.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(i * ld).cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, ld, rows);
 }
 
 /// Runs a micro-tile of which only `mv` pixels and `nv` channels are real.

@@ -70,3 +70,33 @@ impl CustomOp1 for Pool3x3 {
         Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c))))
     }
 }
+
+/// `[N, H, W, C] -> [N, C]`: the mean of each channel over the pixels, as one batched matrix
+/// product (any device). Candle's `mean((1, 2))` reduces over those middle dims element by element,
+/// at about 10 ns per value: 4 ms for faceres' last map at 8 images.
+pub fn global_mean(x: &Tensor) -> Result<Tensor> {
+    let (n, h, w, c) = x.dims4()?;
+    let pixels = h * w;
+    if pixels == 0 {
+        candle_core::bail!("global mean of an empty {h}x{w} map");
+    }
+    let weights = Tensor::full(1.0 / pixels as f32, (n, 1, pixels), x.device())?.to_dtype(x.dtype())?;
+    weights.matmul(&x.reshape((n, pixels, c))?)?.reshape((n, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn global_mean_matches_candle_mean_and_rejects_empty_maps() {
+        let x = Tensor::randn(0f32, 1.0, (3, 7, 5, 40), &Device::Cpu).unwrap();
+        let got = global_mean(&x).unwrap();
+        let want = x.mean((1, 2)).unwrap();
+        assert_eq!(got.dims(), &[3, 40]);
+        let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(d < 1e-6, "diff {d}");
+        assert!(global_mean(&Tensor::zeros((1, 0, 4, 2), candle_core::DType::F32, &Device::Cpu).unwrap()).is_err());
+    }
+}
