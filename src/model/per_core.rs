@@ -9,8 +9,8 @@
 //! Inception-v3 ran 11% faster in five alternating runs (6.08 -> 6.74 images/s on average, CNHW
 //! kernels), and faceres in NHWC had medians of 75.4 against 63.5 images/s over sixteen repeats.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use candle_core::{Result, Tensor};
 
@@ -46,15 +46,16 @@ pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// Runs the batch `x` (images along dim 0) through a network split in two phases, and returns
 /// the rows of `late`'s output in the batch's order.
 ///
-/// `early` runs on units of `unit` images, `late` on the concatenation of several units' early
-/// outputs (its rows one per image). With two or more cores and a large enough batch, each core
-/// takes units in turn from a shared counter, runs `early` on them on its own single-thread pool,
-/// then runs `late` once on the units it took. A core that the host slows down (on a shared
-/// machine the two cores' speeds often differ by 1.3-2x for seconds at a time) takes fewer units,
-/// so both finish at about the same time; a fixed half of the batch each made the faster core
-/// wait for the slower. Small batches, and machines with one core, run on the global pool
-/// ([`on_pool`]), where each layer splits across the cores itself.
-pub fn map_balanced<E, L>(x: &Tensor, unit: usize, early: E, late: L) -> Result<Tensor>
+/// `early` runs on units of `unit` images, `late` on chunks of up to `per_late` units' early
+/// outputs, concatenated (its rows one per image). With two or more cores and a large enough
+/// batch, each core runs on its own single-thread pool: it takes units in turn from a shared
+/// counter and runs `early` on them, then puts its outputs, in chunks, on a shared queue, from
+/// which every core takes chunks for `late` until none are left. A core that the host slows down
+/// (on a shared machine the two cores' speeds often differ by 1.3-2x for seconds at a time) so
+/// takes less of both phases, and both finish within about one chunk of each other; a fixed half
+/// of the batch each made the faster core wait for the slower. Small batches, and machines with
+/// one core, run on the global pool ([`on_pool`]), where each layer splits across the cores.
+pub fn map_balanced<E, L>(x: &Tensor, unit: usize, per_late: usize, early: E, late: L) -> Result<Tensor>
 where
     E: Fn(&Tensor) -> Result<Tensor> + Sync,
     L: Fn(&Tensor) -> Result<Tensor> + Sync,
@@ -62,7 +63,8 @@ where
     let n = x.dim(0)?;
     let unit = unit.max(1);
     let units = n.div_ceil(unit);
-    let take = |i: usize| x.narrow(0, i * unit, unit.min(n - i * unit));
+    let len = |i: usize| unit.min(n - i * unit);
+    let take = |i: usize| x.narrow(0, i * unit, len(i));
     let pools = pools();
     let cores = pools.len().min(n / MIN_IMAGES_PER_CORE);
     if cores < 2 {
@@ -72,8 +74,11 @@ where
         });
     }
     let next = AtomicUsize::new(0);
-    // One core's work: the units it took, in order, and `late`'s output over them.
-    let run_core = || -> Result<(Vec<usize>, Option<Tensor>)> {
+    let queue = LateQueue::new(cores);
+    // One core's work: early units while any are left, then late chunks while any are left.
+    let run_core = || -> Result<Vec<(Vec<usize>, Tensor)>> {
+        // A panic on this core must not leave the others waiting for its chunks.
+        let _guard = FailOnPanic(&queue);
         let (mut taken, mut parts) = (Vec::new(), Vec::new());
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -83,15 +88,31 @@ where
             match take(i).and_then(|u| early(&u)) {
                 Ok(part) => parts.push(part),
                 Err(e) => {
-                    // Stop the other cores taking more units; the error is what the caller gets.
+                    // Stop the other cores taking more work; the error is what the caller gets.
                     next.store(units, Ordering::Relaxed);
+                    queue.fail();
                     return Err(e);
                 }
             }
             taken.push(i);
         }
-        let out = if parts.is_empty() { None } else { Some(late(&cat_all(parts)?)?) };
-        Ok((taken, out))
+        let mut chunks = Vec::new();
+        let mut parts = parts.into_iter();
+        for ids in taken.chunks(per_late.max(1)) {
+            chunks.push((ids.to_vec(), cat_all(parts.by_ref().take(ids.len()).collect())?));
+        }
+        queue.publish(chunks);
+        let mut done = Vec::new();
+        while let Some((ids, input)) = queue.next() {
+            match late(&input) {
+                Ok(out) => done.push((ids, out)),
+                Err(e) => {
+                    queue.fail();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(done)
     };
     let per_core = std::thread::scope(|s| {
         let running = pools[..cores].iter().map(|pool| s.spawn(|| pool.install(run_core))).collect::<Vec<_>>();
@@ -102,17 +123,84 @@ where
     })?;
     // Put each unit's rows back in its place in the batch.
     let mut rows = Vec::with_capacity(units);
-    for (taken, out) in per_core {
-        let Some(out) = out else { continue };
+    for (ids, out) in per_core.into_iter().flatten() {
         let mut at = 0;
-        for i in taken {
-            let len = unit.min(n - i * unit);
-            rows.push((i, out.narrow(0, at, len)?));
-            at += len;
+        for i in ids {
+            rows.push((i, out.narrow(0, at, len(i))?));
+            at += len(i);
         }
     }
     rows.sort_by_key(|(i, _)| *i);
     cat_all(rows.into_iter().map(|(_, r)| r).collect())
+}
+
+/// The late phase's shared work: chunks of early outputs (with their unit numbers), filled by
+/// each core once its early phase ends.
+struct LateQueue {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+}
+
+struct QueueState {
+    chunks: Vec<(Vec<usize>, Tensor)>,
+    /// Cores yet to publish their chunks.
+    pending: usize,
+    failed: bool,
+}
+
+/// Fails the queue if dropped during a panic.
+struct FailOnPanic<'a>(&'a LateQueue);
+
+impl Drop for FailOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail();
+        }
+    }
+}
+
+impl LateQueue {
+    fn new(cores: usize) -> Self {
+        Self {
+            state: Mutex::new(QueueState { chunks: Vec::new(), pending: cores, failed: false }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds one core's chunks.
+    fn publish(&self, chunks: Vec<(Vec<usize>, Tensor)>) {
+        let mut st = self.lock();
+        st.chunks.extend(chunks);
+        st.pending -= 1;
+        self.changed.notify_all();
+    }
+
+    /// Ends the work of every core (one failed).
+    fn fail(&self) {
+        self.lock().failed = true;
+        self.changed.notify_all();
+    }
+
+    /// The next chunk, waiting while other cores may still publish some; `None` when all is done.
+    fn next(&self) -> Option<(Vec<usize>, Tensor)> {
+        let mut st = self.lock();
+        loop {
+            if st.failed {
+                return None;
+            }
+            if let Some(chunk) = st.chunks.pop() {
+                return Some(chunk);
+            }
+            if st.pending == 0 {
+                return None;
+            }
+            st = self.changed.wait(st).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
 /// Concatenates along dim 0, without a copy for a single part.
@@ -130,6 +218,7 @@ mod tests {
         map_balanced(
             x,
             unit,
+            2,
             |u| {
                 seen.lock().unwrap().push((u.dim(0)?, rayon::current_num_threads()));
                 u * 2.0
@@ -161,6 +250,7 @@ mod tests {
         let cores = pools().len().min(7 / MIN_IMAGES_PER_CORE);
         if cores >= 2 {
             assert!(seen.iter().all(|&(_, threads)| threads == 1), "units run on single-thread pools");
+            assert!(late_rows <= 4, "late chunks hold at most 2 units of 2 images: {got:?}");
         } else {
             assert_eq!(late_rows, 7, "one late pass over the whole batch");
         }
@@ -183,13 +273,25 @@ mod tests {
         let early_fails = map_balanced(
             &marked,
             1,
+            2,
             |u| if first(u)? > 0.0 { candle_core::bail!("unit failed") } else { Ok(u.clone()) },
             |v| Ok(v.clone()),
         );
         assert!(early_fails.is_err());
-        let late_fails = map_balanced(&x, 2, |u| Ok(u.clone()), |_| candle_core::bail!("late failed"));
+        let late_fails = map_balanced(&x, 2, 1, |u| Ok(u.clone()), |_| candle_core::bail!("late failed"));
         assert!(late_fails.is_err());
-        let fine = map_balanced(&marked, 3, |u| Ok(u.clone()), |v| Ok(v.clone())).unwrap();
+        // A panic in one core's unit reaches the caller instead of leaving the other core waiting.
+        let panics = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            map_balanced(
+                &marked,
+                1,
+                2,
+                |u| if first(u)? > 0.0 { panic!("unit panicked") } else { Ok(u.clone()) },
+                |v| Ok(v.clone()),
+            )
+        }));
+        assert!(panics.is_err());
+        let fine = map_balanced(&marked, 3, 2, |u| Ok(u.clone()), |v| Ok(v.clone())).unwrap();
         assert_eq!(fine.to_vec2::<f32>().unwrap(), marked.to_vec2::<f32>().unwrap());
     }
 }
