@@ -28,6 +28,7 @@ use candle_nn::VarBuilder;
 use super::depthwise::Activation;
 use super::nhwc::conv::NhwcConv;
 use super::nhwc::pool::{Pool3x3, global_mean};
+use super::nhwc::winograd::Winograd3x3;
 use super::per_core;
 use super::weights::{self, INCEPTION_V3};
 use super::{Backbone, BackboneKind};
@@ -40,6 +41,9 @@ pub const EARLY_IMAGES: usize = 2;
 /// 12 alternating repeats: chunks of 2, 4 and 8 images had medians of 11.4, 12.1 and 11.3
 /// images/s, each core's whole share (no sharing) 11.0.
 pub const LATE_IMAGES: usize = 4;
+/// Fewest 2x2 output tiles for which a conv runs as Winograd: on fewer, its 16 small GEMMs (and
+/// their 16 barriers when a layer splits across the cores) cost more than they save.
+const MIN_WINOGRAD_TILES: usize = 64;
 /// Input side in pixels.
 pub const INPUT_SIZE: usize = 299;
 /// BatchNorm epsilon of every `BasicConv2d` (torchvision and Keras agree on 1e-3).
@@ -79,6 +83,8 @@ struct ConvBn {
     bias: Tensor,
     /// The packed CPU layer (present when the weights live on the CPU).
     cpu: Option<NhwcConv>,
+    /// The same layer as Winograd F(2x2, 3x3), for the 3x3 stride-1 convs where it is faster.
+    winograd: Option<Winograd3x3>,
     c_in: usize,
     c_out: usize,
     kh: usize,
@@ -168,7 +174,15 @@ impl ConvBn {
             true => Some(NhwcConv::new(&weight, &bias, c_in, (kh, kw), stride, Activation::Relu, relu_upto)?),
             false => None,
         };
-        Ok(Self { weight, bias, cpu, c_in, c_out, kh, kw, stride, pad, relu_upto })
+        // Winograd pays where the 16 GEMMs are deep and wide enough: single-threaded, Conv2d_4a
+        // (80 -> 192 at 71x71) ran 1.08x and Mixed_7's 448 -> 384 at 8x8 (8 images) 1.76x as fast
+        // as the direct conv, but 64 -> 96 at 35x35 0.80x and 32 -> 64 at 147x147 0.79x.
+        let winograd_pays = (kh, kw, stride) == (3, 3, 1) && relu_upto == c_out && c_in >= 80 && c_out >= 192;
+        let winograd = match cpu.is_some() && winograd_pays {
+            true => Some(Winograd3x3::new(&weight, &bias, c_in, Activation::Relu)?),
+            false => None,
+        };
+        Ok(Self { weight, bias, cpu, winograd, c_in, c_out, kh, kw, stride, pad, relu_upto })
     }
 
     /// Runs the layer on an NHWC tensor, returning NHWC.
@@ -184,7 +198,11 @@ impl ConvBn {
     fn forward_cpu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let Some(cpu) = &self.cpu else { return self.forward_generic(x) };
         let (ph, pw) = self.pad;
-        cpu.forward(x, (ph, pw, ph, pw))
+        let (n, h, w, _) = x.dims4()?;
+        match &self.winograd {
+            Some(wino) if n * h.div_ceil(2) * w.div_ceil(2) >= MIN_WINOGRAD_TILES => wino.forward(x, (ph, pw, ph, pw)),
+            _ => cpu.forward(x, (ph, pw, ph, pw)),
+        }
     }
 
     /// Device-agnostic path built from stock Candle ops (also the reference for the CPU kernels).

@@ -209,7 +209,7 @@ impl CustomOp1 for ConvOp<'_> {
 }
 
 /// Copies an NHWC view into a contiguous tensor with zero borders: returns it and its padded size.
-fn pad_copy(src: &[f32], layout: &Layout, (t, l, b, r): Padding) -> (Vec<f32>, usize, usize) {
+pub(super) fn pad_copy(src: &[f32], layout: &Layout, (t, l, b, r): Padding) -> (Vec<f32>, usize, usize) {
     let (n, h, w, c) = layout.shape().dims4().expect("4-d NHWC");
     let st = layout.stride();
     let (hp, wp) = (h + t + b, w + l + r);

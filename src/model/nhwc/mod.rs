@@ -9,6 +9,7 @@ pub mod depthwise;
 pub mod kernel;
 pub mod pool;
 pub mod separable;
+pub mod winograd;
 
 /// The kernel taps along one axis that land inside the input: `(tap, input index)` pairs.
 #[derive(Clone, Copy)]
