@@ -349,13 +349,31 @@ pub(super) unsafe fn run_task(
 ) {
     let ldc = conv.c_out;
     // Panels in chunks, so this task's block of C for a chunk stays in L2 across K blocks.
+    let groups = origins.len().div_ceil(MR);
     for chunk in pn.clone().step_by(PANELS_PER_CHUNK).map(|p| p..(p + PANELS_PER_CHUNK).min(pn.end)) {
         for (bi, (k0, runs)) in plan.blocks.iter().enumerate() {
             let (first, last) = (bi == 0, bi + 1 == plan.blocks.len());
+            let depth = plan.blocks.get(bi + 1).map_or(plan.k, |b| b.0) - k0;
             for panel in chunk.clone() {
                 let b = conv.weights[conv.align + (panel * plan.k + k0) * NR..].as_ptr();
                 let nv = NR.min(conv.c_out - panel * NR);
+                // The weights of the panel after this one (in this K block, or the chunk's first
+                // of the next): each of its rows is one cache line. Fetching a share of them with
+                // each group keeps the panel's first group from waiting on memory, which matters
+                // where the weights are read once per layer (few pixels, wide layers).
+                let next = match (panel + 1 < chunk.end, plan.blocks.get(bi + 1)) {
+                    (true, _) => Some((panel + 1) * plan.k + k0),
+                    (false, Some((k1, _))) => Some(chunk.start * plan.k + k1),
+                    (false, None) => None,
+                };
                 for (g, group) in origins.chunks(MR).enumerate() {
+                    if let Some(next) = next {
+                        let (from, to) = (depth * g / groups, depth * (g + 1) / groups);
+                        // (A pointer, not a slice: the next K block may be shallower than this one,
+                        // and a prefetch past the weights is harmless.)
+                        let rows = conv.weights.as_ptr().wrapping_add(conv.align + (next + from) * NR);
+                        prefetch_rows(rows, NR, to - from);
+                    }
                     if first {
                         // The first K block writes C's lines for the first time: ask for the next
                         // group's lines now, so that its stores find them in cache.
