@@ -60,7 +60,7 @@ impl Pipeline {
             return Ok(Vec::new());
         }
         let size = self.spec.input_size();
-        let flat: Vec<f32> = inputs.iter().flat_map(|v| v.iter().copied()).collect();
+        let flat: Vec<f32> = inputs.concat();
         let x = Tensor::from_vec(flat, (inputs.len(), 3, size, size), &self.device)?;
         let f = self.backbone.features(&x)?;
         Ok(f.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)

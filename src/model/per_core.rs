@@ -96,9 +96,11 @@ where
             }
             taken.push(i);
         }
-        let mut chunks = Vec::new();
-        let mut parts = parts.into_iter();
-        for ids in taken.chunks(per_late.max(1)) {
+        // Chunks of near-equal size (9 units at 4 per chunk: 3, 3, 3 rather than 4, 4, 1).
+        let (mut chunks, mut parts) = (Vec::new(), parts.into_iter());
+        let count = taken.len().div_ceil(per_late.max(1));
+        for i in 0..count {
+            let ids = &taken[taken.len() * i / count..taken.len() * (i + 1) / count];
             chunks.push((ids.to_vec(), cat_all(parts.by_ref().take(ids.len()).collect())?));
         }
         queue.publish(chunks);
