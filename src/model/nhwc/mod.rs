@@ -1,8 +1,9 @@
 //! The CPU path of both backbones in NHWC layout (`[N, H, W, C]`, channels contiguous).
 //!
 //! Every conv is a GEMM whose micro-kernel reads each output pixel's receptive field where it
-//! lies in the input ([`conv`]); depthwise convs and pools vectorise across channels, and a
-//! depthwise conv can run fused into the 1x1 conv after it ([`separable`]).
+//! lies in the input ([`conv`]); depthwise convs and pools vectorise across channels, a
+//! depthwise conv can run fused into the 1x1 conv after it ([`separable`]), and a deep 3x3
+//! stride-1 conv can run as Winograd F(2x2, 3x3) on the same GEMMs ([`winograd`]).
 
 pub mod conv;
 pub mod depthwise;
