@@ -43,8 +43,8 @@ pub struct BenchArgs {
     /// Print the extraction results as one JSON object (forward pass only) and skip the rest.
     #[arg(long)]
     pub json: bool,
-    /// Write `<backbone>.safetensors` with the prepared `input` [N,3,H,W] and Candle's `features`
-    /// [N,D] for the first `count` images into this folder, then stop (used by benches/onnx_peer.py).
+    /// Write `<backbone>.safetensors` with the prepared `input` `[N, 3, H, W]` and Candle's `features`
+    /// `[N, D]` for the first `count` images into this folder, then stop (used by benches/onnx_peer.py).
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
 }

@@ -162,7 +162,7 @@ impl Backbone for Faceres {
 }
 
 /// Images that run together through conv0 and the blocks before [`BATCHED_FROM`] (see
-/// [`Faceres::early_nhwc`]).
+/// `Faceres::early_nhwc`).
 pub const EARLY_IMAGES: usize = 1;
 /// Images per chunk of the late blocks, which the cores share out at the end of a batch. Chunks
 /// of 4 and of each core's whole share (no sharing) measured the same at batch 16 (medians 92.0

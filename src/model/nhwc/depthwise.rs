@@ -1,6 +1,6 @@
 //! The 3x3 depthwise convolution over NHWC f32 activations, vectorised across channels.
 //!
-//! Each output pixel's channels are computed in blocks of [`LANES`] (then 8, then 1) that stay
+//! Each output pixel's channels are computed in blocks of `LANES` (32, then 8, then 1) that stay
 //! in registers through the nine taps; taps that fall on the padding are skipped.
 
 use std::mem::MaybeUninit;
