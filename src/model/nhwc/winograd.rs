@@ -107,10 +107,15 @@ struct Grid {
 }
 
 impl Grid {
-    /// Offset in the padded input of tile `t`'s top-left input pixel (numbered over the batch).
-    fn origin(&self, t: usize) -> usize {
+    /// Image, tile row and tile column of tile `t` (numbered over the batch).
+    fn tile(&self, t: usize) -> (usize, usize, usize) {
         let per_image = self.th * self.tw;
-        let (n, ty, tx) = (t / per_image, t % per_image / self.tw, t % self.tw);
+        (t / per_image, t % per_image / self.tw, t % self.tw)
+    }
+
+    /// Offset in the padded input of tile `t`'s top-left input pixel.
+    fn origin(&self, t: usize) -> usize {
+        let (n, ty, tx) = self.tile(t);
         ((n * self.hp + 2 * ty) * self.wp + 2 * tx) * self.c
     }
 }
@@ -138,7 +143,7 @@ impl CustomOp1 for WinogradOp<'_> {
         let grid = Grid { th, tw, hp, wp, c, oh, ow };
         let tiles = n * th * tw;
         let c_out = layer.c_out;
-        let mut out = vec![0f32; n * oh * ow * c_out];
+        let mut out = Vec::<f32>::with_capacity(n * oh * ow * c_out);
         let chunk = TILES_PER_CHUNK.min(tiles.max(1));
         let mut v = vec![0f32; 16 * chunk * c];
         let mut m = vec![MaybeUninit::<f32>::uninit(); 16 * chunk * c_out];
@@ -166,6 +171,8 @@ impl CustomOp1 for WinogradOp<'_> {
                 unsafe { transform_output(ms, i, chunk, layer, &grid, t0 + i, base.0) };
             });
         }
+        // SAFETY: the tiles cover the output, and each tile wrote every channel of its pixels.
+        unsafe { out.set_len(n * oh * ow * c_out) };
         Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c_out))))
     }
 }
@@ -256,8 +263,7 @@ unsafe fn transform_output(
 ) {
     let co = layer.c_out;
     assert!(m.len() >= (15 * chunk + i + 1) * co, "row i of each product is inside M");
-    let per_image = grid.th * grid.tw;
-    let (n, ty, tx) = (t / per_image, t % per_image / grid.tw, t % grid.tw);
+    let (n, ty, tx) = grid.tile(t);
     let (y0, x0) = (2 * ty, 2 * tx);
     // The tile's pixels inside the output (the last row or column of tiles may stick out).
     let (rows, cols) = ((grid.oh - y0).min(2), (grid.ow - x0).min(2));
