@@ -3,6 +3,9 @@
 use clap::Parser;
 use gender_classifier::cli::{Cli, Command};
 
+#[global_allocator]
+static ALLOCATOR: gender_classifier::memory::LineAligned = gender_classifier::memory::LineAligned;
+
 fn main() -> std::process::ExitCode {
     gender_classifier::memory::keep_freed_buffers();
     let cli = Cli::parse();
