@@ -348,8 +348,10 @@ pub(super) unsafe fn run_task(
     c: SendPtr,
 ) {
     let ldc = conv.c_out;
+    // Each group's pixel origins, once per task (the last group's missing pixels repeat its first).
+    let groups: Vec<[*const f32; MR]> =
+        origins.chunks(MR).map(|group| std::array::from_fn(|i| *group.get(i).unwrap_or(&group[0]))).collect();
     // Panels in chunks, so this task's block of C for a chunk stays in L2 across K blocks.
-    let groups = origins.len().div_ceil(MR);
     for chunk in pn.clone().step_by(PANELS_PER_CHUNK).map(|p| p..(p + PANELS_PER_CHUNK).min(pn.end)) {
         for (bi, (k0, runs)) in plan.blocks.iter().enumerate() {
             let (first, last) = (bi == 0, bi + 1 == plan.blocks.len());
@@ -366,34 +368,28 @@ pub(super) unsafe fn run_task(
                     (false, Some((k1, _))) => Some(chunk.start * plan.k + k1),
                     (false, None) => None,
                 };
-                for (g, group) in origins.chunks(MR).enumerate() {
+                let finish = last.then(|| &conv.epilogues[panel]);
+                let share = depth.div_ceil(groups.len());
+                for (g, &a) in groups.iter().enumerate() {
+                    let pixel = px.start + g * MR;
                     if let Some(next) = next {
-                        let (from, to) = (depth * g / groups, depth * (g + 1) / groups);
+                        let from = (g * share).min(depth);
                         // (A pointer, not a slice: the next K block may be shallower than this one,
                         // and a prefetch past the weights is harmless.)
                         let rows = conv.weights.as_ptr().wrapping_add(conv.align + (next + from) * NR);
-                        prefetch_rows(rows, NR, to - from);
+                        prefetch_rows(rows, NR, share.min(depth - from));
                     }
                     if first {
                         // The first K block writes C's lines for the first time: ask for the next
                         // group's lines now, so that its stores find them in cache.
-                        let next = (px.start + (g + 1) * MR).min(px.end);
+                        let next = (pixel + MR).min(px.end);
                         prefetch_rows(c.at(next * ldc + panel * NR), ldc, (px.end - next).min(MR));
                     }
-                    let a: [*const f32; MR] = std::array::from_fn(|i| *group.get(i).unwrap_or(&group[0]));
-                    let tile = Tile {
-                        a,
-                        runs,
-                        b,
-                        c: c.at((px.start + g * MR) * ldc + panel * NR),
-                        ldc,
-                        accumulate: !first,
-                        finish: last.then(|| &conv.epilogues[panel]),
-                    };
+                    let tile = Tile { a, runs, b, c: c.at(pixel * ldc + panel * NR), ldc, accumulate: !first, finish };
                     // SAFETY: the fields are readable and C's block lies in this task's pixels
                     // and panel (the caller's contract); `b` holds this block's rows of the
                     // panel; edges go through a scratch tile.
-                    unsafe { run_partial(&tile, group.len(), nv) };
+                    unsafe { run_partial(&tile, (px.end - pixel).min(MR), nv) };
                 }
             }
         }
