@@ -26,55 +26,110 @@ pub fn keep_freed_buffers() {
 ///
 /// Activation buffers are such blocks. glibc aligns them to 16 bytes only, so three times in
 /// four each 16-float row of a conv's output tile (and many 8-float loads of the next layer)
-/// straddled two cache lines.
+/// straddled two cache lines. A large block is an ordinary `malloc` block [`LINE`] bytes longer,
+/// whose start is moved up to the next line; the 8 bytes before that start hold the `malloc`
+/// block's address. (Asking glibc for 64-byte alignment instead, `posix_memalign`, split the
+/// heap into fragments that it did not reuse: twice the peak memory when building a cache.)
 pub struct LineAligned;
 
 /// Size from which [`LineAligned`] aligns blocks to a cache line.
 pub const ALIGN_FROM: usize = 64 << 10;
 
+/// A cache line, in bytes.
+pub const LINE: usize = 64;
+
+type Layout = std::alloc::Layout;
+
 impl LineAligned {
-    fn layout(layout: std::alloc::Layout) -> std::alloc::Layout {
-        match layout.size() >= ALIGN_FROM && layout.align() < 64 {
-            // SAFETY: 64 is a power of two and the size is unchanged (and was valid before).
-            true => unsafe { std::alloc::Layout::from_size_align_unchecked(layout.size(), 64) },
-            false => layout,
+    /// `true` for the blocks this allocator moves to a line.
+    fn moved(layout: Layout) -> bool {
+        layout.size() >= ALIGN_FROM && layout.align() <= 16
+    }
+
+    /// The `malloc` block behind a moved block of `size` bytes.
+    fn raw_layout(size: usize) -> Layout {
+        // SAFETY: the size was valid for the caller's layout and the slack keeps it far from
+        // `isize::MAX` on 64-bit targets; 16 is a power of two.
+        unsafe { Layout::from_size_align_unchecked(size + LINE, 16) }
+    }
+
+    /// Moves a `malloc` block's start up to the next line and records where the block began.
+    ///
+    /// # Safety
+    /// `raw` must be null or a block of at least `LINE` bytes more than the caller uses,
+    /// aligned to 16 bytes.
+    unsafe fn place(raw: *mut u8) -> *mut u8 {
+        if raw.is_null() {
+            return raw;
         }
+        // 16 to 64 bytes up: room for the address below the new start.
+        let offset = LINE - (raw as usize % LINE);
+        // SAFETY: `raw + offset` lies inside the block, and 8 bytes below it too (offset >= 16).
+        unsafe {
+            let p = raw.add(offset);
+            p.cast::<usize>().sub(1).write_unaligned(raw as usize);
+            p
+        }
+    }
+
+    /// The `malloc` block behind a moved block.
+    ///
+    /// # Safety
+    /// `p` must have come from [`Self::place`].
+    unsafe fn raw(p: *mut u8) -> *mut u8 {
+        // SAFETY: `place` wrote the address there.
+        unsafe { p.cast::<usize>().sub(1).read_unaligned() as *mut u8 }
     }
 }
 
-// SAFETY: every call goes to the system allocator with a layout at least as aligned as asked
-// for; `dealloc` and `realloc` derive the same layout from the block's size as `alloc` did.
+// SAFETY: blocks that are not moved go to the system allocator unchanged; a moved block is a
+// system block of `size + LINE` bytes, and `dealloc`/`realloc` find it from the address stored
+// below the moved start, with the same layout (decided by the size alone).
 unsafe impl std::alloc::GlobalAlloc for LineAligned {
-    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        // SAFETY: the caller's contract (non-zero size) holds for the adjusted layout.
-        unsafe { std::alloc::System.alloc(Self::layout(layout)) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        // SAFETY: as for `alloc`.
-        unsafe { std::alloc::System.alloc_zeroed(Self::layout(layout)) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
-        // SAFETY: `ptr` came from `alloc` with this adjusted layout.
-        unsafe { std::alloc::System.dealloc(ptr, Self::layout(layout)) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
-        let (old, new) = (
-            Self::layout(layout),
-            Self::layout(std::alloc::Layout::from_size_align(new_size, layout.align()).unwrap_or(layout)),
-        );
-        if old.align() == new.align() {
-            // SAFETY: the block was allocated with `old`, and the alignment does not change.
-            return unsafe { std::alloc::System.realloc(ptr, old, new_size) };
-        }
-        // SAFETY: a new block with the new layout, the common prefix copied, the old one freed.
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract (non-zero size) holds for both layouts.
         unsafe {
-            let p = std::alloc::System.alloc(new);
+            match Self::moved(layout) {
+                true => Self::place(std::alloc::System.alloc(Self::raw_layout(layout.size()))),
+                false => std::alloc::System.alloc(layout),
+            }
+        }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        unsafe {
+            match Self::moved(layout) {
+                true => Self::place(std::alloc::System.alloc_zeroed(Self::raw_layout(layout.size()))),
+                false => std::alloc::System.alloc_zeroed(layout),
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` with this layout, so it was moved exactly when
+        // `moved` says so.
+        unsafe {
+            match Self::moved(layout) {
+                true => std::alloc::System.dealloc(Self::raw(ptr), Self::raw_layout(layout.size())),
+                false => std::alloc::System.dealloc(ptr, layout),
+            }
+        }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller guarantees `new_size` is valid with this alignment.
+        let new = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: `ptr` came from this allocator with `layout`; a new block gets the common
+        // prefix of the contents before the old one is freed.
+        unsafe {
+            if !Self::moved(layout) && !Self::moved(new) {
+                return std::alloc::System.realloc(ptr, layout, new_size);
+            }
+            let p = self.alloc(new);
             if !p.is_null() {
                 std::ptr::copy_nonoverlapping(ptr, p, layout.size().min(new_size));
-                std::alloc::System.dealloc(ptr, old);
+                self.dealloc(ptr, layout);
             }
             p
         }
@@ -84,7 +139,7 @@ unsafe impl std::alloc::GlobalAlloc for LineAligned {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::alloc::{GlobalAlloc, Layout};
+    use std::alloc::GlobalAlloc;
 
     #[test]
     fn large_blocks_start_on_a_cache_line_and_keep_their_contents_through_realloc() {
