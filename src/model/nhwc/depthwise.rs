@@ -3,7 +3,7 @@
 //! Two paths compute the same values:
 //! - the generic one takes each output pixel's channels in blocks of `LANES` (32, then 8, then
 //!   1) that stay in registers through the nine taps, skipping taps on the padding;
-//! - on AVX2 CPUs, where `C` is a multiple of 8, the row kernel ([`rows_avx2`]) takes two
+//! - on AVX2 CPUs, where `C` is a multiple of 8, the row kernel (`rows_avx2`) takes two
 //!   neighbouring pixels of a row at once, 8 channels at a time, so that each input column it
 //!   loads feeds both (with stride 1). It reads the rows below ahead of time, since its order of
 //!   reads is one the hardware prefetchers do not follow. Edge pixels take the generic path.
