@@ -46,11 +46,10 @@ impl LineAligned {
         layout.size() >= ALIGN_FROM && layout.align() <= 16
     }
 
-    /// The `malloc` block behind a moved block of `size` bytes.
-    fn raw_layout(size: usize) -> Layout {
-        // SAFETY: the size was valid for the caller's layout and the slack keeps it far from
-        // `isize::MAX` on 64-bit targets; 16 is a power of two.
-        unsafe { Layout::from_size_align_unchecked(size + LINE, 16) }
+    /// The `malloc` block behind a moved block of `size` bytes (`None` if that size is too large
+    /// for any block, so the allocation fails).
+    fn raw_layout(size: usize) -> Option<Layout> {
+        Layout::from_size_align(size.checked_add(LINE)?, 16).ok()
     }
 
     /// Moves a `malloc` block's start up to the next line and records where the block began.
@@ -89,9 +88,10 @@ unsafe impl std::alloc::GlobalAlloc for LineAligned {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract (non-zero size) holds for both layouts.
         unsafe {
-            match Self::moved(layout) {
-                true => Self::place(std::alloc::System.alloc(Self::raw_layout(layout.size()))),
-                false => std::alloc::System.alloc(layout),
+            match (Self::moved(layout), Self::raw_layout(layout.size())) {
+                (true, Some(raw)) => Self::place(std::alloc::System.alloc(raw)),
+                (true, None) => std::ptr::null_mut(),
+                (false, _) => std::alloc::System.alloc(layout),
             }
         }
     }
@@ -99,20 +99,22 @@ unsafe impl std::alloc::GlobalAlloc for LineAligned {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for `alloc`.
         unsafe {
-            match Self::moved(layout) {
-                true => Self::place(std::alloc::System.alloc_zeroed(Self::raw_layout(layout.size()))),
-                false => std::alloc::System.alloc_zeroed(layout),
+            match (Self::moved(layout), Self::raw_layout(layout.size())) {
+                (true, Some(raw)) => Self::place(std::alloc::System.alloc_zeroed(raw)),
+                (true, None) => std::ptr::null_mut(),
+                (false, _) => std::alloc::System.alloc_zeroed(layout),
             }
         }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` came from `alloc` with this layout, so it was moved exactly when
-        // `moved` says so.
+        // `moved` says so (and then its raw layout existed).
         unsafe {
-            match Self::moved(layout) {
-                true => std::alloc::System.dealloc(Self::raw(ptr), Self::raw_layout(layout.size())),
-                false => std::alloc::System.dealloc(ptr, layout),
+            match (Self::moved(layout), Self::raw_layout(layout.size())) {
+                (true, Some(raw)) => std::alloc::System.dealloc(Self::raw(ptr), raw),
+                (true, None) => {}
+                (false, _) => std::alloc::System.dealloc(ptr, layout),
             }
         }
     }
@@ -160,7 +162,7 @@ mod tests {
                 assert!(!p.is_null());
                 layout = Layout::from_size_align(size, 4).unwrap();
                 if size >= ALIGN_FROM {
-                    assert_eq!(p as usize % 64, 0, "{size} bytes");
+                    assert_eq!(p as usize % LINE, 0, "{size} bytes");
                 }
                 for i in 0..3000 {
                     assert_eq!(*p.add(i), (i % 251) as u8, "byte {i} after realloc to {size}");
@@ -171,7 +173,7 @@ mod tests {
                 let layout = Layout::from_size_align(size, 4).unwrap();
                 let blocks: Vec<*mut u8> = (0..4).map(|_| a.alloc_zeroed(layout)).collect();
                 for &b in &blocks {
-                    assert_eq!(b as usize % 64, 0, "{size} bytes");
+                    assert_eq!(b as usize % LINE, 0, "{size} bytes");
                     assert!(std::slice::from_raw_parts(b, size).iter().all(|&v| v == 0));
                     a.dealloc(b, layout);
                 }

@@ -182,7 +182,7 @@ unsafe fn write_pixels_avx2(
 }
 
 /// Output pixels along one row that [`rows_avx2`] computes together: with stride 1 they share
-/// two of every three input columns, so each loaded column feeds up to three of them.
+/// two of their three input columns, so each of those loaded columns feeds both.
 const RUN: usize = 2;
 
 thread_local! {
@@ -245,6 +245,7 @@ unsafe fn rows_avx2<const S: usize>(
                     Some(src.as_ptr().add((img * h + iy) * w * c))
                 });
                 let share = (w * c).div_ceil(ow);
+                let k = (layer.packed.as_ptr(), c);
                 let fetch = |ox: usize, n: usize| {
                     for r in ahead.iter().flatten() {
                         for l in (ox * share..((ox + n) * share).min(w * c)).step_by(16) {
@@ -263,8 +264,6 @@ unsafe fn rows_avx2<const S: usize>(
                     }
                     let first = (ox * S - pl) * c;
                     let rows = rows.map(|r| r.add(first));
-
-                    let k = (layer.packed.as_ptr(), c);
                     let n = match ox + RUN <= in_hi.min(ox1) {
                         true => RUN,
                         false => 1,
