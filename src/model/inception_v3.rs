@@ -29,6 +29,7 @@ use super::depthwise::Activation;
 use super::nhwc::conv::NhwcConv;
 use super::nhwc::pool::{Pool3x3, global_mean};
 use super::nhwc::winograd::Winograd3x3;
+use super::nhwc::winograd7::Winograd7;
 use super::per_core;
 use super::weights::{self, INCEPTION_V3};
 use super::{Backbone, BackboneKind};
@@ -83,8 +84,8 @@ struct ConvBn {
     bias: Tensor,
     /// The packed CPU layer (present when the weights live on the CPU).
     cpu: Option<NhwcConv>,
-    /// The same layer as Winograd F(2x2, 3x3), for the 3x3 stride-1 convs where it is faster.
-    winograd: Option<Winograd3x3>,
+    /// The same layer as Winograd, for the convs where it is faster.
+    winograd: Option<Winograd>,
     c_in: usize,
     c_out: usize,
     kh: usize,
@@ -93,6 +94,15 @@ struct ConvBn {
     /// Zero padding (rows, cols), applied on both sides of each axis.
     pad: (usize, usize),
     relu_upto: usize,
+}
+
+/// A conv computed as Winograd: fewer multiplies, the same GEMM kernel.
+#[derive(Debug, Clone)]
+enum Winograd {
+    /// A 3x3 stride-1 conv as F(2x2, 3x3).
+    Tiles2x2(Winograd3x3),
+    /// A 1x7 or 7x1 stride-1 conv as F(2, 7).
+    Pairs(Box<Winograd7>),
 }
 
 /// Reads one torchvision `BasicConv2d` and folds its BatchNorm: returns `([O, I*kh*kw], [O])`.
@@ -177,10 +187,16 @@ impl ConvBn {
         // Winograd pays where the 16 GEMMs are deep and wide enough: single-threaded, Conv2d_4a
         // (80 -> 192 at 71x71) ran 1.08x and Mixed_7's 448 -> 384 at 8x8 (8 images) 1.76x as fast
         // as the direct conv, but 64 -> 96 at 35x35 0.80x and 32 -> 64 at 147x147 0.79x.
-        let winograd_pays = (kh, kw, stride) == (3, 3, 1) && relu_upto == c_out && c_in >= 80 && c_out >= 192;
-        let winograd = match cpu.is_some() && winograd_pays {
-            true => Some(Winograd3x3::new(&weight, &bias, c_in, Activation::Relu)?),
-            false => None,
+        let square_pays = c_in >= 80 && c_out >= 192;
+        // F(2, 7) pays on all of Mixed_6's 1x7 and 7x1 convs (128 to 192 channels at 17x17).
+        let winograd = match (cpu.is_some() && relu_upto == c_out, (kh, kw, stride)) {
+            (true, (3, 3, 1)) if square_pays => {
+                Some(Winograd::Tiles2x2(Winograd3x3::new(&weight, &bias, c_in, Activation::Relu)?))
+            }
+            (true, (7, 1, 1) | (1, 7, 1)) => {
+                Some(Winograd::Pairs(Box::new(Winograd7::new(&weight, &bias, c_in, kh == 7, Activation::Relu)?)))
+            }
+            _ => None,
         };
         Ok(Self { weight, bias, cpu, winograd, c_in, c_out, kh, kw, stride, pad, relu_upto })
     }
@@ -200,7 +216,10 @@ impl ConvBn {
         let (ph, pw) = self.pad;
         let (n, h, w, _) = x.dims4()?;
         match &self.winograd {
-            Some(wino) if n * h.div_ceil(2) * w.div_ceil(2) >= MIN_WINOGRAD_TILES => wino.forward(x, (ph, pw, ph, pw)),
+            Some(Winograd::Tiles2x2(wino)) if n * h.div_ceil(2) * w.div_ceil(2) >= MIN_WINOGRAD_TILES => {
+                wino.forward(x, (ph, pw, ph, pw))
+            }
+            Some(Winograd::Pairs(wino)) => wino.forward(x, (ph, pw, ph, pw)),
             _ => cpu.forward(x, (ph, pw, ph, pw)),
         }
     }
