@@ -28,8 +28,7 @@ use candle_nn::VarBuilder;
 use super::depthwise::Activation;
 use super::nhwc::conv::NhwcConv;
 use super::nhwc::pool::{Pool3x3, global_mean};
-use super::nhwc::winograd::Winograd3x3;
-use super::nhwc::winograd7::Winograd7;
+use super::nhwc::winograd::{Winograd3x3, Winograd7};
 use super::per_core;
 use super::weights::{self, INCEPTION_V3};
 use super::{Backbone, BackboneKind};
@@ -42,9 +41,6 @@ pub const EARLY_IMAGES: usize = 2;
 /// 12 alternating repeats: chunks of 2, 4 and 8 images had medians of 11.4, 12.1 and 11.3
 /// images/s, each core's whole share (no sharing) 11.0.
 pub const LATE_IMAGES: usize = 4;
-/// Fewest 2x2 output tiles for which a conv runs as Winograd: on fewer, its 16 small GEMMs (and
-/// their 16 barriers when a layer splits across the cores) cost more than they save.
-const MIN_WINOGRAD_TILES: usize = 64;
 /// Input side in pixels.
 pub const INPUT_SIZE: usize = 299;
 /// BatchNorm epsilon of every `BasicConv2d` (torchvision and Keras agree on 1e-3).
@@ -184,11 +180,11 @@ impl ConvBn {
             true => Some(NhwcConv::new(&weight, &bias, c_in, (kh, kw), stride, Activation::Relu, relu_upto)?),
             false => None,
         };
-        // Winograd pays where the 16 GEMMs are deep and wide enough: single-threaded, Conv2d_4a
-        // (80 -> 192 at 71x71) ran 1.08x and Mixed_7's 448 -> 384 at 8x8 (8 images) 1.76x as fast
-        // as the direct conv, but 64 -> 96 at 35x35 0.80x and 32 -> 64 at 147x147 0.79x.
-        let square_pays = c_in >= 80 && c_out >= 192;
-        // F(2, 7) pays on all of Mixed_6's 1x7 and 7x1 convs (128 to 192 channels at 17x17).
+        // Winograd pays where its GEMMs are deep and wide enough. Alone on one core, as F(2x2, 3x3):
+        // Conv2d_4a (80 -> 192) 1.48x, Mixed_5's 64 -> 96 1.34x and 96 -> 96 1.62x, Mixed_7's
+        // 448 -> 384 1.47x (4 images; 1 image on two cores 1.21x), Conv2d_2b (32 -> 64) 1.10x,
+        // but Conv2d_2a (32 -> 32) 1.01x; as F(2, 7), Mixed_6's 1x7 and 7x1 convs 1.33-1.41x.
+        let square_pays = c_in >= 32 && c_out >= 64;
         let winograd = match (cpu.is_some() && relu_upto == c_out, (kh, kw, stride)) {
             (true, (3, 3, 1)) if square_pays => {
                 Some(Winograd::Tiles2x2(Winograd3x3::new(&weight, &bias, c_in, Activation::Relu)?))
@@ -210,17 +206,15 @@ impl ConvBn {
         if fast_path(x) { self.forward_cpu(x) } else { self.forward_generic(x) }
     }
 
-    /// CPU path: one GEMM over the input in place, with a fused bias/ReLU epilogue.
+    /// CPU path: one GEMM over the input in place (or Winograd's, where it pays), with a fused
+    /// bias/ReLU epilogue.
     fn forward_cpu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let Some(cpu) = &self.cpu else { return self.forward_generic(x) };
         let (ph, pw) = self.pad;
-        let (n, h, w, _) = x.dims4()?;
         match &self.winograd {
-            Some(Winograd::Tiles2x2(wino)) if n * h.div_ceil(2) * w.div_ceil(2) >= MIN_WINOGRAD_TILES => {
-                wino.forward(x, (ph, pw, ph, pw))
-            }
+            Some(Winograd::Tiles2x2(wino)) => wino.forward(x, (ph, pw, ph, pw)),
             Some(Winograd::Pairs(wino)) => wino.forward(x, (ph, pw, ph, pw)),
-            _ => cpu.forward(x, (ph, pw, ph, pw)),
+            None => cpu.forward(x, (ph, pw, ph, pw)),
         }
     }
 

@@ -242,7 +242,8 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
-    fn at(&self, i: usize) -> *mut f32 {
+    /// Float `i` of the buffer.
+    pub(super) fn at(&self, i: usize) -> *mut f32 {
         self.0.wrapping_add(i)
     }
 }

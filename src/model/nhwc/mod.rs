@@ -3,8 +3,7 @@
 //! Every conv is a GEMM whose micro-kernel reads each output pixel's receptive field where it
 //! lies in the input ([`conv`]); depthwise convs and pools vectorise across channels, a
 //! depthwise conv can run fused into the 1x1 conv after it ([`separable`]), and a deep 3x3
-//! stride-1 conv can run as Winograd F(2x2, 3x3) on the same GEMMs ([`winograd`]), and a 1x7 or
-//! 7x1 one as Winograd F(2, 7) ([`winograd7`]).
+//! stride-1 conv or a 1x7 or 7x1 one can run as Winograd on the same GEMMs ([`winograd`]).
 
 pub mod conv;
 pub mod depthwise;
@@ -12,7 +11,6 @@ pub mod kernel;
 pub mod pool;
 pub mod separable;
 pub mod winograd;
-pub mod winograd7;
 
 /// The kernel taps along one axis that land inside the input: `(tap, input index)` pairs.
 #[derive(Clone, Copy)]

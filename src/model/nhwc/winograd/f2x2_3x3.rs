@@ -1,29 +1,17 @@
 //! 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) over NHWC f32 activations on the CPU.
 //!
-//! Each 2x2 block of output pixels (a tile) comes from the 4x4 input patch around it. In the
-//! Winograd domain the conv is 16 independent products, one per element `xi` of the 4x4
-//! transforms: `M_xi[tile, o] = sum_c V_xi[tile, c] * U_xi[c, o]`, with `V = B^T d B` the
-//! patch's transform and `U = G g G^T` the 3x3 kernel's (done once, at load). That is 16
-//! multiplies per tile and channel pair where the direct conv needs 36 (2.25x fewer), at the
-//! cost of the two transforms, which are additions only. The 16 products are GEMMs of the
-//! ordinary conv kernel ([`super::conv`]) as 1x1 convs. Tiles go in chunks, so that `V` and `M`
-//! for a chunk stay in L3 between the transforms and the GEMMs.
+//! Each 2x2 block of output pixels (a tile) comes from the 4x4 input patch around it: `V = B^T d B`
+//! for the patch, `U = G g G^T` for each kernel, and the pixels are `Y = A^T M A`.
 //!
 //! Rounding stays close to the direct conv's: the transforms only add and subtract (and `G`
 //! halves), so each output sums the same products in another order.
 
-use std::mem::MaybeUninit;
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
-
-use super::conv::{Fields, NhwcConv, SendPtr, gemm, pad_copy};
-use super::kernel::has_avx2_fma;
+use super::super::conv::{NhwcConv, SendPtr, pad_copy};
+use super::super::kernel::has_avx2_fma;
+use super::{load_f32, products, run_tiles};
 use crate::model::depthwise::{Activation, Padding};
-
-/// Tiles per chunk: a chunk's transformed input and products (`16 x (C_in + C_out)` floats per
-/// tile, 8.9 MB for Inception-v3's Conv2d_4a) stay in L3.
-const TILES_PER_CHUNK: usize = 512;
 
 /// A 3x3 stride-1 conv with bias and activation, computed as Winograd F(2x2, 3x3).
 #[derive(Debug, Clone)]
@@ -41,15 +29,7 @@ impl Winograd3x3 {
     /// Builds the layer from a `[C_out, C_in*9]` weight (OIHW flattened) and a `[C_out]` bias;
     /// `act` applies to every output channel.
     pub fn new(weight: &Tensor, bias: &Tensor, c_in: usize, act: Activation) -> Result<Self> {
-        let (c_out, k) = weight.dims2()?;
-        if c_in == 0 || k != c_in * 9 {
-            candle_core::bail!("winograd conv weight {:?} does not fit {c_in} channels of 3x3", weight.shape());
-        }
-        let w = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let bias = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        if bias.len() != c_out {
-            candle_core::bail!("conv bias has {} values for {c_out} channels", bias.len());
-        }
+        let (w, bias, c_out) = load_f32(weight, bias, c_in, 9)?;
         // U = G g G^T per (o, c), in f64.
         const G: [[f64; 3]; 4] = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]];
         let mut u = vec![0f32; 16 * c_out * c_in];
@@ -70,14 +50,7 @@ impl Winograd3x3 {
                 }
             }
         }
-        let zero = Tensor::zeros(c_out, DType::F32, weight.device())?;
-        let products = u
-            .chunks_exact(c_out * c_in)
-            .map(|m| {
-                let m = Tensor::from_slice(m, (c_out, c_in), weight.device())?;
-                NhwcConv::new(&m, &zero, c_in, (1, 1), 1, Activation::None, 0)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let products = products(&u, c_out, c_in, weight.device())?;
         Ok(Self { c_in, c_out, products, bias, bounds: act.bounds() })
     }
 
@@ -141,36 +114,14 @@ impl CustomOp1 for WinogradOp<'_> {
         // Every tile reads a whole 4x4 patch: an odd output size gets one more zero row or column.
         let (xp, hp, wp) = pad_copy(src, layout, (t, l, b + oh % 2, r + ow % 2));
         let grid = Grid { th, tw, hp, wp, c, oh, ow };
-        let tiles = n * th * tw;
         let c_out = layer.c_out;
         let mut out = Vec::<f32>::with_capacity(n * oh * ow * c_out);
-        let chunk = TILES_PER_CHUNK.min(tiles.max(1));
-        let mut v = vec![0f32; 16 * chunk * c];
-        let mut m = vec![MaybeUninit::<f32>::uninit(); 16 * chunk * c_out];
-        for t0 in (0..tiles).step_by(chunk) {
-            let count = chunk.min(tiles - t0);
-            // V_xi for each tile of the chunk: rows of `c` at `(xi * chunk + i) * c`.
-            let vs = SendPtr(v.as_mut_ptr());
-            (0..count).into_par_iter().with_min_len(8).for_each(|i| {
-                let base = vs;
-                // SAFETY: tile i writes only its own 16 rows of V.
-                unsafe { transform_input(&xp[grid.origin(t0 + i)..], &grid, base.0.add(i * c), chunk * c) };
-            });
-            for (xi, conv) in layer.products.iter().enumerate() {
-                let vx = &v[xi * chunk * c..][..count * c];
-                gemm(conv, vx, &Fields::strided((1, count), c), &mut m[xi * chunk * c_out..][..count * c_out]);
-            }
-            // SAFETY: the 16 GEMMs wrote the first `count` rows of each M_xi, which are all that
-            // the output transform reads.
-            let ms = unsafe { &*(m.as_slice() as *const [MaybeUninit<f32>] as *const [f32]) };
-            let os = SendPtr(out.as_mut_ptr());
-            (0..count).into_par_iter().with_min_len(8).for_each(|i| {
-                let base = os;
-                // SAFETY: `out` holds the whole output, and tile t0 + i writes only its own (up
-                // to) four pixels.
-                unsafe { transform_output(ms, i, chunk, layer, &grid, t0 + i, base.0) };
-            });
-        }
+        let os = SendPtr(out.as_mut_ptr());
+        let input = |t: usize, v: &mut [f32], ld: usize| transform_input(&xp[grid.origin(t)..], &grid, v, ld);
+        // SAFETY: the output holds every tile's pixels, and only tile t writes its own.
+        let output = |t: usize, m: &[f32], ld: usize| unsafe { transform_output(m, ld, layer, &grid, t, os.at(0)) };
+        // SAFETY: tiles write disjoint pixels.
+        unsafe { run_tiles(&layer.products, n * th * tw, input, output) };
         // SAFETY: the tiles cover the output, and each tile wrote every channel of its pixels.
         unsafe { out.set_len(n * oh * ow * c_out) };
         Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c_out))))
@@ -178,19 +129,17 @@ impl CustomOp1 for WinogradOp<'_> {
 }
 
 /// Writes `V = B^T d B` of the 4x4 patch at the start of `src` (rows `wp * c` apart, pixels `c`
-/// apart) as 16 rows of `c`, `ld` floats apart, from `v`.
-///
-/// # Safety
-/// `v` must be valid for writes of 16 rows of `c` floats, `ld` apart.
+/// apart) as 16 rows of `c`, `ld` floats apart, from the start of `v`.
 #[allow(clippy::needless_range_loop)] // `r` picks a row of the transform across columns of `t`.
-unsafe fn transform_input(src: &[f32], grid: &Grid, v: *mut f32, ld: usize) {
+fn transform_input(src: &[f32], grid: &Grid, v: &mut [f32], ld: usize) {
     let (c, row) = (grid.c, grid.wp * grid.c);
     assert!(src.len() >= 3 * row + 4 * c, "a 4x4 patch lies inside the padded input");
+    assert!(v.len() >= 15 * ld + c, "the 16 rows lie inside V");
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        // SAFETY: AVX2 is present; the patch is inside `src` (asserted) and `v` is the caller's.
-        done = unsafe { transform_input_avx2(src.as_ptr(), row, c, v, ld) };
+        // SAFETY: AVX2 is present; the patch and the 16 rows are inside the slices (asserted).
+        done = unsafe { transform_input_avx2(src.as_ptr(), row, c, v.as_mut_ptr(), ld) };
     }
     // The channels left (all of them without AVX2).
     for ch in done..c {
@@ -204,8 +153,7 @@ unsafe fn transform_input(src: &[f32], grid: &Grid, v: *mut f32, ld: usize) {
         for r in 0..4 {
             let vr = [t[0][r] - t[2][r], t[1][r] + t[2][r], t[2][r] - t[1][r], t[1][r] - t[3][r]];
             for (j, val) in vr.into_iter().enumerate() {
-                // SAFETY: the caller's contract covers row 4r + j, channel ch.
-                unsafe { *v.add((4 * r + j) * ld + ch) = val };
+                v[(4 * r + j) * ld + ch] = val;
             }
         }
     }
@@ -214,7 +162,8 @@ unsafe fn transform_input(src: &[f32], grid: &Grid, v: *mut f32, ld: usize) {
 /// [`transform_input`] for the channels in whole groups of 8; returns how many it did.
 ///
 /// # Safety
-/// As for [`transform_input`], with `src` the start of the patch, on a CPU with AVX2.
+/// `src` must be readable for the 4x4 patch and `v` writable for 16 rows of `c` floats, `ld`
+/// apart; the CPU must have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::needless_range_loop)] // as in `transform_input`
@@ -247,22 +196,14 @@ unsafe fn transform_input_avx2(src: *const f32, row: usize, c: usize, v: *mut f3
     ch
 }
 
-/// Writes tile `t`'s output pixels `Y = A^T m A` (plus bias, clamped), where `m` is row `i` of
-/// each of the 16 products (`chunk` rows of `C_out` apart), into `out` (`[N, OH, OW, C_out]`).
+/// Writes tile `t`'s output pixels `Y = A^T m A` (plus bias, clamped), where `m` holds the
+/// tile's row of each of the 16 products (`ld` floats apart), into `out` (`[N, OH, OW, C_out]`).
 ///
 /// # Safety
 /// `out` must hold the whole output; no other task may write tile `t`'s pixels.
-unsafe fn transform_output(
-    m: &[f32],
-    i: usize,
-    chunk: usize,
-    layer: &Winograd3x3,
-    grid: &Grid,
-    t: usize,
-    out: *mut f32,
-) {
+unsafe fn transform_output(m: &[f32], ld: usize, layer: &Winograd3x3, grid: &Grid, t: usize, out: *mut f32) {
     let co = layer.c_out;
-    assert!(m.len() >= (15 * chunk + i + 1) * co, "row i of each product is inside M");
+    assert!(m.len() >= 15 * ld + co, "the tile's rows lie inside M");
     let (n, ty, tx) = grid.tile(t);
     let (y0, x0) = (2 * ty, 2 * tx);
     // The tile's pixels inside the output (the last row or column of tiles may stick out).
@@ -270,18 +211,16 @@ unsafe fn transform_output(
     let px: [[*mut f32; 2]; 2] = std::array::from_fn(|dy| {
         std::array::from_fn(|dx| out.wrapping_add(((n * grid.oh + y0 + dy) * grid.ow + x0 + dx) * co))
     });
-    let mx = m[i * co..].as_ptr();
-    let ld = chunk * co;
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: AVX2 is present; M's rows are inside `m` (asserted); the pixels written are
         // inside the output and this tile's (the caller's contract).
-        done = unsafe { transform_output_avx2(mx, ld, layer, &px, (rows, cols)) };
+        done = unsafe { transform_output_avx2(m.as_ptr(), ld, layer, &px, (rows, cols)) };
     }
     let (lo, hi) = layer.bounds;
     for o in done..co {
-        let v = |xi: usize| m[xi * ld + i * co + o];
+        let v = |xi: usize| m[xi * ld + o];
         // Rows: s = A^T m, then columns: Y = s A.
         let s0: [f32; 4] = std::array::from_fn(|x| v(x) + v(4 + x) + v(8 + x));
         let s1: [f32; 4] = std::array::from_fn(|x| v(4 + x) - v(8 + x) - v(12 + x));
@@ -335,18 +274,19 @@ unsafe fn transform_output_avx2(
 
 #[cfg(test)]
 mod tests {
+    use super::super::assert_matches_direct;
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     #[test]
-    fn matches_the_direct_conv_for_odd_and_even_sizes_paddings_and_chunks() {
+    fn matches_the_direct_conv_for_odd_and_even_sizes_paddings_and_blocks() {
         let dev = Device::Cpu;
         // (h, w, c_in, c_out, padding, batch)
         let cases = [
             (8, 8, 16, 24, (1, 1, 1, 1), 1),
             (7, 9, 5, 13, (1, 1, 1, 1), 2),
             (9, 7, 64, 40, (0, 0, 0, 0), 1),
-            // 3 images of 23x23 tiles: more tiles than one chunk holds.
+            // 3 images of 23x23 tiles: many blocks, some of them across two images.
             (46, 45, 8, 16, (1, 1, 1, 1), 3),
         ];
         for (h, w, c_in, c_out, pad, n) in cases {
@@ -356,14 +296,8 @@ mod tests {
             let wino = Winograd3x3::new(&wt, &b, c_in, Activation::Relu).unwrap();
             let wide = Tensor::randn(0f32, 1.0, (n, h, w, c_in + 3), &dev).unwrap();
             for x in [wide.narrow(3, 1, c_in).unwrap().contiguous().unwrap(), wide.narrow(3, 1, c_in).unwrap()] {
-                let want = direct.forward(&x, pad).unwrap();
-                let got = wino.forward(&x, pad).unwrap();
-                assert_eq!(got.dims(), want.dims());
-                let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-                assert!(d < 1e-4, "{h}x{w} {c_in}->{c_out} pad {pad:?}: diff {d}");
-                // The ReLU really clamps some outputs, so a missing epilogue would show.
-                let zeros = got.eq(0f32).unwrap().to_dtype(DType::F32).unwrap().sum_all().unwrap();
-                assert!(zeros.to_scalar::<f32>().unwrap() > 0.0);
+                let what = format!("{h}x{w} {c_in}->{c_out} pad {pad:?}");
+                assert_matches_direct(&wino.forward(&x, pad).unwrap(), &direct.forward(&x, pad).unwrap(), &what);
             }
         }
     }

@@ -1,25 +1,16 @@
 //! 1x7 and 7x1 stride-1 convolutions as Winograd F(2, 7) over NHWC f32 activations on the CPU.
 //!
 //! Two neighbouring output pixels along the kernel's axis (a tile) read the 8 input pixels that
-//! cover both windows. In the Winograd domain the conv is 8 independent products, one per
-//! element `xi` of the transformed input: `M_xi[tile, o] = sum_c V_xi[tile, c] * U_xi[c, o]`,
-//! with `V = B^T d` the 8 pixels' transform and `U = G g` the kernel's (done once, at load). That
-//! is 8 multiplies per tile and channel pair where the direct conv needs 14 (1.75x fewer); the
-//! output is `Y = A^T M`. The matrices come from Toom-Cook over the points 0, ±1, ±2, ±1/2 and
+//! cover both windows: `V = B^T d` for those 8 pixels, `U = G g` for each kernel, and the pixels
+//! are `Y = A^T M`. The matrices come from Toom-Cook over the points 0, ±1, ±2, ±1/2 and
 //! infinity ([`Transforms`]). In f32 the outputs of Inception-v3's Mixed_6 convs stay within a
 //! few 1e-6 of the direct conv's.
-//!
-//! Each task takes a block of tiles and keeps it in its core's L2: it transforms the block's
-//! input, runs the 8 GEMMs (the ordinary conv kernel, [`super::conv`], as 1x1 convs) one after
-//! another, and writes the block's pixels. So a layer has one fork-join, not one per product.
 
-use std::cell::Cell;
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
-
-use super::conv::{NhwcConv, Plan, SendPtr, pad_copy, run_task};
-use super::kernel::has_avx2_fma;
+use super::super::conv::{NhwcConv, SendPtr, pad_copy};
+use super::super::kernel::has_avx2_fma;
+use super::{load_f32, products, run_tiles};
 use crate::model::depthwise::{Activation, Padding};
 
 /// Taps of the kernel.
@@ -28,12 +19,6 @@ const R: usize = 7;
 const M: usize = 2;
 /// Input pixels per tile, and products.
 const ALPHA: usize = M + R - 1;
-/// Tiles per task, at most: six micro-kernel rows. A block's transformed input and products
-/// (`8 x (C_in + C_out)` floats per tile, 442 KB at 192 -> 192 channels) stay in L2 or near it.
-/// Alone and on one core, 192 -> 192 channels at 4 images of 17x17 ran 1.31, 1.41, 1.37 and
-/// 1.35x as fast as the direct conv with blocks of 24, 36, 48 and 72 tiles.
-const TILES_PER_BLOCK: usize = 36;
-
 /// The Toom-Cook matrices of F(2, 7): `y = A^T [(G g) . (B^T d)]` is the correlation
 /// `y_i = sum_k g_k d_(i+k)` of 8 inputs `d` with 7 taps `g`.
 #[derive(Debug, Clone)]
@@ -137,15 +122,7 @@ impl Winograd7 {
     /// Builds the layer from a `[C_out, C_in*7]` weight (OIHW flattened) and a `[C_out]` bias;
     /// `vertical` picks a 7x1 kernel over a 1x7 one; `act` applies to every output channel.
     pub fn new(weight: &Tensor, bias: &Tensor, c_in: usize, vertical: bool, act: Activation) -> Result<Self> {
-        let (c_out, k) = weight.dims2()?;
-        if c_in == 0 || k != c_in * R {
-            candle_core::bail!("winograd conv weight {:?} does not fit {c_in} channels of 7 taps", weight.shape());
-        }
-        let w = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let bias = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        if bias.len() != c_out {
-            candle_core::bail!("conv bias has {} values for {c_out} channels", bias.len());
-        }
+        let (w, bias, c_out) = load_f32(weight, bias, c_in, R)?;
         let tr = Transforms::new();
         if !tr.even_odd() {
             candle_core::bail!("the F(2, 7) input transform lost its even/odd structure");
@@ -157,14 +134,7 @@ impl Winograd7 {
                 u[xi * c_out * c_in + oc] = row.iter().zip(g).map(|(a, &b)| a * f64::from(b)).sum::<f64>() as f32;
             }
         }
-        let zero = Tensor::zeros(c_out, DType::F32, weight.device())?;
-        let products = u
-            .chunks_exact(c_out * c_in)
-            .map(|m| {
-                let m = Tensor::from_slice(m, (c_out, c_in), weight.device())?;
-                NhwcConv::new(&m, &zero, c_in, (1, 1), 1, Activation::None, 0)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let products = products(&u, c_out, c_in, weight.device())?;
         Ok(Self {
             c_in,
             c_out,
@@ -190,17 +160,14 @@ struct Winograd7Op<'a> {
 }
 
 /// Where the tiles lie: `th x tw` per image (each `2` pixels along the kernel's axis), over a
-/// padded input of `hp x wp` pixels of `c` channels, for an output of `oh x ow`.
+/// padded input `wp` pixels of `c` channels wide.
 #[derive(Clone, Copy)]
 struct Grid {
     vertical: bool,
     th: usize,
     tw: usize,
-    hp: usize,
     wp: usize,
     c: usize,
-    oh: usize,
-    ow: usize,
 }
 
 impl Grid {
@@ -218,11 +185,6 @@ impl Grid {
     fn step(&self) -> usize {
         if self.vertical { self.wp * self.c } else { self.c }
     }
-}
-
-thread_local! {
-    /// Per-thread scratch: a block's transformed input and products.
-    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 impl CustomOp1 for Winograd7Op<'_> {
@@ -249,75 +211,32 @@ impl CustomOp1 for Winograd7Op<'_> {
             false => (oh, ow.div_ceil(M), (t, l, b, r + ow % M)),
         };
         let (xp, hp, wp) = pad_copy(src, layout, pad);
-        let grid = Grid { vertical: layer.vertical, th, tw, hp, wp, c, oh, ow };
-        let tiles = n * th * tw;
+        let grid = Grid { vertical: layer.vertical, th, tw, wp, c };
         let c_out = layer.c_out;
         let mut out = Vec::<f32>::with_capacity(n * oh * ow * c_out);
-        // Blocks of at most TILES_PER_BLOCK, in a multiple of the thread count.
-        let threads = rayon::current_num_threads();
-        let blocks = tiles.div_ceil(TILES_PER_BLOCK).next_multiple_of(threads).min(tiles);
         let os = SendPtr(out.as_mut_ptr());
-        (0..blocks).into_par_iter().for_each(|blk| {
-            let tiles = tiles * blk / blocks..tiles * (blk + 1) / blocks;
-            let base = os;
-            // SAFETY: `out` holds the whole output, and each block writes only its own tiles'
-            // pixels.
-            unsafe { run_block(layer, &xp, &grid, tiles, base) };
-        });
+        let input = |t: usize, v: &mut [f32], ld: usize| {
+            let (img, y0, x0) = grid.tile(t);
+            transform_input(layer, &xp[((img * hp + y0) * wp + x0) * c..], grid.step(), v, ld);
+        };
+        let output = |t: usize, m: &[f32], ld: usize| {
+            let (img, y0, x0) = grid.tile(t);
+            let first = ((img * oh + y0) * ow + x0) * c_out;
+            let (next, inside) = match grid.vertical {
+                true => (first + ow * c_out, y0 + 1 < oh),
+                false => (first + c_out, x0 + 1 < ow),
+            };
+            let px = [os.at(first), os.at(next)];
+            // SAFETY: both pixels (the second only when inside) are in the output, and only
+            // tile t writes them.
+            unsafe { transform_output(layer, m, ld, &px[..1 + usize::from(inside)]) };
+        };
+        // SAFETY: tiles write disjoint pixels.
+        unsafe { run_tiles(&layer.products, n * th * tw, input, output) };
         // SAFETY: the tiles cover the output, and each tile wrote every channel of its pixels.
         unsafe { out.set_len(n * oh * ow * c_out) };
         Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c_out))))
     }
-}
-
-/// Computes the output pixels of `tiles`: input transform, the 8 GEMMs, output transform.
-///
-/// # Safety
-/// `out` must hold the whole `[N, OH, OW, C_out]` output; no other task may write these tiles.
-unsafe fn run_block(layer: &Winograd7, xp: &[f32], grid: &Grid, tiles: std::ops::Range<usize>, out: SendPtr) {
-    let (ci, co, count) = (layer.c_in, layer.c_out, tiles.len());
-    if count == 0 {
-        return;
-    }
-    let mut scratch = SCRATCH.take();
-    let need = ALPHA * count * (ci + co);
-    if scratch.len() < need {
-        scratch.resize(need, 0.0);
-    }
-    // Both parts are written in full before they are read.
-    let (v, m) = scratch[..need].split_at_mut(ALPHA * count * ci);
-    // V_xi for each tile: rows of C_in at `(xi * count + i) * C_in`.
-    for (i, t) in tiles.clone().enumerate() {
-        let (img, y0, x0) = grid.tile(t);
-        let origin = ((img * grid.hp + y0) * grid.wp + x0) * grid.c;
-        transform_input(layer, &xp[origin..], grid.step(), &mut v[i * ci..], count * ci);
-    }
-    // M_xi = V_xi U_xi: rows of C_out at `(xi * count + i) * C_out`.
-    let plan = Plan::new(&layer.products[0], count, ci);
-    for (xi, conv) in layer.products.iter().enumerate() {
-        let vx = &v[xi * count * ci..][..count * ci];
-        let mx = SendPtr(m[xi * count * co..][..count * co].as_mut_ptr());
-        for task in 0..plan.tasks() {
-            let (px, pn) = plan.task(task);
-            let origins: Vec<*const f32> = px.clone().map(|i| vx[i * ci..].as_ptr()).collect();
-            // SAFETY: each origin is a tile's row of C_in values of V_xi, the whole field of a
-            // 1x1 conv; M_xi has `count` rows of C_out; the tasks run one after another.
-            unsafe { run_task(conv, &plan, (px, pn), &origins, mx) };
-        }
-    }
-    for (i, t) in tiles.enumerate() {
-        let (img, y0, x0) = grid.tile(t);
-        let first = ((img * grid.oh + y0) * grid.ow + x0) * co;
-        let (next, inside) = match grid.vertical {
-            true => (first + grid.ow * co, y0 + 1 < grid.oh),
-            false => (first + co, x0 + 1 < grid.ow),
-        };
-        let px = [out.0.wrapping_add(first), out.0.wrapping_add(next)];
-        // SAFETY: both pixels (the second only when inside) are in the output and this tile's
-        // (the caller's contract).
-        unsafe { transform_output(layer, &m[i * co..], count * co, &px[..1 + usize::from(inside)]) };
-    }
-    SCRATCH.set(scratch);
 }
 
 /// Writes `V = B^T d` of the 8 pixels at the start of `src` (`step` floats apart) as 8 rows of
@@ -448,8 +367,9 @@ unsafe fn transform_output_avx2(layer: &Winograd7, m: *const f32, ld: usize, px:
 
 #[cfg(test)]
 mod tests {
+    use super::super::assert_matches_direct;
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     #[test]
     fn transforms_compute_the_correlation() {
@@ -494,14 +414,8 @@ mod tests {
             let wide = Tensor::randn(0f32, 1.0, (n, h, w, c_in + 3), &dev).unwrap();
             for x in [wide.narrow(3, 1, c_in).unwrap().contiguous().unwrap(), wide.narrow(3, 1, c_in).unwrap()] {
                 for pad in [pad, (0, 0, 0, 0)] {
-                    let want = direct.forward(&x, pad).unwrap();
-                    let got = wino.forward(&x, pad).unwrap();
-                    assert_eq!(got.dims(), want.dims());
-                    let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-                    assert!(d < 1e-4, "{h}x{w} {c_in}->{c_out} vertical {vertical} pad {pad:?}: diff {d}");
-                    // The ReLU really clamps some outputs, so a missing epilogue would show.
-                    let zeros = got.eq(0f32).unwrap().to_dtype(DType::F32).unwrap().sum_all().unwrap();
-                    assert!(zeros.to_scalar::<f32>().unwrap() > 0.0);
+                    let what = format!("{h}x{w} {c_in}->{c_out} vertical {vertical} pad {pad:?}");
+                    assert_matches_direct(&wino.forward(&x, pad).unwrap(), &direct.forward(&x, pad).unwrap(), &what);
                 }
             }
         }
