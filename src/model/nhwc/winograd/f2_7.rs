@@ -19,6 +19,7 @@ const R: usize = 7;
 const M: usize = 2;
 /// Input pixels per tile, and products.
 const ALPHA: usize = M + R - 1;
+
 /// The Toom-Cook matrices of F(2, 7): `y = A^T [(G g) . (B^T d)]` is the correlation
 /// `y_i = sum_k g_k d_(i+k)` of 8 inputs `d` with 7 taps `g`.
 #[derive(Debug, Clone)]
@@ -56,9 +57,7 @@ impl Transforms {
             at: std::array::from_fn(|i| std::array::from_fn(|j| v2[j][i])),
         }
     }
-}
 
-impl Transforms {
     /// `true` when `B^T` has the structure the AVX2 input transform relies on: row 0 reads only
     /// even pixels, the last row only odd ones, and each pair of rows between (points `p`, `-p`)
     /// is `e + o` and `e - o`, where `e` reads the even pixels and `o` the odd ones.

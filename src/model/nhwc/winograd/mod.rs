@@ -12,7 +12,7 @@
 //! - [`Winograd7`]: 1x7 and 7x1 convs as F(2, 7), 8 products per pair of pixels (14 in the direct
 //!   conv, 1.75x fewer).
 //!
-//! Both run on one engine ([`run_tiles`]): each task takes a block of tiles and keeps it near its
+//! Both run on one engine (`run_tiles`): each task takes a block of tiles and keeps it near its
 //! core: it transforms the block's input, runs the `P` GEMMs one after another, and writes the
 //! block's pixels. So a layer has one fork-join, not one per product, and `V` and `M` never go
 //! out to memory.
