@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
-use gender_classifier::app::{GenderApp, Settings};
+use gc_app::{GenderApp, Settings};
 
 const PHOTOS: usize = 10_000;
 

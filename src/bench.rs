@@ -12,12 +12,12 @@ use anyhow::{Context, Result, bail};
 use candle_core::{Device, Tensor};
 use clap::Args;
 
-use crate::dataset::collect_images;
-use crate::features::FeatureCache;
-use crate::model::BackboneKind;
-use crate::pipeline::Pipeline;
-use crate::preprocess::{PreprocessSpec, whole_image};
-use crate::train::{LabelledSet, TrainOptions, train_head};
+use gc_core::dataset::collect_images;
+use gc_core::features::FeatureCache;
+use gc_core::pipeline::Pipeline;
+use gc_core::preprocess::{PreprocessSpec, whole_image};
+use gc_core::train::{LabelledSet, TrainOptions, train_head};
+use gc_engine::BackboneKind;
 
 /// `bench` arguments.
 #[derive(Debug, Args)]
@@ -101,8 +101,8 @@ fn bench_images(a: &BenchArgs) -> Result<(PathBuf, Vec<PathBuf>)> {
 fn prepared_inputs(files: &[PathBuf], spec: &PreprocessSpec) -> Vec<Vec<f32>> {
     files
         .iter()
-        .filter_map(|f| crate::imaging::load_rgb(f).ok())
-        .map(|i| crate::preprocess::prepare(&i, whole_image(i.width(), i.height()), spec))
+        .filter_map(|f| gc_core::imaging::load_rgb(f).ok())
+        .map(|i| gc_core::preprocess::prepare(&i, whole_image(i.width(), i.height()), spec))
         .collect()
 }
 
@@ -202,8 +202,8 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
         return Ok(());
     }
     // Face detection speed.
-    if let Ok(finder) = crate::face::FaceFinder::load(device) {
-        let imgs: Vec<_> = files.iter().take(16).filter_map(|f| crate::imaging::load_rgb(f).ok()).collect();
+    if let Ok(finder) = gc_core::face::FaceFinder::load(device) {
+        let imgs: Vec<_> = files.iter().take(16).filter_map(|f| gc_core::imaging::load_rgb(f).ok()).collect();
         let big = image::RgbImage::from_pixel(4000, 3000, image::Rgb([120, 120, 120]));
         let t = Instant::now();
         for i in &imgs {
@@ -219,16 +219,16 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
     }
     // Dataset audit on cached-size vectors (duplicates, 5-fold out-of-fold suspects, outliers).
     {
-        let mut rng = crate::train::rng::Rng::new(11);
+        let mut rng = gc_core::train::rng::Rng::new(11);
         let d = BackboneKind::Faceres.feature_dim();
         let classes = vec!["female".to_string(), "male".to_string()];
-        let items: Vec<crate::train::run::ItemFeatures> = (0..a.train_vectors)
-            .map(|i| crate::train::run::ItemFeatures {
+        let items: Vec<gc_core::features::dataset::ItemFeatures> = (0..a.train_vectors)
+            .map(|i| gc_core::features::dataset::ItemFeatures {
                 path: PathBuf::from(format!("{i}.jpg")),
                 label: i % 2,
-                sha256: crate::model::weights::sha256_hex(&(i as u64).to_le_bytes()),
-                split: crate::dataset::split::Split::Train,
-                value: crate::features::cache::CachedFeatures {
+                sha256: gc_engine::weights::sha256_hex(&(i as u64).to_le_bytes()),
+                split: gc_core::dataset::split::Split::Train,
+                value: gc_core::features::cache::CachedFeatures {
                     features: (0..d).map(|_| rng.next_f32() + (i % 2) as f32 * 0.1).collect(),
                     n_faces: 1,
                     crop: None,
@@ -239,11 +239,10 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
             .collect();
         let t = Instant::now();
         let vectors: Vec<&[f32]> = items.iter().map(|i| i.value.features.as_slice()).collect();
-        let near_duplicates =
-            crate::audit::duplicates::similar_pairs(&vectors, crate::audit::duplicates::NEAR_DUPLICATE_COSINE)?;
-        let data = crate::train::run::DatasetFeatures { items, failures: Vec::new(), near_duplicates };
-        let opts = crate::audit::AuditOptions::default();
-        let r = crate::audit::audit_items(&data, &classes, true, &opts, &AtomicBool::new(false))?;
+        let near_duplicates = gc_core::similarity::similar_pairs(&vectors, gc_core::similarity::NEAR_DUPLICATE_COSINE)?;
+        let data = gc_core::features::dataset::DatasetFeatures { items, failures: Vec::new(), near_duplicates };
+        let opts = gc_core::audit::AuditOptions::default();
+        let r = gc_core::audit::audit_items(&data, &classes, true, &opts, &AtomicBool::new(false))?;
         println!(
             "dataset audit: {} cached {d}-d vectors, {} findings: {:.2} s",
             a.train_vectors,
@@ -252,7 +251,7 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
         );
     }
     // Head training on cached-size vectors.
-    let mut rng = crate::train::rng::Rng::new(7);
+    let mut rng = gc_core::train::rng::Rng::new(7);
     for bk in [BackboneKind::Faceres, BackboneKind::InceptionV3] {
         let d = bk.feature_dim();
         let mut set = LabelledSet::default();

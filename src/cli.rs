@@ -8,16 +8,17 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::classify::{Classifier, ImagePrediction};
-use crate::dataset::collect_images;
-use crate::dataset::split::{Split, SplitSpec};
-use crate::eval::format_report;
-use crate::features::FeatureCache;
-use crate::features::extract::{Cancelled, Progress};
-use crate::model::BackboneKind;
-use crate::model_file::default_model_path;
-use crate::train::TrainOptions;
-use crate::train::run::{EvalScope, TrainConfig, TrainEvent, evaluate_dataset, train_dataset};
+use gc_core::classify::{Classifier, ImagePrediction};
+use gc_core::dataset::collect_images;
+use gc_core::dataset::split::{Split, SplitSpec};
+use gc_core::eval::{EvalScope, evaluate_dataset};
+use gc_core::features::FeatureCache;
+use gc_core::features::extract::{Cancelled, Progress};
+use gc_core::metrics::format_report;
+use gc_core::model_file::default_model_path;
+use gc_core::train::TrainOptions;
+use gc_core::train::run::{TrainConfig, TrainEvent, train_dataset};
+use gc_engine::BackboneKind;
 
 /// Tells whether the person in a photo is a man or a woman; builds, cleans and retrains the dataset.
 #[derive(Debug, Parser)]
@@ -225,7 +226,7 @@ fn update_bar(pb: &ProgressBar, p: &Progress) {
 /// Runs a parsed command line (everything except `app`).
 pub fn run(cli: &Cli) -> Result<()> {
     let cancel = install_ctrlc();
-    let device = crate::device::select(&cli.device)?;
+    let device = gc_engine::device::select(&cli.device)?;
     match cli.command.as_ref().expect("app handled by main") {
         Command::Train(a) => train(cli, a, &device, &cancel),
         Command::Eval(a) => eval(cli, a, &device, &cancel),
@@ -234,7 +235,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Audit(a) => audit(cli, a, &device, &cancel),
         Command::Bench(a) => crate::bench::run(a, &cache_of(cli), &device),
         Command::ZeroShot { out, no_face_crop } => {
-            crate::train::run::zero_shot_model(!no_face_crop)?.save(out)?;
+            gc_core::train::run::zero_shot_model(!no_face_crop)?.save(out)?;
             eprintln!("zero-shot model written to {}", out.display());
             Ok(())
         }
@@ -367,7 +368,7 @@ fn eval(cli: &Cli, a: &EvalArgs, device: &candle_core::Device, cancel: &AtomicBo
 
 fn load_classifier(model: &Option<PathBuf>, no_face_crop: bool, device: &candle_core::Device) -> Result<Classifier> {
     let path = model.clone().unwrap_or_else(default_model_path);
-    let mut m = crate::model_file::Model::load(&path, device)?;
+    let mut m = gc_core::model_file::Model::load(&path, device)?;
     if no_face_crop {
         m.meta.preprocess.face_crop = false;
     }
@@ -463,11 +464,11 @@ fn audit(cli: &Cli, a: &AuditArgs, device: &candle_core::Device, cancel: &Atomic
     if a.folds < 2 {
         bail!("--folds must be at least 2");
     }
-    let opts = crate::audit::AuditOptions { folds: a.folds, ..Default::default() };
+    let opts = gc_core::audit::AuditOptions { folds: a.folds, ..Default::default() };
     let pb = progress_bar("features");
-    let mut report = crate::audit::audit_dataset(
+    let mut report = gc_core::audit::audit_dataset(
         &a.dir,
-        crate::preprocess::PreprocessSpec::new(a.backbone, !a.no_face_crop),
+        gc_core::preprocess::PreprocessSpec::new(a.backbone, !a.no_face_crop),
         &opts,
         &cache_of(cli),
         device,
@@ -477,23 +478,23 @@ fn audit(cli: &Cli, a: &AuditArgs, device: &candle_core::Device, cancel: &Atomic
     .map_err(cancelled_or)?;
     pb.finish_and_clear();
     if !a.include_kept {
-        let log = crate::audit::review::ReviewLog::open(&a.dir)?;
+        let log = gc_core::audit::review::ReviewLog::open(&a.dir)?;
         report.findings.retain(|f| !log.is_kept(f));
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", crate::audit::format_text(&report));
+        print!("{}", gc_core::audit::format_text(&report));
     }
     Ok(())
 }
 
 fn faces(a: &FacesArgs, device: &candle_core::Device) -> Result<()> {
-    let finder = crate::face::FaceFinder::load(device)?;
+    let finder = gc_core::face::FaceFinder::load(device)?;
     let files = collect_images(&a.paths)?;
     let mut out = Vec::new();
     for f in &files {
-        let entry = match crate::imaging::load_rgb(f).map_err(anyhow::Error::from).and_then(|img| {
+        let entry = match gc_core::imaging::load_rgb(f).map_err(anyhow::Error::from).and_then(|img| {
             let regions = finder.regions(&img)?;
             Ok((img.dimensions(), regions))
         }) {

@@ -1,13 +1,16 @@
 //! `gender-classifier`: the desktop app (no arguments or `app`) and the CLI (`train`, `eval`, `classify`, ...).
 
+mod bench;
+mod cli;
+
 use clap::Parser;
-use gender_classifier::cli::{Cli, Command};
+use cli::{Cli, Command};
 
 #[global_allocator]
-static ALLOCATOR: gender_classifier::memory::LineAligned = gender_classifier::memory::LineAligned;
+static ALLOCATOR: gc_engine::memory::LineAligned = gc_engine::memory::LineAligned;
 
 fn main() -> std::process::ExitCode {
-    gender_classifier::memory::keep_freed_buffers();
+    gc_engine::memory::keep_freed_buffers();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
@@ -23,9 +26,9 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let result = match &cli.command {
-        None => gender_classifier::app::run_native(None),
-        Some(Command::App { dir }) => gender_classifier::app::run_native(dir.clone()),
-        Some(_) => gender_classifier::cli::run(&cli),
+        None => gc_app::run_native(None),
+        Some(Command::App { dir }) => gc_app::run_native(dir.clone()),
+        Some(_) => cli::run(&cli),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use egui::{Key, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use gender_classifier::app::classify_panel::{ClassifiedPhoto, ClassifyState};
-use gender_classifier::app::commands::shortcuts;
-use gender_classifier::app::tasks::{PredictionRow, Predictions};
-use gender_classifier::app::train_panel::LastRun;
-use gender_classifier::app::{GenderApp, Settings, SidePage, Tab};
-use gender_classifier::audit::FindingKind;
-use gender_classifier::classify::{FacePrediction, ImagePrediction};
-use gender_classifier::dataset::split::Split;
-use gender_classifier::face::FaceRegion;
-use gender_classifier::model::blazeface::Detection;
+use gc_app::classify_panel::{ClassifiedPhoto, ClassifyState};
+use gc_app::commands::shortcuts;
+use gc_app::tasks::{PredictionRow, Predictions};
+use gc_app::train_panel::LastRun;
+use gc_app::{GenderApp, Settings, SidePage, Tab};
+use gc_core::audit::FindingKind;
+use gc_core::classify::{FacePrediction, ImagePrediction};
+use gc_core::dataset::split::Split;
+use gc_core::face::FaceRegion;
+use gc_engine::blazeface::Detection;
 
 const SIZE: [f32; 2] = [1280.0, 800.0];
 
@@ -259,12 +259,12 @@ impl egui::DroppedFile for DroppedPath {
 
 /// The shipped default model, or faceres' zero-shot head saved to `dir`.
 fn a_model(dir: &Path) -> PathBuf {
-    let shipped = gender_classifier::model_file::default_model_path();
+    let shipped = gc_core::model_file::default_model_path();
     if shipped.exists() {
         return shipped;
     }
     let path = dir.join("zero-shot.safetensors");
-    gender_classifier::train::run::zero_shot_model(true).unwrap().save(&path).unwrap();
+    gc_core::train::run::zero_shot_model(true).unwrap().save(&path).unwrap();
     path
 }
 
@@ -387,7 +387,7 @@ fn snapshot_training_curves() {
         app.training.history = (1..=30)
             .map(|e| {
                 let t = e as f32;
-                gender_classifier::train::EpochStats {
+                gc_core::train::EpochStats {
                     epoch: e,
                     train_loss: 0.25 + 0.5 * (-t / 6.0).exp(),
                     train_accuracy: 0.97 - 0.3 * (-t / 5.0).exp(),
@@ -505,7 +505,7 @@ fn snapshot_review() {
     std::fs::copy(root.join("female/f2.png"), root.join("male/f2-copy.png")).unwrap();
     let mut h = snapshot_harness(app_for(Some(&root), &dir.join("cache")));
     pump(&mut h, 30, "the dataset to open", opened);
-    h.state_mut().push(gender_classifier::app::Command::ReviewSuspects);
+    h.state_mut().push(gc_app::Command::ReviewSuspects);
     pump(&mut h, 300, "the audit", |a| !a.review.is_running() && a.review.report.is_some());
     // The audit's timing varies; the report line shows it, so pin it for a stable picture.
     h.state_mut().review.report.as_mut().unwrap().analysis_secs = 0.5;

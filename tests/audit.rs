@@ -8,9 +8,9 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
-use gender_classifier::audit::{AuditOptions, FindingKind, audit_dataset};
-use gender_classifier::model::BackboneKind;
-use gender_classifier::preprocess::PreprocessSpec;
+use gc_core::audit::{AuditOptions, FindingKind, audit_dataset};
+use gc_core::preprocess::PreprocessSpec;
+use gc_engine::BackboneKind;
 
 /// 200 photos per class, with 5 known photos of each class filed under the other one.
 fn planted_dataset(root: &Path) -> Vec<PathBuf> {

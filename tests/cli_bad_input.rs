@@ -108,7 +108,7 @@ fn a_model_for_another_backbone_is_refused() {
     let text = std::fs::read_to_string(&json).unwrap();
     let mut meta: serde_json::Value = serde_json::from_str(&text).unwrap();
     meta["preprocess"]["backbone"] = "inception-v3".into();
-    meta["backbone_sha256"] = gender_classifier::model::weights::INCEPTION_V3.sha256.into();
+    meta["backbone_sha256"] = gc_engine::weights::INCEPTION_V3.sha256.into();
     std::fs::write(&json, meta.to_string()).unwrap();
     let sample = common::root().join("assets/samples/obama.jpg");
     let o = cli(&["classify", sample.to_str().unwrap(), "--model", model.to_str().unwrap()], &tmp.path().join("cache"));

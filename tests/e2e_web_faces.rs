@@ -6,10 +6,11 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
-use gender_classifier::classify::Classifier;
-use gender_classifier::dataset::split::SplitSpec;
-use gender_classifier::train::TrainOptions;
-use gender_classifier::train::run::{EvalScope, TrainConfig, evaluate_dataset, train_dataset};
+use gc_core::classify::Classifier;
+use gc_core::dataset::split::SplitSpec;
+use gc_core::eval::{EvalScope, evaluate_dataset};
+use gc_core::train::TrainOptions;
+use gc_core::train::run::{TrainConfig, train_dataset};
 
 #[test]
 fn train_on_a_subset_and_reach_95_percent_on_held_out_photos() {
@@ -41,7 +42,7 @@ fn train_on_a_subset_and_reach_95_percent_on_held_out_photos() {
         evaluate_dataset(&test_dir, &classifier, EvalScope::All, &cache, 16, &mut |_| {}, &AtomicBool::new(false))
             .unwrap();
     let m = &eval.metrics;
-    eprintln!("{}", gender_classifier::eval::format_report(m));
+    eprintln!("{}", gc_core::metrics::format_report(m));
     assert!(m.count >= 195, "evaluated {} of 200 held-out photos", m.count);
     assert!(m.accuracy >= 0.95, "held-out accuracy {:.3} < 0.95", m.accuracy);
 }
@@ -60,7 +61,7 @@ fn inception_training_keeps_the_hash_split() {
     }
     let cache = common::shared_web_faces_cache();
     let cfg = TrainConfig {
-        backbone: gender_classifier::model::BackboneKind::InceptionV3,
+        backbone: gc_engine::BackboneKind::InceptionV3,
         face_crop: false,
         split: SplitSpec { validation_pct: 20.0, test_pct: 20.0 },
         ..Default::default()

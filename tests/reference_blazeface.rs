@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use gender_classifier::model::blazeface::{
+use gc_engine::blazeface::{
     self, BlazeFace, DetectOptions, Detection, FaceDetector, INPUT_SIZE, anchors, decode, non_max_suppression,
 };
 use image::{Rgb, RgbImage};

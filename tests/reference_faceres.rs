@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use gender_classifier::model::Backbone;
-use gender_classifier::model::faceres::Faceres;
-use gender_classifier::train::zero_shot_head;
+use gc_core::train::zero_shot_head;
+use gc_engine::Backbone;
+use gc_engine::faceres::Faceres;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use gender_classifier::model::Backbone;
-use gender_classifier::model::inception_v3::{FEATURE_DIM, INPUT_SIZE, InceptionV3};
+use gc_engine::Backbone;
+use gc_engine::inception_v3::{FEATURE_DIM, INPUT_SIZE, InceptionV3};
 
 fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -104,7 +104,7 @@ fn wrong_file_is_an_error_naming_the_file() {
 
     // Past the checksum, the architecture check itself rejects a foreign tensor set.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&path], DType::F32, &Device::Cpu) }.expect("mmap");
-    let err = match gender_classifier::model::weights::with_file_context(InceptionV3::from_vb(vb), &path) {
+    let err = match gc_engine::weights::with_file_context(InceptionV3::from_vb(vb), &path) {
         Ok(_) => panic!("faceres tensors should not build an inception-v3"),
         Err(e) => format!("{e:#}"),
     };

@@ -6,9 +6,9 @@
 mod common;
 
 use candle_core::Device;
-use gender_classifier::classify::Classifier;
-use gender_classifier::model::blazeface::Detection;
-use gender_classifier::model_file::{Model, default_model_path};
+use gc_core::classify::Classifier;
+use gc_core::model_file::{Model, default_model_path};
+use gc_engine::blazeface::Detection;
 use image::{Rgb, RgbImage, imageops};
 
 const CANVAS: (u32, u32) = (2000, 1500);
@@ -68,7 +68,7 @@ fn stress_set_detection_recall_and_accuracy_with_and_without_face_crop() {
         let label = classes.iter().position(|c| c == class).unwrap();
         // Photos 200..: not the ones the audit test plants errors among.
         for path in common::web_faces_sample(class, 200 + per_class).iter().skip(200) {
-            let face = gender_classifier::imaging::load_rgb(path).unwrap();
+            let face = gc_core::imaging::load_rgb(path).unwrap();
             let orig = with_crop.classify_image(&face).unwrap();
             let (canvas, paste_box) = paste(&face, &mut rng, n % 2 == 1);
             let on = with_crop.classify_image(&canvas).unwrap();

@@ -1,0 +1,104 @@
+//! Plots: live loss and accuracy curves of a training run, and accuracy over past trainings.
+
+use egui::Color32;
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+
+use gc_core::train::EpochStats;
+
+use super::tasks::ModelInfo;
+
+const TRAIN: Color32 = Color32::from_rgb(90, 160, 240);
+const VALID: Color32 = Color32::from_rgb(250, 160, 60);
+
+/// Loss and accuracy per epoch, train and validation, side by side.
+pub fn curves(ui: &mut egui::Ui, history: &[EpochStats], height: f32) {
+    let pts = |f: &dyn Fn(&EpochStats) -> Option<f32>| -> Vec<[f64; 2]> {
+        history.iter().filter_map(|e| f(e).map(|v| [e.epoch as f64, f64::from(v)])).collect()
+    };
+    let train_loss = pts(&|e| Some(e.train_loss));
+    let val_loss = pts(&|e| e.val_loss);
+    let train_acc = pts(&|e| Some(e.train_accuracy * 100.0));
+    let val_acc = pts(&|e| e.val_accuracy.map(|a| a * 100.0));
+    let width = (ui.available_width() - 12.0) / 2.0;
+    ui.horizontal(|ui| {
+        ui.vertical(|ui| {
+            ui.label("Loss");
+            Plot::new("loss-curve")
+                .height(height)
+                .width(width)
+                .legend(Legend::default())
+                .x_axis_label("epoch")
+                .include_y(0.0)
+                .allow_scroll(false)
+                .show(ui, |p| {
+                    p.line(Line::new("train", PlotPoints::new(train_loss)).color(TRAIN).width(2.0));
+                    p.line(Line::new("validation", PlotPoints::new(val_loss)).color(VALID).width(2.0));
+                });
+        });
+        ui.vertical(|ui| {
+            ui.label("Accuracy (%)");
+            Plot::new("accuracy-curve")
+                .height(height)
+                .width(width)
+                .legend(Legend::default())
+                .x_axis_label("epoch")
+                .include_y(50.0)
+                .include_y(100.0)
+                .allow_scroll(false)
+                .show(ui, |p| {
+                    p.line(Line::new("train", PlotPoints::new(train_acc)).color(TRAIN).width(2.0));
+                    p.line(Line::new("validation", PlotPoints::new(val_acc)).color(VALID).width(2.0));
+                });
+        });
+    });
+}
+
+/// Test accuracy (with its 95% interval) of every saved model that has one, oldest first.
+pub fn history(ui: &mut egui::Ui, models: &[ModelInfo], current: Option<&std::path::Path>, height: f32) {
+    // (created, accuracy, interval, is current, label)
+    type Row = (String, f64, (f64, f64), bool, String);
+    let mut rows: Vec<Row> = models
+        .iter()
+        .filter_map(|m| {
+            let meta = m.meta.as_ref().ok()?;
+            let t = meta.test_metrics.as_ref()?;
+            Some((meta.created.clone(), t.accuracy, t.accuracy_ci95, current == Some(m.path.as_path()), m.label()))
+        })
+        .collect();
+    if rows.is_empty() {
+        ui.weak("No trained model with test metrics yet: train one to start the history.");
+        return;
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let names: Vec<String> = rows.iter().map(|r| r.4.clone()).collect();
+    Plot::new("history-chart")
+        .height(height)
+        .legend(Legend::default())
+        .x_axis_label("training run")
+        .include_y(50.0)
+        .include_y(100.0)
+        .allow_scroll(false)
+        .label_formatter(move |hover| {
+            let (egui_plot::HoverPosition::NearDataPoint { position, .. }
+            | egui_plot::HoverPosition::Elsewhere { position }) = hover;
+            let i = position.x.round() as usize;
+            let name = names.get(i.saturating_sub(1)).cloned().unwrap_or_default();
+            Some(format!("{name}\n{:.1}%", position.y))
+        })
+        .show(ui, |p| {
+            let acc: Vec<[f64; 2]> = rows.iter().enumerate().map(|(i, r)| [(i + 1) as f64, r.1 * 100.0]).collect();
+            p.line(Line::new("test accuracy", PlotPoints::new(acc.clone())).color(TRAIN).width(2.0));
+            p.points(Points::new("test accuracy", PlotPoints::new(acc)).color(TRAIN).radius(4.0));
+            for (i, r) in rows.iter().enumerate() {
+                let x = (i + 1) as f64;
+                p.line(
+                    Line::new("95% interval", PlotPoints::new(vec![[x, r.2.0 * 100.0], [x, r.2.1 * 100.0]]))
+                        .color(TRAIN.gamma_multiply(0.5))
+                        .width(6.0),
+                );
+                if r.3 {
+                    p.points(Points::new("current", PlotPoints::new(vec![[x, r.1 * 100.0]])).color(VALID).radius(7.0));
+                }
+            }
+        });
+}

@@ -1,0 +1,475 @@
+//! Background jobs: each runs on its own thread, reports progress over a channel, and is polled by
+//! the UI once per frame. The UI thread never waits on disk or compute.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+use candle_core::Device;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+use gc_core::classify::Classifier;
+use gc_core::dataset::Dataset;
+use gc_core::dataset::split::Split;
+use gc_core::eval::score;
+use gc_core::features::FeatureCache;
+use gc_core::features::dataset::{ItemFeatures, dataset_features};
+use gc_core::features::extract::{Cancelled, Progress};
+use gc_core::model_file::{ModelMeta, default_model_path, model_paths};
+use gc_core::train::run::{TrainConfig, TrainEvent, TrainReport, train_dataset};
+
+/// Wakes the UI when a background thread has news. Clones share one slot, which is filled with
+/// the [`egui::Context`] on the first frame, so workers started earlier can wake the UI too.
+#[derive(Clone, Default)]
+pub struct Waker(Arc<std::sync::OnceLock<egui::Context>>);
+
+impl Waker {
+    /// Sets the context to repaint (the first call wins).
+    pub fn set_context(&self, ctx: &egui::Context) {
+        let _ = self.0.set(ctx.clone());
+    }
+
+    /// Asks for a repaint (no-op before the first frame, e.g. in unit tests).
+    pub fn wake(&self) {
+        if let Some(ctx) = self.0.get() {
+            ctx.request_repaint();
+        }
+    }
+}
+
+/// Sends progress messages of a task to the UI.
+pub struct Reporter<P> {
+    tx: Sender<P>,
+    waker: Waker,
+}
+
+impl<P> Reporter<P> {
+    /// Sends one progress message and wakes the UI.
+    pub fn report(&self, p: P) {
+        let _ = self.tx.send(p);
+        self.waker.wake();
+    }
+}
+
+/// What polling a task found.
+pub struct Polled<P, R> {
+    /// Progress messages since the last poll, oldest first.
+    pub progress: Vec<P>,
+    /// The result, once (the task is then finished).
+    pub done: Option<R>,
+}
+
+/// A job running on its own thread.
+pub struct Task<P, R> {
+    progress_rx: Receiver<P>,
+    done_rx: Receiver<R>,
+    cancel: Arc<AtomicBool>,
+    started: Instant,
+    finished: bool,
+}
+
+impl<P: Send + 'static, R: Send + 'static> Task<P, R> {
+    /// Runs `job` on a new thread named `name`; `job` gets a reporter and the cancel flag.
+    ///
+    /// A panic in the job is caught and turned into a [`TaskError`] result by [`Task::poll`].
+    pub fn spawn(name: &str, waker: Waker, job: impl FnOnce(&Reporter<P>, &AtomicBool) -> R + Send + 'static) -> Self {
+        let (ptx, prx) = crossbeam_channel::unbounded();
+        let (dtx, drx) = crossbeam_channel::bounded(1);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let spawned = std::thread::Builder::new().name(name.to_string()).spawn(move || {
+            let reporter = Reporter { tx: ptx, waker: waker.clone() };
+            let result = job(&reporter, &flag);
+            let _ = dtx.send(result);
+            waker.wake();
+        });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start background thread {name}: {e}");
+        }
+        Self { progress_rx: prx, done_rx: drx, cancel, started: Instant::now(), finished: false }
+    }
+
+    /// Collects progress and, once, the result. `Err` means the thread died without a result.
+    pub fn poll(&mut self) -> Result<Polled<P, R>, TaskError> {
+        let progress: Vec<P> = self.progress_rx.try_iter().collect();
+        if self.finished {
+            return Ok(Polled { progress, done: None });
+        }
+        match self.done_rx.try_recv() {
+            Ok(r) => {
+                self.finished = true;
+                Ok(Polled { progress, done: Some(r) })
+            }
+            Err(TryRecvError::Empty) => Ok(Polled { progress, done: None }),
+            Err(TryRecvError::Disconnected) => {
+                self.finished = true;
+                Err(TaskError)
+            }
+        }
+    }
+
+    /// Asks the job to stop (it checks the flag between batches and epochs).
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// True once cancel was asked for.
+    pub fn is_cancelling(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since the start.
+    pub fn elapsed_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// A background thread ended without a result (it panicked).
+#[derive(Debug, thiserror::Error)]
+#[error("a background task stopped unexpectedly (see the log for details)")]
+pub struct TaskError;
+
+/// True when the error chain says the run was cancelled.
+pub fn is_cancelled(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Cancelled>().is_some()
+}
+
+// ----------------------------------------------------------------------------------------------
+// Dataset scanning
+
+/// Scans a dataset folder and says, in words, what is wrong with it.
+pub fn scan_dataset(root: &Path) -> Result<Dataset> {
+    let ds = Dataset::scan(root)?;
+    if ds.classes.is_empty() {
+        bail!(
+            "{} has no class folders. A dataset is a folder with one sub-folder per class, e.g. male/ and female/, each holding photos.",
+            root.display()
+        );
+    }
+    Ok(ds)
+}
+
+// ----------------------------------------------------------------------------------------------
+// Models
+
+/// Folder where the app saves models trained on a dataset.
+pub fn dataset_models_dir(root: &Path) -> PathBuf {
+    root.join(".gender-classifier").join("models")
+}
+
+/// One model found on disk.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// Its `.safetensors` path.
+    pub path: PathBuf,
+    /// Its metadata, or why it cannot be read.
+    pub meta: Result<ModelMeta, String>,
+    /// True for the model shipped with the app.
+    pub shipped: bool,
+}
+
+impl ModelInfo {
+    /// Short name for lists: the file stem, plus the test accuracy when known.
+    pub fn label(&self) -> String {
+        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = if self.shipped { format!("{stem} (shipped)") } else { stem };
+        match &self.meta {
+            Ok(m) => match &m.test_metrics {
+                Some(t) => format!("{name} — {:.1}% test", t.accuracy * 100.0),
+                None => name,
+            },
+            Err(_) => format!("{name} (unreadable)"),
+        }
+    }
+}
+
+fn read_meta(path: &Path) -> Result<ModelMeta, String> {
+    let (_, js) = model_paths(path);
+    let text = std::fs::read_to_string(&js).map_err(|e| format!("cannot read {}: {e}", js.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", js.display()))
+}
+
+/// Lists the shipped default model and every model saved under the dataset's model folder
+/// (and `extra`), newest first after the shipped one.
+pub fn list_models(dataset: Option<&Path>, extra: Option<&Path>) -> Vec<ModelInfo> {
+    let mut out = Vec::new();
+    let default = default_model_path();
+    if default.exists() {
+        out.push(ModelInfo { meta: read_meta(&default), path: default.clone(), shipped: true });
+    }
+    let mut found = Vec::new();
+    if let Some(root) = dataset {
+        let dir = dataset_models_dir(root);
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "safetensors") {
+                    found.push(p);
+                }
+            }
+        }
+    }
+    if let Some(p) = extra.filter(|p| p.exists()) {
+        found.push(p.to_path_buf());
+    }
+    found.sort();
+    found.dedup();
+    found.retain(|p| *p != default);
+    for p in found.into_iter().rev() {
+        out.push(ModelInfo { meta: read_meta(&p), path: p, shipped: false });
+    }
+    out
+}
+
+/// Loads a model for classification, with advice when it is missing.
+pub fn load_classifier(path: &Path) -> Result<Classifier> {
+    let (st, _) = model_paths(path);
+    if !st.exists() {
+        bail!(
+            "model {} is missing: train one with the Train button, choose another model, or use the zero-shot head",
+            st.display()
+        );
+    }
+    Classifier::load(path, &Device::Cpu).with_context(|| format!("cannot load model {}", st.display()))
+}
+
+/// Saves faceres' zero-shot head under `dir` and returns its path.
+pub fn save_zero_shot(dir: &Path) -> Result<PathBuf> {
+    let model = gc_core::train::run::zero_shot_model(true)?;
+    let path = dir.join("zero-shot-faceres.safetensors");
+    model.save(&path)?;
+    Ok(path)
+}
+
+// ----------------------------------------------------------------------------------------------
+// Predictions for a whole dataset
+
+/// The prediction for one dataset image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionRow {
+    /// The file.
+    pub path: PathBuf,
+    /// Predicted class index (in [`Predictions::classes`]).
+    pub predicted: usize,
+    /// Probability per class.
+    pub probs: Vec<f32>,
+    /// The split the model's rule puts it in.
+    pub split: Option<Split>,
+    /// Faces the detector found (from the feature cache), when known.
+    pub n_faces: Option<u32>,
+}
+
+/// Predictions for a dataset.
+#[derive(Debug, Clone, Default)]
+pub struct Predictions {
+    /// The model's class names.
+    pub classes: Vec<String>,
+    /// One row per readable image.
+    pub rows: Vec<PredictionRow>,
+    /// Files that could not be read, with the reason.
+    pub failures: Vec<(PathBuf, String)>,
+}
+
+impl Predictions {
+    /// Predictions from a training report (every split, marked).
+    pub fn from_report(report: &TrainReport) -> Self {
+        Self {
+            classes: report.model.meta.classes.clone(),
+            rows: report
+                .scored
+                .iter()
+                .map(|s| PredictionRow {
+                    path: s.path.clone(),
+                    predicted: s.predicted,
+                    probs: s.probs.clone(),
+                    split: Some(s.split),
+                    n_faces: None,
+                })
+                .collect(),
+            failures: report.failures.clone(),
+        }
+    }
+}
+
+/// Predicts every image of the dataset at `root` with `classifier`, using and filling the feature cache.
+///
+/// This is `eval::evaluate_dataset` keeping the face counts of the feature cache, which the
+/// grid's face filters need.
+pub fn predict_dataset(
+    root: &Path,
+    classifier: &Classifier,
+    cache: &FeatureCache,
+    batch_size: usize,
+    on_progress: &mut dyn FnMut(&Progress),
+    cancel: &AtomicBool,
+) -> Result<Predictions> {
+    let ds = scan_dataset(root)?;
+    let classes = classifier.classes().to_vec();
+    if ds.items.is_empty() {
+        bail!("{} has no photos in its class folders yet", root.display());
+    }
+    let split = classifier.model.meta.split.unwrap_or_default();
+    let feats = dataset_features(&ds, &classifier.pipeline, cache, &split, batch_size, on_progress, cancel)?;
+    let refs: Vec<&ItemFeatures> = feats.items.iter().collect();
+    let scored = score(&classifier.model.head, &refs)?;
+    let trained_split = classifier.model.meta.split.is_some();
+    let face_crop = classifier.pipeline.spec.face_crop;
+    let rows = feats
+        .items
+        .iter()
+        .zip(scored)
+        .map(|(item, s)| PredictionRow {
+            path: s.path,
+            predicted: s.predicted,
+            probs: s.probs,
+            split: trained_split.then_some(s.split),
+            n_faces: face_crop.then_some(item.value.n_faces),
+        })
+        .collect();
+    Ok(Predictions { classes, rows, failures: feats.failures })
+}
+
+// ----------------------------------------------------------------------------------------------
+// Training
+
+/// How a training run ended.
+#[derive(Debug)]
+pub enum TrainOutcome {
+    /// Trained and saved.
+    Finished {
+        /// Where the model was saved.
+        path: PathBuf,
+        /// The report (scores of every image).
+        report: Box<TrainReport>,
+    },
+    /// Stopped by the user; nothing was saved.
+    Cancelled,
+    /// Failed, with the reason in words.
+    Failed(String),
+}
+
+/// A file name for a model made now, e.g. `2025-01-31T12-00-00Z.safetensors`.
+pub fn timestamp_file_name() -> String {
+    let now = gc_core::model_file::now_rfc3339().replace(':', "-");
+    format!("{now}.safetensors")
+}
+
+/// Trains on `root` and saves the model under the dataset's model folder.
+pub fn train_and_save(
+    root: &Path,
+    cfg: &TrainConfig,
+    cache: &FeatureCache,
+    on_event: &mut dyn FnMut(TrainEvent),
+    cancel: &AtomicBool,
+) -> TrainOutcome {
+    let report = match train_dataset(root, cfg, cache, &Device::Cpu, on_event, cancel) {
+        Ok(r) => r,
+        Err(e) if is_cancelled(&e) => return TrainOutcome::Cancelled,
+        Err(e) => return TrainOutcome::Failed(format!("{e:#}")),
+    };
+    if cancel.load(Ordering::Relaxed) {
+        return TrainOutcome::Cancelled;
+    }
+    let dir = dataset_models_dir(root);
+    let mut path = dir.join(timestamp_file_name());
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(timestamp_file_name().replace(".safetensors", &format!("-{n}.safetensors")));
+        n += 1;
+    }
+    match report.model.save(&path) {
+        Ok(()) => TrainOutcome::Finished { path, report: Box::new(report) },
+        Err(e) => TrainOutcome::Failed(format!("training finished but the model could not be saved: {e:#}")),
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// File dialogs (rfd blocks, so it runs on its own thread)
+
+/// What a file dialog returned.
+#[derive(Debug, Clone)]
+pub enum Picked {
+    /// A dataset folder.
+    Folder(Option<PathBuf>),
+    /// Photos to classify.
+    Files(Vec<PathBuf>),
+}
+
+/// Opens the folder picker on a background thread.
+pub fn pick_folder(waker: Waker, start: Option<PathBuf>) -> Task<(), Picked> {
+    Task::spawn("folder-dialog", waker, move |_, _| {
+        let mut d = rfd::FileDialog::new().set_title("Open a dataset folder (one sub-folder per class)");
+        if let Some(s) = start {
+            d = d.set_directory(s);
+        }
+        Picked::Folder(d.pick_folder())
+    })
+}
+
+/// Opens the photo picker on a background thread.
+pub fn pick_files(waker: Waker) -> Task<(), Picked> {
+    Task::spawn("files-dialog", waker, move |_, _| {
+        let exts: Vec<&str> = gc_core::imaging::IMAGE_EXTENSIONS.to_vec();
+        let files = rfd::FileDialog::new().set_title("Photos to classify").add_filter("Images", &exts).pick_files();
+        Picked::Files(files.unwrap_or_default())
+    })
+}
+
+/// Loads the classifier and wraps it for sharing between workers.
+pub fn load_shared(path: &Path) -> Result<Arc<Classifier>> {
+    load_classifier(path).map(Arc::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_reports_progress_then_result_and_survives_panics() {
+        let mut t: Task<u32, &str> = Task::spawn("t", Waker::default(), |r, _| {
+            r.report(1);
+            r.report(2);
+            "done"
+        });
+        let mut progress = Vec::new();
+        let mut done = None;
+        for _ in 0..200 {
+            let p = t.poll().unwrap();
+            progress.extend(p.progress);
+            if let Some(d) = p.done {
+                done = Some(d);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(done, Some("done"));
+        progress.extend(t.poll().unwrap().progress);
+        assert_eq!(progress, vec![1, 2]);
+
+        let mut bad: Task<(), ()> = Task::spawn("bad", Waker::default(), |_, _| panic!("boom"));
+        let mut err = false;
+        for _ in 0..2000 {
+            if bad.poll().is_err() {
+                err = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(err, "a panicking task reports an error instead of hanging");
+    }
+
+    #[test]
+    fn folder_without_classes_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = scan_dataset(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("one sub-folder per class"), "{e}");
+    }
+
+    #[test]
+    fn missing_model_says_what_to_do() {
+        let e = load_classifier(Path::new("/nonexistent/m.safetensors")).err().unwrap().to_string();
+        assert!(e.contains("Train button"), "{e}");
+    }
+}

@@ -1,0 +1,89 @@
+//! Prediction: a file in, one class-probability vector per face out.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use candle_core::Device;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::face::FaceRegion;
+use crate::metrics::argmax;
+use crate::model_file::Model;
+use crate::pipeline::Pipeline;
+
+/// The prediction for one face (or the whole image when no face was found).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FacePrediction {
+    /// Where the face is.
+    pub region: FaceRegion,
+    /// Probability per class, in the model's class order.
+    pub probs: Vec<f32>,
+    /// Index of the predicted class.
+    pub class: usize,
+}
+
+/// Everything predicted for one image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagePrediction {
+    /// The file.
+    pub path: PathBuf,
+    /// Upright image size.
+    pub image_size: (u32, u32),
+    /// One entry per face, most confident face first.
+    pub faces: Vec<FacePrediction>,
+}
+
+/// A model ready to classify photos.
+pub struct Classifier {
+    /// The pipeline matching the model's preprocessing.
+    pub pipeline: Pipeline,
+    /// The model.
+    pub model: Model,
+}
+
+impl Classifier {
+    /// Loads a model and the pipeline it was trained with.
+    pub fn load(model_path: &Path, device: &Device) -> Result<Self> {
+        let model = Model::load(model_path, device)?;
+        Self::new(model, device)
+    }
+
+    /// Builds the pipeline for an already-loaded model.
+    pub fn new(model: Model, device: &Device) -> Result<Self> {
+        let pipeline = Pipeline::load(model.meta.preprocess, device)?;
+        Ok(Self { pipeline, model })
+    }
+
+    /// Class names.
+    pub fn classes(&self) -> &[String] {
+        &self.model.meta.classes
+    }
+
+    /// Classifies a file.
+    pub fn classify_file(&self, path: &Path) -> Result<ImagePrediction> {
+        let img = self.pipeline.load_image(path)?;
+        let mut p = self.classify_image(&img)?;
+        p.path = path.to_path_buf();
+        Ok(p)
+    }
+
+    /// Classifies decoded pixels (every face, or the whole image).
+    pub fn classify_image(&self, img: &RgbImage) -> Result<ImagePrediction> {
+        let regions = self.pipeline.regions(img)?;
+        let inputs: Vec<Vec<f32>> = regions.iter().map(|r| self.pipeline.input(img, r)).collect();
+        let feats = self.pipeline.features(&inputs)?;
+        let probs = self.model.head.probs_of(&feats)?;
+        let faces = regions
+            .into_iter()
+            .zip(probs)
+            .map(|(region, probs)| FacePrediction { class: argmax(&probs), region, probs })
+            .collect();
+        Ok(ImagePrediction { path: PathBuf::new(), image_size: img.dimensions(), faces })
+    }
+
+    /// Class probabilities from cached training features (one vector per image).
+    pub fn probs_of_features(&self, feats: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
+        self.model.head.probs_of(feats)
+    }
+}

@@ -1,0 +1,179 @@
+//! Batched, cancellable feature extraction with the cache in front.
+//!
+//! A producer thread reads, hashes, looks up, decodes and prepares one chunk of files in parallel
+//! while the consumer runs the backbone on the previous chunk. Only two chunks are ever in memory,
+//! so memory stays flat however large the dataset is.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use rayon::prelude::*;
+
+use super::cache::{CachedFeatures, FeatureCache};
+use crate::pipeline::Pipeline;
+use gc_engine::weights::sha256_hex;
+
+/// The run was cancelled by the user; everything computed so far is in the cache.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled; finished images are cached and the next run resumes from there")]
+pub struct Cancelled;
+
+/// Progress of an extraction run.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Files handled so far (cached, computed or failed).
+    pub done: usize,
+    /// Files in the run.
+    pub total: usize,
+    /// Files that needed a backbone forward pass.
+    pub computed: usize,
+    /// Files found in the cache.
+    pub from_cache: usize,
+    /// Files that could not be read.
+    pub failed: usize,
+    /// Time since the start.
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    /// Files per second so far.
+    pub fn rate(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64().max(1e-6)
+    }
+
+    /// Estimated time left at the current rate.
+    pub fn eta(&self) -> Duration {
+        let rate = self.rate();
+        if rate <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64((self.total - self.done) as f64 / rate)
+    }
+}
+
+/// One extracted file.
+#[derive(Debug, Clone)]
+pub struct Extracted {
+    /// Hex sha256 of the file's bytes.
+    pub sha256: String,
+    /// Its features and face info.
+    pub value: CachedFeatures,
+}
+
+/// Per-file results, aligned with the input list; failures carry a readable reason.
+pub type ExtractOutcome = Vec<Result<Extracted, String>>;
+
+enum Prepared {
+    Ready(Result<Extracted, String>),
+    Pending { sha256: String, value: CachedFeatures, input: Vec<f32> },
+}
+
+/// Extracts features for `files`, using and filling `cache`.
+///
+/// Reports progress after each batch and stops with [`Cancelled`] when `cancel` is set.
+pub fn extract(
+    pipeline: &Pipeline,
+    cache: &FeatureCache,
+    files: &[PathBuf],
+    batch_size: usize,
+    on_progress: &mut dyn FnMut(&Progress),
+    cancel: &AtomicBool,
+) -> Result<ExtractOutcome> {
+    let batch_size = batch_size.max(1);
+    let start = Instant::now();
+    let mut progress = Progress { total: files.len(), ..Default::default() };
+    let mut out: ExtractOutcome = Vec::with_capacity(files.len());
+    on_progress(&progress);
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<Prepared>>(1);
+        scope.spawn(move || {
+            for chunk in files.chunks(batch_size) {
+                if cancel.load(Ordering::Relaxed) {
+                    break;
+                }
+                let prepared: Vec<Prepared> = chunk.par_iter().map(|p| prepare_one(pipeline, cache, p)).collect();
+                if tx.send(prepared).is_err() {
+                    break;
+                }
+            }
+        });
+        for chunk in rx.iter() {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Cancelled.into());
+            }
+            // Move the prepared inputs out (no copy of the pixel data).
+            let mut inputs: Vec<Vec<f32>> = Vec::new();
+            let chunk: Vec<Prepared> = chunk
+                .into_iter()
+                .map(|p| match p {
+                    Prepared::Pending { sha256, value, input } => {
+                        inputs.push(input);
+                        Prepared::Pending { sha256, value, input: Vec::new() }
+                    }
+                    ready => ready,
+                })
+                .collect();
+            let mut feats = pipeline.features(&inputs)?.into_iter();
+            for p in chunk {
+                let r = match p {
+                    Prepared::Ready(r) => {
+                        match &r {
+                            Ok(_) => progress.from_cache += 1,
+                            Err(_) => progress.failed += 1,
+                        }
+                        r
+                    }
+                    Prepared::Pending { sha256, mut value, .. } => {
+                        value.features = feats.next().expect("one feature vector per input");
+                        if let Err(e) = cache.put(&pipeline.spec, &sha256, &value) {
+                            tracing::warn!("cannot cache features: {e:#}");
+                        }
+                        progress.computed += 1;
+                        Ok(Extracted { sha256, value })
+                    }
+                };
+                out.push(r);
+            }
+            progress.done = out.len();
+            progress.elapsed = start.elapsed();
+            on_progress(&progress);
+        }
+        if cancel.load(Ordering::Relaxed) && out.len() < files.len() {
+            return Err(Cancelled.into());
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn prepare_one(pipeline: &Pipeline, cache: &FeatureCache, path: &std::path::Path) -> Prepared {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Prepared::Ready(Err(format!("cannot read {}: {e}", path.display()))),
+    };
+    let sha256 = sha256_hex(&bytes);
+    if let Some(value) = cache.get(&pipeline.spec, &sha256) {
+        return Prepared::Ready(Ok(Extracted { sha256, value }));
+    }
+    let img = match crate::imaging::decode_rgb(&bytes, path) {
+        Ok(i) => i,
+        Err(e) => return Prepared::Ready(Err(e.to_string())),
+    };
+    drop(bytes);
+    let regions = match pipeline.regions(&img) {
+        Ok(r) => r,
+        Err(e) => return Prepared::Ready(Err(format!("face detection failed on {}: {e:#}", path.display()))),
+    };
+    let best = &regions[0];
+    let n_faces = regions.iter().filter(|r| r.is_face()).count() as u32;
+    let value = CachedFeatures {
+        features: Vec::new(),
+        n_faces,
+        crop: best.is_face().then_some(best.region),
+        face_score: best.detection.as_ref().map_or(0.0, |d| d.score),
+        image_size: img.dimensions(),
+    };
+    Prepared::Pending { sha256, value, input: pipeline.input(&img, best) }
+}

@@ -1,0 +1,20 @@
+//! gender-classifier's work without a window: datasets and their move journal, features and their
+//! cache, training, evaluation, the dataset audit and classification of photos.
+//!
+//! The networks come from [`gc_engine`]; this crate has no egui and no clap, so a program can
+//! classify a folder or retrain a head with it alone.
+
+pub mod audit;
+pub mod classify;
+pub mod dataset;
+pub mod eval;
+pub mod face;
+pub mod features;
+pub mod imaging;
+pub mod metrics;
+pub mod model_file;
+pub mod pipeline;
+pub mod preprocess;
+pub mod recipe;
+pub mod similarity;
+pub mod train;

@@ -1,0 +1,706 @@
+//! Inception-v3 (torchvision `Inception3` tensor names) as a frozen 2048-d feature extractor.
+//!
+//! Spec: `models/MODELS.md` section 1. The network is torchvision's Inception3 (no aux head, no `fc`)
+//! with one difference: the 3x3 / stride-1 / pad-1 average pools of the `branch_pool` branches
+//! (Mixed_5b..5d, 6b..6e, 7b, 7c) **exclude padding** (TF semantics: divide by the number of valid
+//! pixels). Input is RGB `x/255` at 299x299; the output is the mean over the final 8x8 map.
+//!
+//! Implementation notes (for speed on the CPU):
+//! * BatchNorm (eps 1e-3) is folded into the conv weights and a per-channel bias at load time,
+//!   and the ReLU is fused into the bias epilogue.
+//! * Activations are kept internally in **NHWC** layout ([`super::nhwc`]). Every conv is then a
+//!   GEMM that reads each output pixel's receptive field where it lies, and a branch's channel
+//!   slice (`narrow` on dim 3) is read in place by the 1x1-fed convs that follow.
+//! * All 1x1 convs that read the same block input are merged into one matmul and split afterwards.
+//! * The `branch_pool` 1x1 conv is run *before* its average pool (both are linear and the
+//!   exclude-padding weights sum to one, so they commute), which pools 32..192 channels instead of
+//!   192..2048; the ReLU is applied after the pool.
+//! * Non-square kernels (1x7, 7x1, 1x3, 3x1) use per-axis padding.
+//!
+//! On non-CPU devices (or non-f32 tensors) every custom op falls back to stock Candle ops.
+
+use std::path::Path;
+
+use anyhow::Result;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::nhwc::conv::NhwcConv;
+use super::nhwc::pool::{Pool3x3, global_mean};
+use super::nhwc::winograd::{Winograd3x3, Winograd7};
+use super::per_core;
+use super::weights::{self, INCEPTION_V3};
+use super::{Backbone, BackboneKind};
+use crate::layer::Activation;
+
+/// Length of the pooled feature vector.
+pub const FEATURE_DIM: usize = 2048;
+/// Images that run together through the stem and Mixed_5 on the CPU (see [`Backbone::features`]).
+pub const EARLY_IMAGES: usize = 2;
+/// Images per chunk of Mixed_6 and 7, which the cores share out at the end of a batch. At batch 16,
+/// 12 alternating repeats: chunks of 2, 4 and 8 images had medians of 11.4, 12.1 and 11.3
+/// images/s, each core's whole share (no sharing) 11.0.
+pub const LATE_IMAGES: usize = 4;
+/// Input side in pixels.
+pub const INPUT_SIZE: usize = 299;
+/// BatchNorm epsilon of every `BasicConv2d` (torchvision and Keras agree on 1e-3).
+pub const BN_EPS: f64 = 1e-3;
+
+/// Intermediate maps of one forward pass, in NCHW layout (for checks against a reference).
+#[derive(Debug, Clone)]
+pub struct InceptionTaps {
+    /// Output of `Mixed_5b`, `[N, 256, 35, 35]` at 299 input.
+    pub mixed_5b: Tensor,
+    /// Output of `Mixed_6e`, `[N, 768, 17, 17]` at 299 input.
+    pub mixed_6e: Tensor,
+    /// Output of `Mixed_7c`, `[N, 2048, 8, 8]` at 299 input.
+    pub mixed_7c: Tensor,
+    /// Mean of `mixed_7c` over its spatial map, `[N, 2048]` (same as [`Backbone::features`]).
+    pub pool: Tensor,
+}
+
+/// `true` when the hand-written CPU kernels apply to this tensor.
+fn fast_path(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conv + folded BN + ReLU
+// ---------------------------------------------------------------------------------------------
+
+/// A convolution with BatchNorm folded in and a ReLU on its first `relu_upto` output channels.
+///
+/// Works on NHWC activations. Several 1x1 convs over the same input may be merged into one
+/// `ConvBn` (their output channels concatenated); only the trailing channels may skip the ReLU.
+#[derive(Debug, Clone)]
+struct ConvBn {
+    /// Folded weights, `[c_out, c_in*kh*kw]` (OIHW flattened), contiguous.
+    weight: Tensor,
+    /// Folded bias, `[c_out]`.
+    bias: Tensor,
+    /// The packed CPU layer (present when the weights live on the CPU).
+    cpu: Option<NhwcConv>,
+    /// The same layer as Winograd, for the convs where it is faster.
+    winograd: Option<Winograd>,
+    c_in: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    /// Zero padding (rows, cols), applied on both sides of each axis.
+    pad: (usize, usize),
+    relu_upto: usize,
+}
+
+/// A conv computed as Winograd: fewer multiplies, the same GEMM kernel.
+#[derive(Debug, Clone)]
+enum Winograd {
+    /// A 3x3 stride-1 conv as F(2x2, 3x3).
+    Tiles2x2(Winograd3x3),
+    /// A 1x7 or 7x1 stride-1 conv as F(2, 7).
+    Pairs(Box<Winograd7>),
+}
+
+/// Reads one torchvision `BasicConv2d` and folds its BatchNorm: returns `([O, I*kh*kw], [O])`.
+fn load_folded(
+    vb: &VarBuilder,
+    name: &str,
+    c_in: usize,
+    c_out: usize,
+    (kh, kw): (usize, usize),
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let vb = vb.pp(name);
+    let w = vb.get((c_out, c_in, kh, kw), "conv.weight")?;
+    let gamma = vb.get(c_out, "bn.weight")?;
+    let beta = vb.get(c_out, "bn.bias")?;
+    let mean = vb.get(c_out, "bn.running_mean")?;
+    let var = vb.get(c_out, "bn.running_var")?;
+    let scale = gamma.broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
+    let w = w.reshape((c_out, c_in * kh * kw))?.broadcast_mul(&scale.reshape((c_out, 1))?)?;
+    let b = (beta - mean.mul(&scale)?)?;
+    Ok((w.contiguous()?, b.contiguous()?))
+}
+
+impl ConvBn {
+    /// One `BasicConv2d` (conv + BN + ReLU).
+    fn new(
+        vb: &VarBuilder,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        kernel: (usize, usize),
+        stride: usize,
+        pad: (usize, usize),
+    ) -> candle_core::Result<Self> {
+        let (weight, bias) = load_folded(vb, name, c_in, c_out, kernel)?;
+        Self::from_parts(weight, bias, c_in, kernel, stride, pad, c_out)
+    }
+
+    /// Several 1x1 `BasicConv2d`s over the same input, merged in order. `linear` convs go last and
+    /// get no ReLU (used for the `branch_pool` conv that runs before its average pool).
+    fn merged_1x1(
+        vb: &VarBuilder,
+        c_in: usize,
+        relu: &[(&str, usize)],
+        linear: Option<(&str, usize)>,
+    ) -> candle_core::Result<Self> {
+        let mut ws = Vec::new();
+        let mut bs = Vec::new();
+        let mut relu_upto = 0;
+        for &(name, c_out) in relu {
+            let (w, b) = load_folded(vb, name, c_in, c_out, (1, 1))?;
+            ws.push(w);
+            bs.push(b);
+            relu_upto += c_out;
+        }
+        if let Some((name, c_out)) = linear {
+            let (w, b) = load_folded(vb, name, c_in, c_out, (1, 1))?;
+            ws.push(w);
+            bs.push(b);
+        }
+        let weight = Tensor::cat(&ws, 0)?;
+        let bias = Tensor::cat(&bs, 0)?;
+        Self::from_parts(weight, bias, c_in, (1, 1), 1, (0, 0), relu_upto)
+    }
+
+    fn from_parts(
+        weight: Tensor,
+        bias: Tensor,
+        c_in: usize,
+        (kh, kw): (usize, usize),
+        stride: usize,
+        pad: (usize, usize),
+        relu_upto: usize,
+    ) -> candle_core::Result<Self> {
+        let (c_out, k) = weight.dims2()?;
+        if k != c_in * kh * kw {
+            candle_core::bail!("conv weight has {k} columns, expected {}", c_in * kh * kw);
+        }
+        let cpu = match weight.device().is_cpu() {
+            true => Some(NhwcConv::new(&weight, &bias, c_in, (kh, kw), stride, Activation::Relu, relu_upto)?),
+            false => None,
+        };
+        // Winograd pays where its GEMMs are deep and wide enough. Alone on one core, as F(2x2, 3x3):
+        // Conv2d_4a (80 -> 192) 1.48x, Mixed_5's 64 -> 96 1.34x and 96 -> 96 1.62x, Mixed_7's
+        // 448 -> 384 1.47x (4 images; 1 image on two cores 1.21x), Conv2d_2b (32 -> 64) 1.10x,
+        // but Conv2d_2a (32 -> 32) 1.01x; as F(2, 7), Mixed_6's 1x7 and 7x1 convs 1.33-1.41x.
+        let square_pays = c_in >= 32 && c_out >= 64;
+        let winograd = match (cpu.is_some() && relu_upto == c_out, (kh, kw, stride)) {
+            (true, (3, 3, 1)) if square_pays => {
+                Some(Winograd::Tiles2x2(Winograd3x3::new(&weight, &bias, c_in, Activation::Relu)?))
+            }
+            (true, (7, 1, 1) | (1, 7, 1)) => {
+                Some(Winograd::Pairs(Box::new(Winograd7::new(&weight, &bias, c_in, kh == 7, Activation::Relu)?)))
+            }
+            _ => None,
+        };
+        Ok(Self { weight, bias, cpu, winograd, c_in, c_out, kh, kw, stride, pad, relu_upto })
+    }
+
+    /// Runs the layer on an NHWC tensor, returning NHWC.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, _, _, c) = x.dims4()?;
+        if c != self.c_in {
+            candle_core::bail!("conv expects {} input channels, got {c}", self.c_in);
+        }
+        if fast_path(x) { self.forward_cpu(x) } else { self.forward_generic(x) }
+    }
+
+    /// CPU path: one GEMM over the input in place (or Winograd's, where it pays), with a fused
+    /// bias/ReLU epilogue.
+    fn forward_cpu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let Some(cpu) = &self.cpu else { return self.forward_generic(x) };
+        let (ph, pw) = self.pad;
+        match &self.winograd {
+            Some(Winograd::Tiles2x2(wino)) => wino.forward(x, (ph, pw, ph, pw)),
+            Some(Winograd::Pairs(wino)) => wino.forward(x, (ph, pw, ph, pw)),
+            None => cpu.forward(x, (ph, pw, ph, pw)),
+        }
+    }
+
+    /// Device-agnostic path built from stock Candle ops (also the reference for the CPU kernels).
+    fn forward_generic(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (ph, pw) = self.pad;
+        let mut xn = x.permute((0, 3, 1, 2))?;
+        if ph > 0 {
+            xn = xn.pad_with_zeros(2, ph, ph)?;
+        }
+        if pw > 0 {
+            xn = xn.pad_with_zeros(3, pw, pw)?;
+        }
+        let w4 = self.weight.reshape((self.c_out, self.c_in, self.kh, self.kw))?;
+        let y = xn.contiguous()?.conv2d(&w4, 0, self.stride, 1, 1)?;
+        let y = y.broadcast_add(&self.bias.reshape((1, self.c_out, 1, 1))?)?;
+        let y = relu_leading(&y, 1, self.relu_upto)?;
+        y.permute((0, 2, 3, 1))?.contiguous()
+    }
+}
+
+/// ReLU on the first `upto` entries of `dim`, identity on the rest.
+fn relu_leading(y: &Tensor, dim: usize, upto: usize) -> candle_core::Result<Tensor> {
+    let total = y.dim(dim)?;
+    if upto >= total {
+        y.relu()
+    } else if upto == 0 {
+        Ok(y.clone())
+    } else {
+        Tensor::cat(&[y.narrow(dim, 0, upto)?.relu()?, y.narrow(dim, upto, total - upto)?], dim)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools
+// ---------------------------------------------------------------------------------------------
+
+/// 3x3 / stride 1 / pad 1 average pool that EXCLUDES padding (divides by the valid-pixel count),
+/// followed by a ReLU, on NHWC.
+fn avg_pool3x3_relu(x: &Tensor) -> candle_core::Result<Tensor> {
+    if fast_path(x) {
+        return Pool3x3::MeanSameRelu.forward(x);
+    }
+    let x = x.permute((0, 3, 1, 2))?;
+    let (_, _, h, w) = x.dims4()?;
+    let sums = (x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.avg_pool2d_with_stride(3, 1)? * 9.0)?;
+    let count: Vec<f32> = (0..h)
+        .flat_map(|y| {
+            let ry = (y + 2).min(h) - y.saturating_sub(1);
+            (0..w).map(move |x| (ry * ((x + 2).min(w) - x.saturating_sub(1))) as f32)
+        })
+        .collect();
+    let count = Tensor::from_vec(count, (1, 1, h, w), x.device())?.to_dtype(x.dtype())?;
+    sums.broadcast_div(&count)?.relu()?.permute((0, 2, 3, 1))?.contiguous()
+}
+
+/// 3x3 / stride 2 max pool without padding, on NHWC.
+fn max_pool3x3s2(x: &Tensor) -> candle_core::Result<Tensor> {
+    if fast_path(x) {
+        return Pool3x3::MaxStride2.forward(x);
+    }
+    x.permute((0, 3, 1, 2))?.max_pool2d_with_stride(3, 2)?.permute((0, 2, 3, 1))?.contiguous()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inception blocks (all NHWC)
+// ---------------------------------------------------------------------------------------------
+
+/// `InceptionA` (Mixed_5b..5d): 1x1 | 1x1->5x5 | 1x1->3x3->3x3 | avgpool->1x1.
+#[derive(Debug, Clone)]
+struct BlockA {
+    /// branch1x1 (64) + branch5x5_1 (48) + branch3x3dbl_1 (64) + branch_pool (linear).
+    heads: ConvBn,
+    b5x5_2: ConvBn,
+    b3x3dbl_2: ConvBn,
+    b3x3dbl_3: ConvBn,
+}
+
+impl BlockA {
+    fn new(vb: &VarBuilder, c_in: usize, pool_features: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            heads: ConvBn::merged_1x1(
+                vb,
+                c_in,
+                &[("branch1x1", 64), ("branch5x5_1", 48), ("branch3x3dbl_1", 64)],
+                Some(("branch_pool", pool_features)),
+            )?,
+            b5x5_2: ConvBn::new(vb, "branch5x5_2", 48, 64, (5, 5), 1, (2, 2))?,
+            b3x3dbl_2: ConvBn::new(vb, "branch3x3dbl_2", 64, 96, (3, 3), 1, (1, 1))?,
+            b3x3dbl_3: ConvBn::new(vb, "branch3x3dbl_3", 96, 96, (3, 3), 1, (1, 1))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.heads.forward(x)?;
+        let pool_c = self.heads.c_out - 176;
+        let b1 = y.narrow(3, 0, 64)?;
+        let b5 = self.b5x5_2.forward(&y.narrow(3, 64, 48)?)?;
+        let b3 = self.b3x3dbl_3.forward(&self.b3x3dbl_2.forward(&y.narrow(3, 112, 64)?)?)?;
+        let bp = avg_pool3x3_relu(&y.narrow(3, 176, pool_c)?)?;
+        Tensor::cat(&[b1, b5, b3, bp], 3)
+    }
+}
+
+/// `InceptionB` (Mixed_6a): 3x3/s2 | 1x1->3x3->3x3/s2 | maxpool/s2.
+#[derive(Debug, Clone)]
+struct BlockB {
+    b3x3: ConvBn,
+    b3x3dbl_1: ConvBn,
+    b3x3dbl_2: ConvBn,
+    b3x3dbl_3: ConvBn,
+}
+
+impl BlockB {
+    fn new(vb: &VarBuilder, c_in: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            b3x3: ConvBn::new(vb, "branch3x3", c_in, 384, (3, 3), 2, (0, 0))?,
+            b3x3dbl_1: ConvBn::new(vb, "branch3x3dbl_1", c_in, 64, (1, 1), 1, (0, 0))?,
+            b3x3dbl_2: ConvBn::new(vb, "branch3x3dbl_2", 64, 96, (3, 3), 1, (1, 1))?,
+            b3x3dbl_3: ConvBn::new(vb, "branch3x3dbl_3", 96, 96, (3, 3), 2, (0, 0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let b3 = self.b3x3.forward(x)?;
+        let d = self.b3x3dbl_3.forward(&self.b3x3dbl_2.forward(&self.b3x3dbl_1.forward(x)?)?)?;
+        let bp = max_pool3x3s2(x)?;
+        Tensor::cat(&[b3, d, bp], 3)
+    }
+}
+
+/// `InceptionC` (Mixed_6b..6e): 1x1 | 1x1->1x7->7x1 | 1x1->7x1->1x7->7x1->1x7 | avgpool->1x1.
+#[derive(Debug, Clone)]
+struct BlockC {
+    /// branch1x1 (192) + branch7x7_1 (c7) + branch7x7dbl_1 (c7) + branch_pool (192, linear).
+    heads: ConvBn,
+    c7: usize,
+    b7x7: [ConvBn; 2],
+    b7x7dbl: [ConvBn; 4],
+}
+
+impl BlockC {
+    fn new(vb: &VarBuilder, c7: usize) -> candle_core::Result<Self> {
+        let row = (1, 7);
+        let col = (7, 1);
+        let (prow, pcol) = ((0, 3), (3, 0));
+        Ok(Self {
+            heads: ConvBn::merged_1x1(
+                vb,
+                768,
+                &[("branch1x1", 192), ("branch7x7_1", c7), ("branch7x7dbl_1", c7)],
+                Some(("branch_pool", 192)),
+            )?,
+            c7,
+            b7x7: [
+                ConvBn::new(vb, "branch7x7_2", c7, c7, row, 1, prow)?,
+                ConvBn::new(vb, "branch7x7_3", c7, 192, col, 1, pcol)?,
+            ],
+            b7x7dbl: [
+                ConvBn::new(vb, "branch7x7dbl_2", c7, c7, col, 1, pcol)?,
+                ConvBn::new(vb, "branch7x7dbl_3", c7, c7, row, 1, prow)?,
+                ConvBn::new(vb, "branch7x7dbl_4", c7, c7, col, 1, pcol)?,
+                ConvBn::new(vb, "branch7x7dbl_5", c7, 192, row, 1, prow)?,
+            ],
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let c7 = self.c7;
+        let y = self.heads.forward(x)?;
+        let b1 = y.narrow(3, 0, 192)?;
+        let mut b7 = y.narrow(3, 192, c7)?;
+        for conv in &self.b7x7 {
+            b7 = conv.forward(&b7)?;
+        }
+        let mut bd = y.narrow(3, 192 + c7, c7)?;
+        for conv in &self.b7x7dbl {
+            bd = conv.forward(&bd)?;
+        }
+        let bp = avg_pool3x3_relu(&y.narrow(3, 192 + 2 * c7, 192)?)?;
+        Tensor::cat(&[b1, b7, bd, bp], 3)
+    }
+}
+
+/// `InceptionD` (Mixed_7a): 1x1->3x3/s2 | 1x1->1x7->7x1->3x3/s2 | maxpool/s2.
+#[derive(Debug, Clone)]
+struct BlockD {
+    /// branch3x3_1 (192) + branch7x7x3_1 (192).
+    heads: ConvBn,
+    b3x3_2: ConvBn,
+    b7x7x3: [ConvBn; 3],
+}
+
+impl BlockD {
+    fn new(vb: &VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            heads: ConvBn::merged_1x1(vb, 768, &[("branch3x3_1", 192), ("branch7x7x3_1", 192)], None)?,
+            b3x3_2: ConvBn::new(vb, "branch3x3_2", 192, 320, (3, 3), 2, (0, 0))?,
+            b7x7x3: [
+                ConvBn::new(vb, "branch7x7x3_2", 192, 192, (1, 7), 1, (0, 3))?,
+                ConvBn::new(vb, "branch7x7x3_3", 192, 192, (7, 1), 1, (3, 0))?,
+                ConvBn::new(vb, "branch7x7x3_4", 192, 192, (3, 3), 2, (0, 0))?,
+            ],
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.heads.forward(x)?;
+        let b3 = self.b3x3_2.forward(&y.narrow(3, 0, 192)?)?;
+        let mut b7 = y.narrow(3, 192, 192)?;
+        for conv in &self.b7x7x3 {
+            b7 = conv.forward(&b7)?;
+        }
+        let bp = max_pool3x3s2(x)?;
+        Tensor::cat(&[b3, b7, bp], 3)
+    }
+}
+
+/// `InceptionE` (Mixed_7b, 7c): 1x1 | 1x1->(1x3, 3x1) | 1x1->3x3->(1x3, 3x1) | avgpool->1x1.
+#[derive(Debug, Clone)]
+struct BlockE {
+    /// branch1x1 (320) + branch3x3_1 (384) + branch3x3dbl_1 (448) + branch_pool (192, linear).
+    heads: ConvBn,
+    b3x3_2a: ConvBn,
+    b3x3_2b: ConvBn,
+    b3x3dbl_2: ConvBn,
+    b3x3dbl_3a: ConvBn,
+    b3x3dbl_3b: ConvBn,
+}
+
+impl BlockE {
+    fn new(vb: &VarBuilder, c_in: usize) -> candle_core::Result<Self> {
+        Ok(Self {
+            heads: ConvBn::merged_1x1(
+                vb,
+                c_in,
+                &[("branch1x1", 320), ("branch3x3_1", 384), ("branch3x3dbl_1", 448)],
+                Some(("branch_pool", 192)),
+            )?,
+            b3x3_2a: ConvBn::new(vb, "branch3x3_2a", 384, 384, (1, 3), 1, (0, 1))?,
+            b3x3_2b: ConvBn::new(vb, "branch3x3_2b", 384, 384, (3, 1), 1, (1, 0))?,
+            b3x3dbl_2: ConvBn::new(vb, "branch3x3dbl_2", 448, 384, (3, 3), 1, (1, 1))?,
+            b3x3dbl_3a: ConvBn::new(vb, "branch3x3dbl_3a", 384, 384, (1, 3), 1, (0, 1))?,
+            b3x3dbl_3b: ConvBn::new(vb, "branch3x3dbl_3b", 384, 384, (3, 1), 1, (1, 0))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.heads.forward(x)?;
+        let b1 = y.narrow(3, 0, 320)?;
+        let t = y.narrow(3, 320, 384)?;
+        let b3a = self.b3x3_2a.forward(&t)?;
+        let b3b = self.b3x3_2b.forward(&t)?;
+        let d = self.b3x3dbl_2.forward(&y.narrow(3, 704, 448)?)?;
+        let da = self.b3x3dbl_3a.forward(&d)?;
+        let db = self.b3x3dbl_3b.forward(&d)?;
+        let bp = avg_pool3x3_relu(&y.narrow(3, 1152, 192)?)?;
+        Tensor::cat(&[b1, b3a, b3b, da, db, bp], 3)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The network
+// ---------------------------------------------------------------------------------------------
+
+/// The Inception-v3 feature extractor (frozen, BatchNorm folded at load time).
+///
+/// Input: NCHW RGB in `0..1` (`x/255`), normally `[N, 3, 299, 299]`. Output: `[N, 2048]`.
+#[derive(Debug, Clone)]
+pub struct InceptionV3 {
+    stem: [ConvBn; 3],
+    conv3b: ConvBn,
+    conv4a: ConvBn,
+    mixed5: [BlockA; 3],
+    mixed6a: BlockB,
+    mixed6: [BlockC; 4],
+    mixed7a: BlockD,
+    mixed7: [BlockE; 2],
+}
+
+impl InceptionV3 {
+    /// Loads and checks the weights file (sha256, then every tensor's shape).
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let vb = weights::load_checked(path, &INCEPTION_V3, device)?;
+        weights::with_file_context(Self::from_vb(vb), path)
+    }
+
+    /// Builds the network from a `VarBuilder` over the torchvision `Inception3` tensor names,
+    /// folding each BatchNorm into its conv.
+    pub fn from_vb(vb: VarBuilder) -> candle_core::Result<Self> {
+        let conv = |name: &str, c_in, c_out, k, s, p| ConvBn::new(&vb, name, c_in, c_out, (k, k), s, (p, p));
+        Ok(Self {
+            stem: [
+                conv("Conv2d_1a_3x3", 3, 32, 3, 2, 0)?,
+                conv("Conv2d_2a_3x3", 32, 32, 3, 1, 0)?,
+                conv("Conv2d_2b_3x3", 32, 64, 3, 1, 1)?,
+            ],
+            conv3b: conv("Conv2d_3b_1x1", 64, 80, 1, 1, 0)?,
+            conv4a: conv("Conv2d_4a_3x3", 80, 192, 3, 1, 0)?,
+            mixed5: [
+                BlockA::new(&vb.pp("Mixed_5b"), 192, 32)?,
+                BlockA::new(&vb.pp("Mixed_5c"), 256, 64)?,
+                BlockA::new(&vb.pp("Mixed_5d"), 288, 64)?,
+            ],
+            mixed6a: BlockB::new(&vb.pp("Mixed_6a"), 288)?,
+            mixed6: [
+                BlockC::new(&vb.pp("Mixed_6b"), 128)?,
+                BlockC::new(&vb.pp("Mixed_6c"), 160)?,
+                BlockC::new(&vb.pp("Mixed_6d"), 160)?,
+                BlockC::new(&vb.pp("Mixed_6e"), 192)?,
+            ],
+            mixed7a: BlockD::new(&vb.pp("Mixed_7a"))?,
+            mixed7: [BlockE::new(&vb.pp("Mixed_7b"), 1280)?, BlockE::new(&vb.pp("Mixed_7c"), 2048)?],
+        })
+    }
+
+    /// Runs the trunk on NCHW input; returns the NHWC maps after Mixed_5b, Mixed_6e and Mixed_7c.
+    fn trunk(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (m5b, m5d) = self.early(x)?;
+        let (m6e, m7c) = self.late(&m5d)?;
+        Ok((m5b, m6e, m7c))
+    }
+
+    /// Stem and Mixed_5b..5d on NCHW input; returns the NHWC maps after Mixed_5b and Mixed_5d.
+    fn early(&self, x: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (_, c, _, _) = x.dims4()?;
+        if c != 3 {
+            candle_core::bail!("inception-v3 expects RGB input [N, 3, H, W], got {:?}", x.shape());
+        }
+        // An NHWC view of the NCHW input: the first conv copies it into place.
+        let mut x = x.to_dtype(DType::F32)?.permute((0, 2, 3, 1))?;
+        for conv in &self.stem {
+            x = conv.forward(&x)?;
+        }
+        x = max_pool3x3s2(&x)?;
+        x = self.conv4a.forward(&self.conv3b.forward(&x)?)?;
+        x = max_pool3x3s2(&x)?;
+        let m5b = self.mixed5[0].forward(&x)?;
+        let m5d = self.mixed5[2].forward(&self.mixed5[1].forward(&m5b)?)?;
+        Ok((m5b, m5d))
+    }
+
+    /// Mixed_6a..7c on the NHWC map after Mixed_5d; returns the maps after Mixed_6e and Mixed_7c.
+    fn late(&self, m5d: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let mut x = self.mixed6a.forward(m5d)?;
+        for block in &self.mixed6 {
+            x = block.forward(&x)?;
+        }
+        let m6e = x;
+        x = self.mixed7a.forward(&m6e)?;
+        for block in &self.mixed7 {
+            x = block.forward(&x)?;
+        }
+        Ok((m6e, x))
+    }
+
+    /// `[N, H, W, C] -> [N, C]` spatial mean.
+    fn pool(m7c: &Tensor) -> candle_core::Result<Tensor> {
+        global_mean(m7c)
+    }
+
+    /// Runs the network and also returns the Mixed_5b / Mixed_6e / Mixed_7c maps (NCHW).
+    pub fn forward_with_taps(&self, x: &Tensor) -> candle_core::Result<InceptionTaps> {
+        let (m5b, m6e, m7c) = self.trunk(x)?;
+        let pool = Self::pool(&m7c)?;
+        let nchw = |t: Tensor| t.permute((0, 3, 1, 2))?.contiguous();
+        Ok(InceptionTaps { mixed_5b: nchw(m5b)?, mixed_6e: nchw(m6e)?, mixed_7c: nchw(m7c)?, pool })
+    }
+}
+
+impl Backbone for InceptionV3 {
+    fn kind(&self) -> BackboneKind {
+        BackboneKind::InceptionV3
+    }
+
+    /// On the CPU the stem and Mixed_5 run [`EARLY_IMAGES`] at a time: their maps are large
+    /// (the stem's reach 5.5 MB per image), so a few images keep them in cache and every buffer
+    /// below the allocator's mmap threshold. Mixed_6 and 7 then run on all of a core's images at
+    /// once ([`per_core::map_balanced`]), reading each weight matrix (up to 6 MB per block) once
+    /// per core rather than once per image.
+    fn features(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if fast_path(x) {
+            return per_core::map_balanced(
+                x,
+                EARLY_IMAGES,
+                LATE_IMAGES / EARLY_IMAGES,
+                |x| Ok(self.early(x)?.1),
+                |m5d| Self::pool(&self.late(m5d)?.1),
+            );
+        }
+        let (_, _, m7c) = self.trunk(x)?;
+        Self::pool(&m7c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    fn random_conv(c_in: usize, c_out: usize, k: (usize, usize), s: usize, p: (usize, usize), relu: usize) -> ConvBn {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (c_out, c_in * k.0 * k.1), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1.0, c_out, &dev).unwrap();
+        ConvBn::from_parts(w, b, c_in, k, s, p, relu).unwrap()
+    }
+
+    #[test]
+    fn cpu_conv_matches_generic_conv() {
+        let dev = Device::Cpu;
+        let cases = [
+            ((3, 3), 2, (0, 0), 9, 9),
+            ((3, 3), 1, (1, 1), 8, 7),
+            ((1, 7), 1, (0, 3), 9, 9),
+            ((7, 1), 1, (3, 0), 9, 10),
+            ((1, 3), 1, (0, 1), 5, 5),
+            ((3, 1), 1, (1, 0), 5, 5),
+            ((5, 5), 1, (2, 2), 7, 7),
+            ((1, 1), 1, (0, 0), 6, 6),
+            ((3, 3), 2, (0, 0), 8, 8),
+        ];
+        for (k, s, p, h, w) in cases {
+            // A channel slice of a wider NHWC tensor (read in place or copied), and an NCHW
+            // tensor seen as NHWC (gathered), both with batch 2.
+            let big = Tensor::randn(0f32, 1.0, (2, h, w, 6), &dev).unwrap();
+            let nchw = Tensor::randn(0f32, 1.0, (2, 4, h, w), &dev).unwrap();
+            for x in [big.narrow(3, 2, 4).unwrap(), nchw.permute((0, 2, 3, 1)).unwrap()] {
+                let conv = random_conv(4, 5, k, s, p, 3);
+                let got = conv.forward_cpu(&x).unwrap();
+                let want = conv.forward_generic(&x).unwrap();
+                let d = max_diff(&got, &want);
+                assert!(d < 1e-4, "kernel {k:?} stride {s} pad {p:?}: diff {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn batch_chunking_matches_single_pass() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (3, 9, 9, 2), &dev).unwrap();
+        let conv = random_conv(2, 4, (3, 3), 1, (1, 1), 4);
+        let want = conv.forward_generic(&x).unwrap();
+        // Force one image per chunk by narrowing each image separately.
+        let parts: Vec<Tensor> = (0..3).map(|n| conv.forward_cpu(&x.narrow(0, n, 1).unwrap()).unwrap()).collect();
+        let got = Tensor::cat(&parts, 0).unwrap();
+        assert!(max_diff(&got, &want) < 1e-4);
+    }
+
+    #[test]
+    fn avg_pool_excludes_padding() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 6, 5, 3), &dev).unwrap();
+        let got = avg_pool3x3_relu(&x).unwrap().permute((0, 3, 1, 2)).unwrap();
+        // Generic reference on NCHW: pad, sum, divide by the valid count.
+        let ones = Tensor::ones((1, 1, 6, 5), DType::F32, &dev).unwrap();
+        let sum = |t: &Tensor| {
+            (t.pad_with_zeros(2, 1, 1).unwrap().pad_with_zeros(3, 1, 1).unwrap().avg_pool2d_with_stride(3, 1).unwrap()
+                * 9.0)
+                .unwrap()
+        };
+        let want = sum(&x.permute((0, 3, 1, 2)).unwrap()).broadcast_div(&sum(&ones)).unwrap().relu().unwrap();
+        assert!(max_diff(&got, &want) < 1e-5);
+        // The device-agnostic path (taken for non-f32 tensors) agrees.
+        let generic = avg_pool3x3_relu(&x.to_dtype(DType::F64).unwrap()).unwrap().to_dtype(DType::F32).unwrap();
+        assert!(max_diff(&got, &generic.permute((0, 3, 1, 2)).unwrap()) < 1e-5);
+        // Corner of an all-ones map is 1 (4/4), not 4/9.
+        let ones_nhwc = ones.permute((0, 2, 3, 1)).unwrap();
+        let one = avg_pool3x3_relu(&ones_nhwc).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(one.iter().all(|v| (v - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn max_pool_matches_candle() {
+        let dev = Device::Cpu;
+        for (h, w) in [(7, 7), (8, 9), (3, 3)] {
+            let x = Tensor::randn(0f32, 1.0, (2, h, w, 3), &dev).unwrap();
+            let got = max_pool3x3s2(&x).unwrap();
+            let want = x.permute((0, 3, 1, 2)).unwrap().max_pool2d_with_stride(3, 2).unwrap();
+            let want = want.permute((0, 2, 3, 1)).unwrap();
+            assert_eq!(max_diff(&got, &want), 0.0);
+            let generic = max_pool3x3s2(&x.to_dtype(DType::F64).unwrap()).unwrap().to_dtype(DType::F32).unwrap();
+            assert_eq!(max_diff(&got, &generic), 0.0);
+        }
+    }
+}
