@@ -8,12 +8,12 @@ use std::time::Instant;
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 use candle_core::{Device, Tensor};
 use clap::Args;
 
+use gc_core::context::Context;
 use gc_core::dataset::collect_images;
-use gc_core::features::FeatureCache;
 use gc_core::pipeline::Pipeline;
 use gc_core::preprocess::{PreprocessSpec, whole_image};
 use gc_core::train::{LabelledSet, TrainOptions, train_head};
@@ -146,11 +146,11 @@ fn time_extraction(
 }
 
 /// Writes the prepared inputs and Candle's features of every backbone for an outside runtime to check.
-fn export(a: &BenchArgs, dir: &Path, files: &[PathBuf], device: &Device) -> Result<()> {
+fn export(a: &BenchArgs, dir: &Path, files: &[PathBuf], ctx: &Context) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for &bk in &a.backbones {
         let spec = PreprocessSpec::new(bk, false);
-        let pipeline = Pipeline::load(spec, device)?;
+        let pipeline = Pipeline::load(spec, ctx)?;
         let inputs = prepared_inputs(files, &spec);
         let feats = pipeline.features(&inputs)?;
         let s = spec.input_size();
@@ -166,10 +166,11 @@ fn export(a: &BenchArgs, dir: &Path, files: &[PathBuf], device: &Device) -> Resu
 }
 
 /// Runs the benchmark and prints a table (or JSON, or an export).
-pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> {
+pub fn run(a: &BenchArgs, ctx: &Context) -> Result<()> {
+    let device = &ctx.device;
     let (dir, files) = bench_images(a)?;
     if let Some(out) = &a.export {
-        return export(a, out, &files, device);
+        return export(a, out, &files, ctx);
     }
     let threads = rayon::current_num_threads();
     let mut report = ExtractionReport { threads, count: files.len(), results: Vec::new() };
@@ -182,7 +183,7 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
     }
     for &bk in &a.backbones {
         let spec = PreprocessSpec::new(bk, false);
-        let pipeline = Pipeline::load(spec, device)?;
+        let pipeline = Pipeline::load(spec, ctx)?;
         let inputs = prepared_inputs(&files, &spec);
         for &b in &a.batches {
             let r = time_extraction(&pipeline, &inputs, &files, b, a.repeats, !a.json)?;
@@ -202,7 +203,7 @@ pub fn run(a: &BenchArgs, _cache: &FeatureCache, device: &Device) -> Result<()> 
         return Ok(());
     }
     // Face detection speed.
-    if let Ok(finder) = gc_core::face::FaceFinder::load(device) {
+    if let Ok(finder) = gc_core::face::FaceFinder::load(ctx) {
         let imgs: Vec<_> = files.iter().take(16).filter_map(|f| gc_core::imaging::load_rgb(f).ok()).collect();
         let big = image::RgbImage::from_pixel(4000, 3000, image::Rgb([120, 120, 120]));
         let t = Instant::now();

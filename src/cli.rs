@@ -4,18 +4,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use gc_core::classify::{Classifier, ImagePrediction};
+use gc_core::context::Context;
 use gc_core::dataset::collect_images;
 use gc_core::dataset::split::{Split, SplitSpec};
 use gc_core::eval::{EvalScope, evaluate_dataset};
-use gc_core::features::FeatureCache;
-use gc_core::features::extract::{Cancelled, Progress};
+use gc_core::features::extract::Progress;
 use gc_core::metrics::format_report;
-use gc_core::model_file::default_model_path;
 use gc_core::train::TrainOptions;
 use gc_core::train::run::{TrainConfig, TrainEvent, train_dataset};
 use gc_engine::BackboneKind;
@@ -27,9 +26,12 @@ pub struct Cli {
     /// Compute device: cpu, cuda or metal (GPU ones need the matching cargo feature).
     #[arg(long, global = true, default_value = "cpu")]
     pub device: String,
-    /// Feature cache folder (default: the user cache dir, or $GENDER_CLASSIFIER_CACHE).
+    /// Cache folder, holding `features/` and `thumbs/` (default: $GENDER_CLASSIFIER_CACHE, else the user cache dir).
     #[arg(long, global = true)]
     pub cache: Option<PathBuf>,
+    /// Folder with the shipped weights and default model (default: $GENDER_CLASSIFIER_MODELS, ./models, else the build's models/).
+    #[arg(long, global = true)]
+    pub models: Option<PathBuf>,
     /// More log output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -66,6 +68,9 @@ pub enum Command {
     App {
         /// Dataset folder to open.
         dir: Option<PathBuf>,
+        /// Model to load instead of the last one used (or the shipped default).
+        #[arg(long)]
+        model: Option<PathBuf>,
     },
 }
 
@@ -200,13 +205,6 @@ pub fn install_ctrlc() -> Arc<AtomicBool> {
     flag
 }
 
-fn cache_of(cli: &Cli) -> FeatureCache {
-    match &cli.cache {
-        Some(dir) => FeatureCache::new(dir.clone()),
-        None => FeatureCache::default_location(),
-    }
-}
-
 fn progress_bar(label: &str) -> ProgressBar {
     let pb = ProgressBar::new(0);
     pb.set_style(
@@ -224,18 +222,17 @@ fn update_bar(pb: &ProgressBar, p: &Progress) {
 }
 
 /// Runs a parsed command line (everything except `app`).
-pub fn run(cli: &Cli) -> Result<()> {
+pub fn run(cli: &Cli, ctx: &Context) -> Result<()> {
     let cancel = install_ctrlc();
-    let device = gc_engine::device::select(&cli.device)?;
     match cli.command.as_ref().expect("app handled by main") {
-        Command::Train(a) => train(cli, a, &device, &cancel),
-        Command::Eval(a) => eval(cli, a, &device, &cancel),
-        Command::Classify(a) => classify(a, &device),
-        Command::Faces(a) => faces(a, &device),
-        Command::Audit(a) => audit(cli, a, &device, &cancel),
-        Command::Bench(a) => crate::bench::run(a, &cache_of(cli), &device),
+        Command::Train(a) => train(ctx, a, &cancel),
+        Command::Eval(a) => eval(ctx, a, &cancel),
+        Command::Classify(a) => classify(ctx, a),
+        Command::Faces(a) => faces(ctx, a),
+        Command::Audit(a) => audit(ctx, a, &cancel),
+        Command::Bench(a) => crate::bench::run(a, ctx),
         Command::ZeroShot { out, no_face_crop } => {
-            gc_core::train::run::zero_shot_model(!no_face_crop)?.save(out)?;
+            gc_core::train::run::zero_shot_model(ctx, !no_face_crop)?.save(out)?;
             eprintln!("zero-shot model written to {}", out.display());
             Ok(())
         }
@@ -244,10 +241,11 @@ pub fn run(cli: &Cli) -> Result<()> {
 }
 
 fn cancelled_or(e: anyhow::Error) -> anyhow::Error {
-    if e.downcast_ref::<Cancelled>().is_some() { anyhow::anyhow!("interrupted: {}", Cancelled) } else { e }
+    // The chain keeps the typed `Cancelled`, which `main` turns into exit code 130.
+    if gc_core::error::is_cancelled(&e) { e.context("interrupted") } else { e }
 }
 
-fn train(cli: &Cli, a: &TrainArgs, device: &candle_core::Device, cancel: &AtomicBool) -> Result<()> {
+fn train(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
     let cfg = TrainConfig {
         backbone: a.backbone,
         face_crop: !a.no_face_crop,
@@ -271,8 +269,7 @@ fn train(cli: &Cli, a: &TrainArgs, device: &candle_core::Device, cancel: &Atomic
     let report = train_dataset(
         &a.dir,
         &cfg,
-        &cache_of(cli),
-        device,
+        ctx,
         &mut |e| match e {
             TrainEvent::Loading => pb.set_message("loading"),
             TrainEvent::Extracting(p) => {
@@ -320,9 +317,9 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn eval(cli: &Cli, a: &EvalArgs, device: &candle_core::Device, cancel: &AtomicBool) -> Result<()> {
-    let model_path = a.model.clone().unwrap_or_else(default_model_path);
-    let classifier = Classifier::load(&model_path, device)?;
+fn eval(ctx: &Context, a: &EvalArgs, cancel: &AtomicBool) -> Result<()> {
+    let model_path = a.model.clone().unwrap_or_else(|| ctx.default_model());
+    let classifier = Classifier::load(&model_path, ctx)?;
     let trained_here = classifier.model.meta.dataset.as_ref().is_some_and(|d| same_dir(&d.root, &a.dir));
     let scope = match &a.split {
         Some(s) => parse_scope(s)?,
@@ -330,8 +327,9 @@ fn eval(cli: &Cli, a: &EvalArgs, device: &candle_core::Device, cancel: &AtomicBo
         None => EvalScope::All,
     };
     let pb = progress_bar("features");
-    let report = evaluate_dataset(&a.dir, &classifier, scope, &cache_of(cli), 16, &mut |p| update_bar(&pb, p), cancel)
-        .map_err(cancelled_or)?;
+    let report =
+        evaluate_dataset(&a.dir, &classifier, scope, &ctx.feature_cache(), 16, &mut |p| update_bar(&pb, p), cancel)
+            .map_err(cancelled_or)?;
     pb.finish_and_clear();
     for (path, why) in &report.failures {
         eprintln!("skipped {}: {why}", path.display());
@@ -366,17 +364,17 @@ fn eval(cli: &Cli, a: &EvalArgs, device: &candle_core::Device, cancel: &AtomicBo
     Ok(())
 }
 
-fn load_classifier(model: &Option<PathBuf>, no_face_crop: bool, device: &candle_core::Device) -> Result<Classifier> {
-    let path = model.clone().unwrap_or_else(default_model_path);
-    let mut m = gc_core::model_file::Model::load(&path, device)?;
+fn load_classifier(model: &Option<PathBuf>, no_face_crop: bool, ctx: &Context) -> Result<Classifier> {
+    let path = model.clone().unwrap_or_else(|| ctx.default_model());
+    let mut m = gc_core::model_file::Model::load(&path, &ctx.device)?;
     if no_face_crop {
         m.meta.preprocess.face_crop = false;
     }
-    Classifier::new(m, device)
+    Classifier::new(m, ctx)
 }
 
-fn classify(a: &ClassifyArgs, device: &candle_core::Device) -> Result<()> {
-    let classifier = load_classifier(&a.model, a.no_face_crop, device)?;
+fn classify(ctx: &Context, a: &ClassifyArgs) -> Result<()> {
+    let classifier = load_classifier(&a.model, a.no_face_crop, ctx)?;
     let files = collect_images(&a.paths)?;
     if files.is_empty() {
         bail!(
@@ -460,7 +458,7 @@ fn print_csv(p: &ImagePrediction, classes: &[String]) {
     }
 }
 
-fn audit(cli: &Cli, a: &AuditArgs, device: &candle_core::Device, cancel: &AtomicBool) -> Result<()> {
+fn audit(ctx: &Context, a: &AuditArgs, cancel: &AtomicBool) -> Result<()> {
     if a.folds < 2 {
         bail!("--folds must be at least 2");
     }
@@ -470,8 +468,7 @@ fn audit(cli: &Cli, a: &AuditArgs, device: &candle_core::Device, cancel: &Atomic
         &a.dir,
         gc_core::preprocess::PreprocessSpec::new(a.backbone, !a.no_face_crop),
         &opts,
-        &cache_of(cli),
-        device,
+        ctx,
         &mut |p| update_bar(&pb, p),
         cancel,
     )
@@ -489,8 +486,8 @@ fn audit(cli: &Cli, a: &AuditArgs, device: &candle_core::Device, cancel: &Atomic
     Ok(())
 }
 
-fn faces(a: &FacesArgs, device: &candle_core::Device) -> Result<()> {
-    let finder = gc_core::face::FaceFinder::load(device)?;
+fn faces(ctx: &Context, a: &FacesArgs) -> Result<()> {
+    let finder = gc_core::face::FaceFinder::load(ctx)?;
     let files = collect_images(&a.paths)?;
     let mut out = Vec::new();
     for f in &files {

@@ -25,15 +25,19 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .init();
-    let result = match &cli.command {
-        None => gc_app::run_native(None),
-        Some(Command::App { dir }) => gc_app::run_native(dir.clone()),
-        Some(_) => cli::run(&cli),
-    };
+    // Device, models and cache are resolved once, for the app and every subcommand alike.
+    let result =
+        gc_core::context::Context::resolve(&cli.device, cli.cache.as_deref(), cli.models.as_deref()).and_then(|ctx| {
+            match &cli.command {
+                None => gc_app::run_native(ctx, None, None),
+                Some(Command::App { dir, model }) => gc_app::run_native(ctx, dir.clone(), model.clone()),
+                Some(_) => cli::run(&cli, &ctx),
+            }
+        });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            let interrupted = e.to_string().starts_with("interrupted");
+            let interrupted = gc_core::error::is_cancelled(&e);
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(if interrupted { 130 } else { 1 })
         }

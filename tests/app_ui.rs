@@ -259,12 +259,13 @@ impl egui::DroppedFile for DroppedPath {
 
 /// The shipped default model, or faceres' zero-shot head saved to `dir`.
 fn a_model(dir: &Path) -> PathBuf {
-    let shipped = gc_core::model_file::default_model_path();
+    let ctx = gc_core::context::Context::cpu_with_cache(dir.join("cache"));
+    let shipped = ctx.default_model();
     if shipped.exists() {
         return shipped;
     }
     let path = dir.join("zero-shot.safetensors");
-    gc_core::train::run::zero_shot_model(true).unwrap().save(&path).unwrap();
+    gc_core::train::run::zero_shot_model(&ctx, true).unwrap().save(&path).unwrap();
     path
 }
 
@@ -302,6 +303,24 @@ fn a_dropped_photo_is_classified_and_can_be_added_to_the_dataset() {
     assert!(photo.exists(), "the original stays");
     let n = h.state().photos.as_ref().unwrap().counts().0.iter().sum::<usize>();
     assert_eq!(n, 5, "the copy joins the dataset view");
+}
+
+#[test]
+fn the_apps_tasks_write_into_the_cache_folder_they_were_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("faces");
+    make_dataset(&root, 2, 16);
+    let cache = tmp.path().join("given-cache");
+    let mut app = app_for(Some(&root), &cache);
+    app.settings.model = Some(a_model(tmp.path()));
+    app.auto_load_model = true;
+    let mut h = harness(app);
+    pump(&mut h, 30, "the dataset to open", opened);
+    let count = |d: &Path| if d.is_dir() { walk(d) } else { 0 };
+    pump(&mut h, 120, "the dataset's predictions", |a| !a.is_busy() && count(&cache.join("features")) >= 4);
+    assert_eq!(count(&cache.join("features")), 4, "one feature entry per photo, under <cache>/features");
+    assert!(count(&cache.join("thumbs")) >= 1, "thumbnails under <cache>/thumbs");
+    assert!(!tmp.path().join("faces/.gender-classifier/features").exists());
 }
 
 #[test]

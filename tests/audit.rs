@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
-use candle_core::Device;
 use gc_core::audit::{AuditOptions, FindingKind, audit_dataset};
 use gc_core::preprocess::PreprocessSpec;
 use gc_engine::BackboneKind;
@@ -40,14 +39,13 @@ fn planted_wrong_labels_rank_in_the_top_20_and_the_ranking_is_deterministic() {
     let tmp = tempfile::tempdir().unwrap();
     let planted = planted_dataset(tmp.path());
     assert_eq!(planted.len(), 10);
-    let cache = common::shared_web_faces_cache();
+    let ctx = common::shared_web_faces_ctx();
     let run = || {
         audit_dataset(
             tmp.path(),
             PreprocessSpec::new(BackboneKind::Faceres, true),
             &AuditOptions::default(),
-            &cache,
-            &Device::Cpu,
+            &ctx,
             &mut |_| {},
             &AtomicBool::new(false),
         )

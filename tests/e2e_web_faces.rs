@@ -5,7 +5,6 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 
-use candle_core::Device;
 use gc_core::classify::Classifier;
 use gc_core::dataset::split::SplitSpec;
 use gc_core::eval::{EvalScope, evaluate_dataset};
@@ -26,21 +25,28 @@ fn train_on_a_subset_and_reach_95_percent_on_held_out_photos() {
             }
         }
     }
-    let cache = common::shared_web_faces_cache();
+    let ctx = common::shared_web_faces_ctx();
     let cfg = TrainConfig {
         options: TrainOptions { warm_start: true, ..Default::default() },
         split: SplitSpec { validation_pct: 20.0, test_pct: 0.0 },
         ..Default::default()
     };
-    let report = train_dataset(&train_dir, &cfg, &cache, &Device::Cpu, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    let report = train_dataset(&train_dir, &cfg, &ctx, &mut |_| {}, &AtomicBool::new(false)).unwrap();
     let summary = report.model.meta.dataset.clone().unwrap();
     assert_eq!(summary.class_counts, vec![150, 150]);
     assert!(summary.split_counts[0] >= 200, "{summary:?}");
 
-    let classifier = Classifier::new(report.model, &Device::Cpu).unwrap();
-    let eval =
-        evaluate_dataset(&test_dir, &classifier, EvalScope::All, &cache, 16, &mut |_| {}, &AtomicBool::new(false))
-            .unwrap();
+    let classifier = Classifier::new(report.model, &ctx).unwrap();
+    let eval = evaluate_dataset(
+        &test_dir,
+        &classifier,
+        EvalScope::All,
+        &ctx.feature_cache(),
+        16,
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
     let m = &eval.metrics;
     eprintln!("{}", gc_core::metrics::format_report(m));
     assert!(m.count >= 195, "evaluated {} of 200 held-out photos", m.count);
@@ -59,14 +65,14 @@ fn inception_training_keeps_the_hash_split() {
             std::os::unix::fs::symlink(&f, tmp.path().join(class).join(f.file_name().unwrap())).unwrap();
         }
     }
-    let cache = common::shared_web_faces_cache();
+    let ctx = common::shared_web_faces_ctx();
     let cfg = TrainConfig {
         backbone: gc_engine::BackboneKind::InceptionV3,
         face_crop: false,
         split: SplitSpec { validation_pct: 20.0, test_pct: 20.0 },
         ..Default::default()
     };
-    let report = train_dataset(tmp.path(), &cfg, &cache, &Device::Cpu, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    let report = train_dataset(tmp.path(), &cfg, &ctx, &mut |_| {}, &AtomicBool::new(false)).unwrap();
     let summary = report.model.meta.dataset.clone().unwrap();
     assert_eq!(summary.class_counts, vec![30, 30]);
     // 60% of 60 photos train on average; one merged group would put all 60 in one split.

@@ -5,9 +5,9 @@
 
 mod common;
 
-use candle_core::Device;
 use gc_core::classify::Classifier;
-use gc_core::model_file::{Model, default_model_path};
+use gc_core::context::Context;
+use gc_core::model_file::Model;
 use gc_engine::blazeface::Detection;
 use image::{Rgb, RgbImage, imageops};
 
@@ -54,11 +54,12 @@ fn boxed(b: [f32; 4]) -> Detection {
 #[test]
 fn stress_set_detection_recall_and_accuracy_with_and_without_face_crop() {
     let per_class: usize = std::env::var("STRESS_PER_CLASS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
-    let with_crop = Classifier::load(&default_model_path(), &Device::Cpu).unwrap();
+    let ctx = Context::cpu_with_cache(std::env::temp_dir().join("gc-stress-faces-cache"));
+    let with_crop = Classifier::load(&ctx.default_model(), &ctx).unwrap();
     assert!(with_crop.model.meta.preprocess.face_crop, "the default model uses face crops");
     let mut meta = with_crop.model.meta.clone();
     meta.preprocess.face_crop = false;
-    let no_crop = Classifier::new(Model { meta, head: with_crop.model.head.clone() }, &Device::Cpu).unwrap();
+    let no_crop = Classifier::new(Model { meta, head: with_crop.model.head.clone() }, &ctx).unwrap();
     let classes = with_crop.classes().to_vec();
 
     let mut rng = Xs(0x5eed_f00d_1234_5678);

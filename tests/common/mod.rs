@@ -53,9 +53,10 @@ pub fn synthetic_dataset(dir: &Path, classes: &[&str], per_class: u32) {
     }
 }
 
-/// A feature cache shared by the tests that read web-faces, so each photo is extracted once per build.
-pub fn shared_web_faces_cache() -> gc_core::features::FeatureCache {
-    gc_core::features::FeatureCache::new(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-faces-cache"))
+/// A CPU context whose cache root is shared by the tests that read web-faces, so each photo is
+/// extracted once per build.
+pub fn shared_web_faces_ctx() -> gc_core::context::Context {
+    gc_core::context::Context::cpu_with_cache(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("web-faces-cache"))
 }
 
 /// `n` photos per class of web-faces, spread over the whole folder (for `n` ≤ 250, the first `n`

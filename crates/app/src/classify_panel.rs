@@ -11,7 +11,7 @@ use egui::{Color32, RichText, Sense, Vec2};
 use gc_core::classify::{Classifier, ImagePrediction};
 
 use super::commands::{Command, tooltip};
-use super::tasks::Waker;
+use super::tasks::{Failure, Outcome, Waker};
 use super::thumbnails::{Thumb, Thumbnails};
 use super::widgets;
 
@@ -54,7 +54,7 @@ impl ClassifiedPhoto {
 }
 
 type Request = (u64, PathBuf, Arc<Classifier>);
-type Reply = (u64, Result<ImagePrediction, String>, Vec<String>);
+type Reply = (u64, Outcome<ImagePrediction>, Vec<String>);
 
 struct Worker {
     tx: Sender<Request>,
@@ -69,7 +69,7 @@ impl Worker {
             .name("classify".into())
             .spawn(move || {
                 for (id, path, classifier) in req_rx.iter() {
-                    let r = classifier.classify_file(&path).map_err(|e| format!("{e:#}"));
+                    let r = classifier.classify_file(&path).map_err(Failure::from);
                     if reply_tx.send((id, r, classifier.classes().to_vec())).is_err() {
                         return;
                     }
@@ -137,7 +137,7 @@ impl ClassifyPanel {
                     item.classes = classes;
                     item.state = match result {
                         Ok(p) => ClassifyState::Done(p),
-                        Err(e) => ClassifyState::Failed(e),
+                        Err(e) => ClassifyState::Failed(e.to_string()),
                     };
                 }
             }

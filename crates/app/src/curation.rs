@@ -11,7 +11,7 @@ use gc_core::dataset::EXCLUDED_DIR;
 use gc_core::dataset::journal::{Journal, Move, Recovery};
 
 use super::photos::Photos;
-use super::tasks::Waker;
+use super::tasks::{Failure, Outcome, Waker};
 
 /// A curation request from the UI.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,9 +65,9 @@ enum Planned {
 }
 
 enum Reply {
-    Opened(Result<Recovery, String>),
+    Opened(Outcome<Recovery>),
     Moved { kind: Kind, what: String, done: Vec<(u64, Move)>, errors: Vec<String> },
-    Copied(PathBuf, Result<PathBuf, String>),
+    Copied(PathBuf, Outcome<PathBuf>),
 }
 
 /// What the UI should tell the user after a curation step.
@@ -112,7 +112,7 @@ impl Curation {
                     j
                 }
                 Err(e) => {
-                    let _ = reply_tx.send(Reply::Opened(Err(format!("{e:#}"))));
+                    let _ = reply_tx.send(Reply::Opened(Err(Failure::from(e))));
                     waker.wake();
                     return;
                 }
@@ -135,7 +135,7 @@ impl Curation {
                         Reply::Moved { kind, what, done, errors }
                     }
                     Job::Copy { from, to_dir } => {
-                        let r = copy_into(&from, &to_dir).map_err(|e| format!("{e:#}"));
+                        let r = copy_into(&from, &to_dir).map_err(Failure::from);
                         Reply::Copied(from, r)
                     }
                 };
@@ -231,7 +231,7 @@ impl Curation {
                     notices.push(Notice::Info(format!("Added a copy to the dataset as {}", short(&to, &self.root))));
                     notices.push(Notice::CopiedIn { from, to });
                 }
-                Reply::Copied(_, Err(e)) => notices.push(Notice::Error(e)),
+                Reply::Copied(_, Err(e)) => notices.push(Notice::Error(e.to_string())),
             }
         }
         if !self.busy && self.ready {

@@ -30,19 +30,18 @@ use std::time::Duration;
 use anyhow::Result;
 
 use gc_core::classify::Classifier;
+use gc_core::context::Context;
 use gc_core::dataset::Dataset;
-use gc_core::features::FeatureCache;
 use gc_core::features::extract::Progress;
 use gc_core::imaging::has_image_extension;
 use gc_core::metrics::Metrics;
-use gc_core::model_file::default_model_path;
 
 pub use commands::{Command, Tab};
 use curation::{Curation, Notice, Op};
 use photos::Photos;
 pub use state::Settings;
 use state::{Filters, SplitFilter};
-use tasks::{ModelInfo, Picked, Predictions, Task, Waker};
+use tasks::{Failure, ModelInfo, Outcome, Picked, Predictions, Task, Waker};
 use train_panel::{Finished, Training};
 
 /// How serious a status message is.
@@ -65,8 +64,8 @@ pub enum SidePage {
     Classified,
 }
 
-type ScanTask = Task<(), (PathBuf, Result<Dataset, String>)>;
-type EvalTask = Task<Progress, Result<(Predictions, f64), String>>;
+type ScanTask = Task<(), (PathBuf, Outcome<Dataset>)>;
+type EvalTask = Task<Progress, Outcome<(Predictions, f64)>>;
 
 /// The whole app state.
 pub struct GenderApp {
@@ -106,8 +105,8 @@ pub struct GenderApp {
     model_key: usize,
     scan: Option<ScanTask>,
     models_task: Option<Task<(), Vec<ModelInfo>>>,
-    model_task: Option<Task<(), Result<Arc<Classifier>, String>>>,
-    zero_shot_task: Option<Task<(), Result<PathBuf, String>>>,
+    model_task: Option<Task<(), Outcome<Arc<Classifier>>>>,
+    zero_shot_task: Option<Task<(), Outcome<PathBuf>>>,
     eval: Option<EvalTask>,
     /// Progress of the running prediction pass.
     pub eval_progress: Option<Progress>,
@@ -125,25 +124,22 @@ pub struct GenderApp {
     pub show_help: bool,
     /// Load a model on start and when a dataset opens (tests turn this off to inject predictions).
     pub auto_load_model: bool,
-    cache: FeatureCache,
-    app_models_dir: PathBuf,
+    ctx: Context,
     metrics: Option<(u64, SplitFilter, Option<Metrics>)>,
     applied_theme: Option<bool>,
     title: String,
 }
 
 impl GenderApp {
-    /// A new app with `settings`, opening `dir` on the first frame (or the most recent folder).
-    pub fn new(settings: Settings, dir: Option<PathBuf>) -> Self {
-        let cache_root = std::env::var_os("GENDER_CLASSIFIER_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| dirs::cache_dir().map(|d| d.join("gender-classifier")))
-            .unwrap_or_else(|| PathBuf::from(".gender-classifier-cache"));
-        Self::with_cache_root(settings, dir, &cache_root)
+    /// Like [`GenderApp::new`] on the CPU, keeping every cache (features, thumbnails, app models)
+    /// under `cache_root`.
+    pub fn with_cache_root(settings: Settings, dir: Option<PathBuf>, cache_root: &Path) -> Self {
+        Self::new(settings, dir, Context::cpu_with_cache(cache_root))
     }
 
-    /// Like [`GenderApp::new`], keeping every cache (features, thumbnails, app models) under `cache_root`.
-    pub fn with_cache_root(settings: Settings, dir: Option<PathBuf>, cache_root: &Path) -> Self {
+    /// A new app with `settings`, opening `dir` on the first frame (or the most recent folder); every
+    /// background task runs on `ctx`'s device, with its models folder and cache root.
+    pub fn new(settings: Settings, dir: Option<PathBuf>, ctx: Context) -> Self {
         let waker = Waker::default();
         let initial_dir = dir.or_else(|| settings.recent.first().filter(|d| d.is_dir()).cloned());
         Self {
@@ -154,7 +150,7 @@ impl GenderApp {
             opening: None,
             open_error: None,
             grid: grid::Grid::default(),
-            thumbs: thumbnails::Thumbnails::new(2, Some(cache_root.join("thumbs")), waker.clone()),
+            thumbs: thumbnails::Thumbnails::new(2, Some(ctx.thumbnails_dir()), waker.clone()),
             viewer: viewer::Viewer::new(waker.clone()),
             curation: None,
             classify: classify_panel::ClassifyPanel::default(),
@@ -179,8 +175,7 @@ impl GenderApp {
             side: SidePage::Photo,
             show_help: false,
             auto_load_model: true,
-            cache: FeatureCache::new(cache_root.join("features")),
-            app_models_dir: cache_root.join("models"),
+            ctx,
             metrics: None,
             applied_theme: None,
             settings,
@@ -297,7 +292,7 @@ impl GenderApp {
             self.refresh_models();
         }
         let model = self.settings.model.clone().filter(|p| p.exists()).or_else(|| {
-            let d = default_model_path();
+            let d = self.ctx.default_model();
             d.exists().then_some(d)
         });
         if let Some(m) = model.filter(|_| self.auto_load_model) {
@@ -390,7 +385,7 @@ impl GenderApp {
                         match result {
                             Ok(ds) => self.dataset_opened(ds),
                             Err(e) => {
-                                self.open_error = Some(e.clone());
+                                self.open_error = Some(e.to_string());
                                 self.say(Level::Error, format!("Cannot open {}: {e}", dir.display()));
                             }
                         }
@@ -440,8 +435,8 @@ impl GenderApp {
                                 }
                             }
                             Err(e) => {
-                                self.model_error = Some(e.clone());
-                                self.say(Level::Error, e);
+                                self.model_error = Some(e.to_string());
+                                self.say(Level::Error, e.to_string());
                             }
                         }
                     }
@@ -479,13 +474,8 @@ impl GenderApp {
                         let progress = self.eval_progress.take();
                         match result {
                             Ok((preds, secs)) => self.predictions_ready(&preds, secs, progress),
-                            Err(e) => {
-                                if e.starts_with("cancelled") {
-                                    self.say(Level::Info, "Predictions cancelled");
-                                } else {
-                                    self.say(Level::Error, format!("Cannot predict the dataset: {e}"));
-                                }
-                            }
+                            Err(Failure::Cancelled) => self.say(Level::Info, "Predictions cancelled"),
+                            Err(e) => self.say(Level::Error, format!("Cannot predict the dataset: {e}")),
                         }
                     }
                 }
@@ -638,8 +628,9 @@ impl GenderApp {
     fn refresh_models(&mut self) {
         let root = self.photos.as_ref().map(|p| p.root.clone());
         let extra = self.settings.model.clone();
+        let ctx = self.ctx.clone();
         self.models_task = Some(Task::spawn("list-models", self.waker.clone(), move |_, _| {
-            tasks::list_models(root.as_deref(), extra.as_deref())
+            tasks::list_models(&ctx, root.as_deref(), extra.as_deref())
         }));
     }
 
@@ -655,8 +646,9 @@ impl GenderApp {
         if let Some(p) = &mut self.photos {
             p.clear_predictions();
         }
+        let ctx = self.ctx.clone();
         self.model_task = Some(Task::spawn("load-model", self.waker.clone(), move |_, _| {
-            tasks::load_shared(&path).map_err(|e| format!("{e:#}"))
+            tasks::load_shared(&path, &ctx).map_err(Failure::from)
         }));
     }
 
@@ -672,13 +664,13 @@ impl GenderApp {
         }
         let c = c.clone();
         let root = p.root.clone();
-        let cache = self.cache.clone();
+        let cache = self.ctx.feature_cache();
         self.eval_progress = None;
         self.eval = Some(Task::spawn("predict-dataset", self.waker.clone(), move |rep, cancel| {
             let start = std::time::Instant::now();
-            tasks::predict_dataset(&root, &c, &cache, 16, &mut |p| rep.report(p.clone()), cancel)
+            tasks::predict_dataset(&root, &c, &cache, &mut |p| rep.report(p.clone()), cancel)
                 .map(|p| (p, start.elapsed().as_secs_f64()))
-                .map_err(|e| format!("{e:#}"))
+                .map_err(Failure::from)
         }));
     }
 
@@ -829,9 +821,10 @@ impl GenderApp {
                     let dir = self
                         .photos
                         .as_ref()
-                        .map_or(self.app_models_dir.clone(), |p| tasks::dataset_models_dir(&p.root));
+                        .map_or(self.ctx.cache_root.join("models"), |p| tasks::dataset_models_dir(&p.root));
+                    let ctx = self.ctx.clone();
                     self.zero_shot_task = Some(Task::spawn("zero-shot", self.waker.clone(), move |_, _| {
-                        tasks::save_zero_shot(&dir).map_err(|e| format!("{e:#}"))
+                        tasks::save_zero_shot(&dir, &ctx).map_err(Failure::from)
                     }));
                 }
             }
@@ -873,7 +866,7 @@ impl GenderApp {
         self.opening = Some(dir.clone());
         self.open_error = None;
         self.scan = Some(Task::spawn("scan", self.waker.clone(), move |_, _| {
-            let r = tasks::scan_dataset(&dir).map_err(|e| format!("{e:#}"));
+            let r = tasks::scan_dataset(&dir).map_err(Failure::from);
             (dir, r)
         }));
     }
@@ -939,7 +932,7 @@ impl GenderApp {
         }
         self.eval_progress = None;
         let root = p.root.clone();
-        self.training.start(&root, &self.settings.train, self.cache.clone(), self.waker.clone());
+        self.training.start(&root, &self.settings.train, self.ctx.clone(), self.waker.clone());
         self.tab = Tab::Training;
         self.say(Level::Info, format!("Training on {}…", root.display()));
     }
@@ -973,8 +966,9 @@ impl eframe::App for GenderApp {
     }
 }
 
-/// Opens the app window, optionally on a dataset folder.
-pub fn run_native(dir: Option<PathBuf>) -> Result<()> {
+/// Opens the app window, optionally on a dataset folder and with a model given on the command line;
+/// its tasks run with `ctx` (device, models folder, cache root).
+pub fn run_native(ctx: Context, dir: Option<PathBuf>, model: Option<PathBuf>) -> Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Gender classifier")
@@ -995,9 +989,12 @@ pub fn run_native(dir: Option<PathBuf>) -> Result<()> {
         "gender-classifier",
         options,
         Box::new(move |cc| {
-            let settings: Settings =
+            let mut settings: Settings =
                 cc.storage.and_then(|s| eframe::get_value(s, state::SETTINGS_KEY)).unwrap_or_default();
-            Ok(Box::new(GenderApp::new(settings, dir)))
+            if model.is_some() {
+                settings.model = model;
+            }
+            Ok(Box::new(GenderApp::new(settings, dir, ctx)))
         }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the app window: {e} (is a display available?)"))

@@ -4,17 +4,15 @@
 
 use std::path::PathBuf;
 
-use candle_core::Device;
-
 use super::photos::Photos;
-use super::tasks::{Task, Waker};
+use super::tasks::{Failure, Outcome, Task, Waker};
 use gc_core::audit::review::ReviewLog;
 use gc_core::audit::{AuditOptions, AuditReport, Finding, FindingKind, audit_dataset};
-use gc_core::features::FeatureCache;
+use gc_core::context::Context;
 use gc_core::features::extract::Progress;
 use gc_core::preprocess::PreprocessSpec;
 
-type AuditTask = Task<Progress, Result<(AuditReport, ReviewLog), String>>;
+type AuditTask = Task<Progress, Outcome<(AuditReport, ReviewLog)>>;
 
 /// What the user decided so far in this review.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,25 +57,17 @@ pub struct Review {
 
 impl Review {
     /// Starts (or restarts) the audit of the dataset at `root`.
-    pub fn start(&mut self, root: PathBuf, spec: PreprocessSpec, cache: FeatureCache, waker: Waker) {
+    pub fn start(&mut self, root: PathBuf, spec: PreprocessSpec, ctx: Context, waker: Waker) {
         if let Some(t) = self.task.take() {
             t.cancel();
         }
         self.error = None;
         self.progress = None;
         self.task = Some(Task::spawn("audit", waker, move |rep, cancel| {
-            let log = ReviewLog::open(&root).map_err(|e| format!("{e:#}"))?;
-            audit_dataset(
-                &root,
-                spec,
-                &AuditOptions::default(),
-                &cache,
-                &Device::Cpu,
-                &mut |p| rep.report(p.clone()),
-                cancel,
-            )
-            .map(|r| (r, log))
-            .map_err(|e| format!("{e:#}"))
+            let log = ReviewLog::open(&root).map_err(Failure::from)?;
+            audit_dataset(&root, spec, &AuditOptions::default(), &ctx, &mut |p| rep.report(p.clone()), cancel)
+                .map(|r| (r, log))
+                .map_err(Failure::from)
         }));
     }
 
@@ -94,13 +84,13 @@ impl Review {
     }
 
     /// Collects the audit's progress; returns `Some(result)` once when it ends.
-    pub fn poll(&mut self, photos: Option<&Photos>) -> Option<Result<usize, String>> {
+    pub fn poll(&mut self, photos: Option<&Photos>) -> Option<Outcome<usize>> {
         let t = self.task.as_mut()?;
         let polled = match t.poll() {
             Ok(p) => p,
             Err(e) => {
                 self.task = None;
-                return Some(Err(e.to_string()));
+                return Some(Err(Failure::Failed(e.to_string())));
             }
         };
         if let Some(last) = polled.progress.into_iter().last() {
@@ -126,7 +116,7 @@ impl Review {
                 Some(Ok(n))
             }
             Err(e) => {
-                self.error = Some(e.clone());
+                self.error = Some(e.to_string());
                 Some(Err(e))
             }
         }
@@ -190,11 +180,11 @@ impl Review {
     }
 
     /// Remembers that the user keeps the current finding's photos as they are, then moves on.
-    pub fn keep(&mut self, photos: &Photos) -> Result<(), String> {
+    pub fn keep(&mut self, photos: &Photos) -> Outcome<()> {
         let (Some(f), Some(log)) = (self.current().cloned(), self.log.as_mut()) else {
             return Ok(());
         };
-        log.keep(&f).map_err(|e| format!("{e:#}"))?;
+        log.keep(&f).map_err(Failure::from)?;
         self.decisions.kept += 1;
         self.step(photos, 1);
         Ok(())

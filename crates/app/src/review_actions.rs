@@ -2,6 +2,7 @@
 
 use super::commands::{Command, Tab};
 use super::curation::Op;
+use super::tasks::{Failure, Outcome};
 use super::{GenderApp, Level};
 use gc_core::audit::FindingKind;
 use gc_core::preprocess::PreprocessSpec;
@@ -20,12 +21,12 @@ impl GenderApp {
             .as_ref()
             .and_then(|c| c.model.meta.test_metrics.as_ref().map(|m| m.accuracy))
             .or_else(|| self.current_metrics().map(|m| m.accuracy));
-        self.review.start(root.clone(), spec, self.cache.clone(), self.waker.clone());
+        self.review.start(root.clone(), spec, self.ctx.clone(), self.waker.clone());
         self.tab = Tab::Review;
         self.say(Level::Info, format!("Auditing {} for duplicates, likely wrong labels and outliers…", root.display()));
     }
 
-    pub(super) fn audit_finished(&mut self, r: Result<usize, String>) {
+    pub(super) fn audit_finished(&mut self, r: Outcome<usize>) {
         match r {
             Ok(0) => self.say(Level::Info, "The audit found nothing worth a look"),
             Ok(n) => {
@@ -37,7 +38,7 @@ impl GenderApp {
                 }
                 self.say(Level::Info, text);
             }
-            Err(e) if e.contains("cancelled") => self.say(Level::Info, "Audit cancelled"),
+            Err(Failure::Cancelled) => self.say(Level::Info, "Audit cancelled"),
             Err(e) => self.say(Level::Error, format!("Cannot audit the dataset: {e}")),
         }
     }

@@ -7,17 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
-use candle_core::Device;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use gc_core::classify::Classifier;
+use gc_core::context::Context;
 use gc_core::dataset::Dataset;
 use gc_core::dataset::split::Split;
-use gc_core::eval::score;
+use gc_core::error::is_cancelled;
+use gc_core::eval::{EvalScope, evaluate_dataset};
 use gc_core::features::FeatureCache;
-use gc_core::features::dataset::{ItemFeatures, dataset_features};
-use gc_core::features::extract::{Cancelled, Progress};
-use gc_core::model_file::{ModelMeta, default_model_path, model_paths};
+use gc_core::features::extract::Progress;
+use gc_core::model_file::{ModelMeta, model_paths};
 use gc_core::train::run::{TrainConfig, TrainEvent, TrainReport, train_dataset};
 
 /// Wakes the UI when a background thread has news. Clones share one slot, which is filled with
@@ -131,10 +131,31 @@ impl<P: Send + 'static, R: Send + 'static> Task<P, R> {
 #[error("a background task stopped unexpectedly (see the log for details)")]
 pub struct TaskError;
 
-/// True when the error chain says the run was cancelled.
-pub fn is_cancelled(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<Cancelled>().is_some()
+/// Why a background job gave no result, as a type the UI matches on (never by its text).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The user cancelled it.
+    #[error("cancelled")]
+    Cancelled,
+    /// It failed; the message, with its causes, says why and what to do.
+    #[error("{0}")]
+    Failed(String),
 }
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        if is_cancelled(&e) { Failure::Cancelled } else { Failure::Failed(format!("{e:#}")) }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(reason: String) -> Self {
+        Failure::Failed(reason)
+    }
+}
+
+/// The result of a background job.
+pub type Outcome<T> = Result<T, Failure>;
 
 // ----------------------------------------------------------------------------------------------
 // Dataset scanning
@@ -165,7 +186,7 @@ pub struct ModelInfo {
     /// Its `.safetensors` path.
     pub path: PathBuf,
     /// Its metadata, or why it cannot be read.
-    pub meta: Result<ModelMeta, String>,
+    pub meta: Outcome<ModelMeta>,
     /// True for the model shipped with the app.
     pub shipped: bool,
 }
@@ -185,17 +206,17 @@ impl ModelInfo {
     }
 }
 
-fn read_meta(path: &Path) -> Result<ModelMeta, String> {
+fn read_meta(path: &Path) -> Outcome<ModelMeta> {
     let (_, js) = model_paths(path);
     let text = std::fs::read_to_string(&js).map_err(|e| format!("cannot read {}: {e}", js.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", js.display()))
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", js.display()))?)
 }
 
 /// Lists the shipped default model and every model saved under the dataset's model folder
 /// (and `extra`), newest first after the shipped one.
-pub fn list_models(dataset: Option<&Path>, extra: Option<&Path>) -> Vec<ModelInfo> {
+pub fn list_models(ctx: &Context, dataset: Option<&Path>, extra: Option<&Path>) -> Vec<ModelInfo> {
     let mut out = Vec::new();
-    let default = default_model_path();
+    let default = ctx.default_model();
     if default.exists() {
         out.push(ModelInfo { meta: read_meta(&default), path: default.clone(), shipped: true });
     }
@@ -224,7 +245,7 @@ pub fn list_models(dataset: Option<&Path>, extra: Option<&Path>) -> Vec<ModelInf
 }
 
 /// Loads a model for classification, with advice when it is missing.
-pub fn load_classifier(path: &Path) -> Result<Classifier> {
+pub fn load_classifier(path: &Path, ctx: &Context) -> Result<Classifier> {
     let (st, _) = model_paths(path);
     if !st.exists() {
         bail!(
@@ -232,12 +253,12 @@ pub fn load_classifier(path: &Path) -> Result<Classifier> {
             st.display()
         );
     }
-    Classifier::load(path, &Device::Cpu).with_context(|| format!("cannot load model {}", st.display()))
+    Classifier::load(path, ctx).with_context(|| format!("cannot load model {}", st.display()))
 }
 
 /// Saves faceres' zero-shot head under `dir` and returns its path.
-pub fn save_zero_shot(dir: &Path) -> Result<PathBuf> {
-    let model = gc_core::train::run::zero_shot_model(true)?;
+pub fn save_zero_shot(dir: &Path, ctx: &Context) -> Result<PathBuf> {
+    let model = gc_core::train::run::zero_shot_model(ctx, true)?;
     let path = dir.join("zero-shot-faceres.safetensors");
     model.save(&path)?;
     Ok(path)
@@ -293,42 +314,30 @@ impl Predictions {
     }
 }
 
-/// Predicts every image of the dataset at `root` with `classifier`, using and filling the feature cache.
-///
-/// This is `eval::evaluate_dataset` keeping the face counts of the feature cache, which the
-/// grid's face filters need.
+/// Predicts every image of the dataset at `root` with `classifier` through core's evaluation, using
+/// and filling the feature cache; keeps the face counts, which the grid's face filters need.
 pub fn predict_dataset(
     root: &Path,
     classifier: &Classifier,
     cache: &FeatureCache,
-    batch_size: usize,
     on_progress: &mut dyn FnMut(&Progress),
     cancel: &AtomicBool,
 ) -> Result<Predictions> {
-    let ds = scan_dataset(root)?;
-    let classes = classifier.classes().to_vec();
-    if ds.items.is_empty() {
-        bail!("{} has no photos in its class folders yet", root.display());
-    }
-    let split = classifier.model.meta.split.unwrap_or_default();
-    let feats = dataset_features(&ds, &classifier.pipeline, cache, &split, batch_size, on_progress, cancel)?;
-    let refs: Vec<&ItemFeatures> = feats.items.iter().collect();
-    let scored = score(&classifier.model.head, &refs)?;
+    let report = evaluate_dataset(root, classifier, EvalScope::All, cache, 16, on_progress, cancel)?;
     let trained_split = classifier.model.meta.split.is_some();
     let face_crop = classifier.pipeline.spec.face_crop;
-    let rows = feats
-        .items
-        .iter()
-        .zip(scored)
-        .map(|(item, s)| PredictionRow {
+    let rows = report
+        .scored
+        .into_iter()
+        .map(|s| PredictionRow {
             path: s.path,
             predicted: s.predicted,
             probs: s.probs,
             split: trained_split.then_some(s.split),
-            n_faces: face_crop.then_some(item.value.n_faces),
+            n_faces: face_crop.then_some(s.n_faces),
         })
         .collect();
-    Ok(Predictions { classes, rows, failures: feats.failures })
+    Ok(Predictions { classes: report.classes, rows, failures: report.failures })
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -360,11 +369,11 @@ pub fn timestamp_file_name() -> String {
 pub fn train_and_save(
     root: &Path,
     cfg: &TrainConfig,
-    cache: &FeatureCache,
+    ctx: &Context,
     on_event: &mut dyn FnMut(TrainEvent),
     cancel: &AtomicBool,
 ) -> TrainOutcome {
-    let report = match train_dataset(root, cfg, cache, &Device::Cpu, on_event, cancel) {
+    let report = match train_dataset(root, cfg, ctx, on_event, cancel) {
         Ok(r) => r,
         Err(e) if is_cancelled(&e) => return TrainOutcome::Cancelled,
         Err(e) => return TrainOutcome::Failed(format!("{e:#}")),
@@ -418,8 +427,8 @@ pub fn pick_files(waker: Waker) -> Task<(), Picked> {
 }
 
 /// Loads the classifier and wraps it for sharing between workers.
-pub fn load_shared(path: &Path) -> Result<Arc<Classifier>> {
-    load_classifier(path).map(Arc::new)
+pub fn load_shared(path: &Path, ctx: &Context) -> Result<Arc<Classifier>> {
+    load_classifier(path, ctx).map(Arc::new)
 }
 
 #[cfg(test)]
@@ -469,7 +478,10 @@ mod tests {
 
     #[test]
     fn missing_model_says_what_to_do() {
-        let e = load_classifier(Path::new("/nonexistent/m.safetensors")).err().unwrap().to_string();
+        let e = load_classifier(Path::new("/nonexistent/m.safetensors"), &Context::cpu_with_cache("/nonexistent"))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("Train button"), "{e}");
     }
 }

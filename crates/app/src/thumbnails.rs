@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender};
 use egui::{ColorImage, TextureHandle, TextureOptions};
 use sha2::{Digest, Sha256};
 
-use super::tasks::Waker;
+use super::tasks::{Outcome, Waker};
 
 /// Longest side of a generated thumbnail, in pixels.
 pub const THUMB_PX: u32 = 160;
@@ -43,7 +43,7 @@ struct Shared {
     wake: Condvar,
 }
 
-type Made = (PathBuf, Result<ColorImage, String>);
+type Made = (PathBuf, Outcome<ColorImage>);
 
 /// The thumbnail pool and caches.
 pub struct Thumbnails {
@@ -91,14 +91,6 @@ impl Thumbnails {
         }
     }
 
-    /// The default disk cache folder: `$GENDER_CLASSIFIER_CACHE/thumbs` or the user cache folder.
-    pub fn default_disk_dir() -> Option<PathBuf> {
-        std::env::var_os("GENDER_CLASSIFIER_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| dirs::cache_dir().map(|d| d.join("gender-classifier")))
-            .map(|d| d.join("thumbs"))
-    }
-
     /// Turns finished thumbnails into textures. Call once at the start of each frame.
     pub fn begin_frame(&mut self, ctx: &egui::Context) {
         self.frame += 1;
@@ -109,7 +101,7 @@ impl Thumbnails {
                     self.textures.insert(path, (tex, self.frame));
                 }
                 Err(reason) => {
-                    self.failed.insert(path, reason);
+                    self.failed.insert(path, reason.to_string());
                 }
             }
         }
@@ -274,7 +266,7 @@ fn cache_file(disk: &Path, key: &str) -> PathBuf {
 }
 
 /// Makes (or reads from the disk cache) the thumbnail of one file.
-pub fn make_thumbnail(path: &Path, disk: Option<&Path>) -> Result<ColorImage, String> {
+pub fn make_thumbnail(path: &Path, disk: Option<&Path>) -> Outcome<ColorImage> {
     let cached = disk.and_then(|d| cache_key(path, THUMB_PX).map(|k| cache_file(d, &k)));
     if let Some(file) = &cached
         && let Ok(bytes) = std::fs::read(file)
@@ -338,7 +330,7 @@ mod tests {
 
         let bad = dir.path().join("bad.jpg");
         std::fs::write(&bad, b"not an image").unwrap();
-        let e = make_thumbnail(&bad, Some(&disk)).unwrap_err();
+        let e = make_thumbnail(&bad, Some(&disk)).unwrap_err().to_string();
         assert!(e.contains("not a readable image"), "{e}");
         assert!(!e.contains(&dir.path().display().to_string()), "{e}");
     }

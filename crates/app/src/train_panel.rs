@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use egui::RichText;
 
-use gc_core::features::FeatureCache;
+use gc_core::context::Context;
 use gc_core::features::extract::Progress;
 use gc_core::train::EpochStats;
 use gc_core::train::run::TrainEvent;
@@ -83,14 +83,14 @@ impl Training {
     }
 
     /// Starts a run on the dataset at `root`.
-    pub fn start(&mut self, root: &Path, settings: &TrainSettings, cache: FeatureCache, waker: Waker) {
+    pub fn start(&mut self, root: &Path, settings: &TrainSettings, ctx: Context, waker: Waker) {
         let cfg = settings.to_config();
         let root = root.to_path_buf();
         let max_epochs = cfg.options.epochs;
         self.history.clear();
         self.last = None;
         let task = Task::spawn("training", waker, move |rep, cancel| {
-            train_and_save(&root, &cfg, &cache, &mut |e| rep.report(e), cancel)
+            train_and_save(&root, &cfg, &ctx, &mut |e| rep.report(e), cancel)
         });
         self.running = Some(Running { task, phase: Phase::Loading, max_epochs });
     }

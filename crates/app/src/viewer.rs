@@ -11,7 +11,7 @@ use egui::{
 
 use gc_core::classify::{Classifier, ImagePrediction};
 
-use super::tasks::Waker;
+use super::tasks::{Failure, Outcome, Waker};
 use super::widgets;
 
 /// Longest side of the preview texture, in pixels.
@@ -23,8 +23,8 @@ struct Request {
 }
 
 enum Reply {
-    Image { path: PathBuf, result: Result<(ColorImage, (u32, u32), u64), String> },
-    Faces { path: PathBuf, result: Result<(ImagePrediction, Vec<String>), String> },
+    Image { path: PathBuf, result: Outcome<(ColorImage, (u32, u32), u64)> },
+    Faces { path: PathBuf, result: Outcome<(ImagePrediction, Vec<String>)> },
 }
 
 /// What is known about the per-face prediction of the shown photo.
@@ -134,7 +134,7 @@ impl Viewer {
                         shown.file_size = Some(bytes);
                     }
                     Err(e) => {
-                        shown.error = Some(e);
+                        shown.error = Some(e.to_string());
                         shown.texture = None;
                         if shown.faces == Faces::Running {
                             shown.faces = Faces::Failed("the photo cannot be read".into());
@@ -144,7 +144,7 @@ impl Viewer {
                 Reply::Faces { path, result } if path == shown.path => {
                     shown.faces = match result {
                         Ok((p, classes)) => Faces::Done(p, classes),
-                        Err(e) => Faces::Failed(e),
+                        Err(e) => Faces::Failed(e.to_string()),
                     };
                 }
                 _ => {}
@@ -206,7 +206,7 @@ fn worker(slot: &Slot, tx: &Sender<Reply>, waker: &Waker) {
                     bytes,
                 ))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(Failure::Failed(e.to_string())),
         };
         if tx.send(Reply::Image { path: req.path.clone(), result }).is_err() {
             return;
@@ -225,7 +225,7 @@ fn worker(slot: &Slot, tx: &Sender<Reply>, waker: &Waker) {
                 p.path = req.path.clone();
                 (p, classifier.classes().to_vec())
             })
-            .map_err(|e| format!("{e:#}"));
+            .map_err(Failure::from);
         if tx.send(Reply::Faces { path: req.path, result }).is_err() {
             return;
         }

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use candle_core::Device;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::context::Context;
 use crate::face::FaceRegion;
 use crate::metrics::argmax;
 use crate::model_file::Model;
@@ -44,14 +44,14 @@ pub struct Classifier {
 
 impl Classifier {
     /// Loads a model and the pipeline it was trained with.
-    pub fn load(model_path: &Path, device: &Device) -> Result<Self> {
-        let model = Model::load(model_path, device)?;
-        Self::new(model, device)
+    pub fn load(model_path: &Path, ctx: &Context) -> Result<Self> {
+        let model = Model::load(model_path, &ctx.device)?;
+        Self::new(model, ctx)
     }
 
     /// Builds the pipeline for an already-loaded model.
-    pub fn new(model: Model, device: &Device) -> Result<Self> {
-        let pipeline = Pipeline::load(model.meta.preprocess, device)?;
+    pub fn new(model: Model, ctx: &Context) -> Result<Self> {
+        let pipeline = Pipeline::load(model.meta.preprocess, ctx)?;
         Ok(Self { pipeline, model })
     }
 

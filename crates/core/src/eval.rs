@@ -29,6 +29,9 @@ pub struct Scored {
     pub probs: Vec<f32>,
     /// Its split.
     pub split: Split,
+    /// Faces found in the photo (0 where the features came from the whole image).
+    #[serde(default)]
+    pub n_faces: u32,
 }
 
 /// Scores items with a head.
@@ -38,7 +41,14 @@ pub fn score(head: &Head, items: &[&ItemFeatures]) -> Result<Vec<Scored>> {
     Ok(items
         .iter()
         .zip(probs)
-        .map(|(i, p)| Scored { path: i.path.clone(), label: i.label, predicted: argmax(&p), probs: p, split: i.split })
+        .map(|(i, p)| Scored {
+            path: i.path.clone(),
+            label: i.label,
+            predicted: argmax(&p),
+            probs: p,
+            split: i.split,
+            n_faces: i.value.n_faces,
+        })
         .collect())
 }
 

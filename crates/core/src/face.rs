@@ -1,10 +1,10 @@
 //! Face-crop policy on top of BlazeFace: which regions of a photo get classified.
 
 use anyhow::Result;
-use candle_core::Device;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
+use crate::context::Context;
 use crate::preprocess::{Region, whole_image};
 use gc_engine::blazeface::{DetectOptions, Detection, FaceDetector};
 use gc_engine::weights;
@@ -67,11 +67,10 @@ pub struct FaceFinder {
 }
 
 impl FaceFinder {
-    /// Loads BlazeFace from the models directory.
-    pub fn load(device: &Device) -> Result<Self> {
-        let path = weights::models_dir().join(weights::BLAZEFACE.file_name);
+    /// Loads BlazeFace from the context's models folder, onto its device.
+    pub fn load(ctx: &Context) -> Result<Self> {
         Ok(Self {
-            detector: FaceDetector::load(&path, device)?,
+            detector: FaceDetector::load(&ctx.weights(&weights::BLAZEFACE), &ctx.device)?,
             options: DetectOptions { min_score: MIN_FACE_SCORE, ..DetectOptions::default() },
         })
     }

@@ -6,7 +6,9 @@
 
 pub mod audit;
 pub mod classify;
+pub mod context;
 pub mod dataset;
+pub mod error;
 pub mod eval;
 pub mod face;
 pub mod features;

@@ -11,7 +11,6 @@ use crate::metrics::Metrics;
 use crate::preprocess::PreprocessSpec;
 use crate::recipe::{EpochStats, TrainOptions};
 use gc_engine::head::Head;
-use gc_engine::weights;
 
 /// Version of the metadata format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -75,11 +74,6 @@ pub fn model_paths(path: &Path) -> (PathBuf, PathBuf) {
     };
     let add = |ext: &str| PathBuf::from(format!("{}.{ext}", stem.display()));
     (add("safetensors"), add("json"))
-}
-
-/// The default model shipped in `models/`.
-pub fn default_model_path() -> PathBuf {
-    weights::models_dir().join("default.safetensors")
 }
 
 /// Current time as RFC 3339.

@@ -9,6 +9,7 @@ use anyhow::Result;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 
+use crate::context::Context;
 use crate::face::{FaceFinder, FaceRegion};
 use crate::preprocess::{PreprocessSpec, prepare};
 use gc_engine::{Backbone, BackboneKind};
@@ -24,10 +25,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Loads the backbone (and the face detector when `spec.face_crop`).
-    pub fn load(spec: PreprocessSpec, device: &Device) -> Result<Self> {
-        let backbone = spec.backbone.load(device)?;
-        let faces = if spec.face_crop { Some(FaceFinder::load(device)?) } else { None };
-        Ok(Self { spec, backbone, faces, device: device.clone() })
+    pub fn load(spec: PreprocessSpec, ctx: &Context) -> Result<Self> {
+        let backbone = spec.backbone.load(&ctx.models_dir, &ctx.device)?;
+        let faces = if spec.face_crop { Some(FaceFinder::load(ctx)?) } else { None };
+        Ok(Self { spec, backbone, faces, device: ctx.device.clone() })
     }
 
     /// The backbone kind.

@@ -607,11 +607,6 @@ impl FaceDetector {
         Ok(Self::new(BlazeFace::load(path, device)?, device.clone()))
     }
 
-    /// Loads `blazeface.safetensors` from the models directory ([`weights::models_dir`]).
-    pub fn load_default(device: &Device) -> Result<Self> {
-        Self::load(&weights::models_dir().join(BLAZEFACE.file_name), device)
-    }
-
     /// The underlying network.
     pub fn net(&self) -> &BlazeFace {
         &self.net

@@ -18,6 +18,7 @@ pub mod per_core;
 pub mod weights;
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::Result;
@@ -71,9 +72,9 @@ impl BackboneKind {
         }
     }
 
-    /// Loads the backbone from the models directory.
-    pub fn load(self, device: &Device) -> Result<Box<dyn Backbone>> {
-        let path = weights::models_dir().join(self.weight_file().file_name);
+    /// Loads the backbone from `models_dir` (the folder holding the shipped weights).
+    pub fn load(self, models_dir: &Path, device: &Device) -> Result<Box<dyn Backbone>> {
+        let path = models_dir.join(self.weight_file().file_name);
         Ok(match self {
             BackboneKind::Faceres => Box::new(faceres::Faceres::load(&path, device)?),
             BackboneKind::InceptionV3 => Box::new(inception_v3::InceptionV3::load(&path, device)?),

@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
-use candle_core::Device;
 use serde::Serialize;
 
+use crate::context::Context;
 use crate::dataset::Dataset;
 use crate::dataset::split::SplitSpec;
-use crate::features::cache::FeatureCache;
 use crate::features::dataset::{DatasetFeatures, ItemFeatures, dataset_features};
 use crate::features::extract::Progress;
 use crate::pipeline::Pipeline;
@@ -329,15 +328,14 @@ pub fn audit_dataset(
     dir: &Path,
     spec: PreprocessSpec,
     opts: &AuditOptions,
-    cache: &FeatureCache,
-    device: &Device,
+    ctx: &Context,
     on_progress: &mut dyn FnMut(&Progress),
     cancel: &AtomicBool,
 ) -> Result<AuditReport> {
     let ds = Dataset::scan(dir)?;
     ds.require_trainable()?;
-    let pipeline = Pipeline::load(spec, device)?;
-    let feats = dataset_features(&ds, &pipeline, cache, &SplitSpec::default(), 16, on_progress, cancel)?;
+    let pipeline = Pipeline::load(spec, ctx)?;
+    let feats = dataset_features(&ds, &pipeline, &ctx.feature_cache(), &SplitSpec::default(), 16, on_progress, cancel)?;
     let mut report = audit_items(&feats, &ds.classes, spec.face_crop, opts, cancel)?;
     report.unreadable = feats.failures;
     Ok(report)

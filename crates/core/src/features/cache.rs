@@ -41,15 +41,6 @@ impl FeatureCache {
         Self { root: root.into() }
     }
 
-    /// The default location: `$GENDER_CLASSIFIER_CACHE` or the user cache dir.
-    pub fn default_location() -> Self {
-        let root = std::env::var_os("GENDER_CLASSIFIER_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| dirs::cache_dir().map(|d| d.join("gender-classifier")))
-            .unwrap_or_else(|| PathBuf::from(".gender-classifier-cache"));
-        Self::new(root.join("features"))
-    }
-
     /// Where the cache lives.
     pub fn root(&self) -> &Path {
         &self.root

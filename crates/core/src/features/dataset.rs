@@ -81,7 +81,7 @@ pub fn dataset_features(
             }),
             Err(reason) => {
                 tracing::warn!("skipping {}: {reason}", item.path.display());
-                out.failures.push((item.path.clone(), reason));
+                out.failures.push((item.path.clone(), reason.to_string()));
             }
         }
     }

@@ -15,10 +15,8 @@ use super::cache::{CachedFeatures, FeatureCache};
 use crate::pipeline::Pipeline;
 use gc_engine::weights::sha256_hex;
 
-/// The run was cancelled by the user; everything computed so far is in the cache.
-#[derive(Debug, thiserror::Error)]
-#[error("cancelled; finished images are cached and the next run resumes from there")]
-pub struct Cancelled;
+pub use crate::error::Cancelled;
+use crate::error::FileError;
 
 /// Progress of an extraction run.
 #[derive(Debug, Clone, Default)]
@@ -62,11 +60,11 @@ pub struct Extracted {
     pub value: CachedFeatures,
 }
 
-/// Per-file results, aligned with the input list; failures carry a readable reason.
-pub type ExtractOutcome = Vec<Result<Extracted, String>>;
+/// Per-file results, aligned with the input list; a failure says why the file was skipped.
+pub type ExtractOutcome = Vec<Result<Extracted, FileError>>;
 
 enum Prepared {
-    Ready(Result<Extracted, String>),
+    Ready(Result<Extracted, FileError>),
     Pending { sha256: String, value: CachedFeatures, input: Vec<f32> },
 }
 
@@ -151,7 +149,7 @@ pub fn extract(
 fn prepare_one(pipeline: &Pipeline, cache: &FeatureCache, path: &std::path::Path) -> Prepared {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) => return Prepared::Ready(Err(format!("cannot read {}: {e}", path.display()))),
+        Err(source) => return Prepared::Ready(Err(FileError::Unreadable { path: path.to_path_buf(), source })),
     };
     let sha256 = sha256_hex(&bytes);
     if let Some(value) = cache.get(&pipeline.spec, &sha256) {
@@ -159,12 +157,14 @@ fn prepare_one(pipeline: &Pipeline, cache: &FeatureCache, path: &std::path::Path
     }
     let img = match crate::imaging::decode_rgb(&bytes, path) {
         Ok(i) => i,
-        Err(e) => return Prepared::Ready(Err(e.to_string())),
+        Err(e) => return Prepared::Ready(Err(e.into())),
     };
     drop(bytes);
     let regions = match pipeline.regions(&img) {
         Ok(r) => r,
-        Err(e) => return Prepared::Ready(Err(format!("face detection failed on {}: {e:#}", path.display()))),
+        Err(e) => {
+            return Prepared::Ready(Err(FileError::Detection { path: path.to_path_buf(), reason: format!("{e:#}") }));
+        }
     };
     let best = &regions[0];
     let n_faces = regions.iter().filter(|r| r.is_face()).count() as u32;

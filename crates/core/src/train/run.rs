@@ -8,10 +8,10 @@ use anyhow::{Result, bail};
 use candle_core::Device;
 
 use super::{EpochStats, LabelledSet, TrainOptions, train_head, zero_shot_head};
+use crate::context::Context;
 use crate::dataset::Dataset;
 use crate::dataset::split::{Split, SplitSpec};
 use crate::eval::{Scored, metrics_of, score};
-use crate::features::cache::FeatureCache;
 use crate::features::dataset::{ItemFeatures, dataset_features};
 use crate::features::extract::Progress;
 use crate::model_file::{DatasetSummary, Model, ModelMeta, now_rfc3339};
@@ -76,8 +76,7 @@ pub struct TrainReport {
 pub fn train_dataset(
     dir: &Path,
     cfg: &TrainConfig,
-    cache: &FeatureCache,
-    device: &Device,
+    ctx: &Context,
     on_event: &mut dyn FnMut(TrainEvent),
     cancel: &AtomicBool,
 ) -> Result<TrainReport> {
@@ -88,11 +87,11 @@ pub fn train_dataset(
     }
     on_event(TrainEvent::Loading);
     let spec = PreprocessSpec::new(cfg.backbone, cfg.face_crop);
-    let pipeline = Pipeline::load(spec, device)?;
+    let pipeline = Pipeline::load(spec, ctx)?;
     let feats = dataset_features(
         &ds,
         &pipeline,
-        cache,
+        &ctx.feature_cache(),
         &cfg.split,
         cfg.extract_batch,
         &mut |p| on_event(TrainEvent::Extracting(p.clone())),
@@ -107,7 +106,7 @@ pub fn train_dataset(
         if cfg.backbone != BackboneKind::Faceres {
             bail!("warm start is only available for the faceres backbone");
         }
-        let path = weights::models_dir().join(weights::FACERES.file_name);
+        let path = ctx.weights(&weights::FACERES);
         Some(zero_shot_head(&Faceres::load_gender_head(&path, &Device::Cpu)?, &ds.classes)?)
     } else {
         None
@@ -154,10 +153,10 @@ pub fn train_dataset(
     Ok(TrainReport { model: Model { meta, head }, scored, failures: feats.failures })
 }
 
-/// The zero-shot model: faceres' own gender head, no training.
-pub fn zero_shot_model(face_crop: bool) -> Result<Model> {
+/// The zero-shot model: faceres' own gender head (from the context's models folder), no training.
+pub fn zero_shot_model(ctx: &Context, face_crop: bool) -> Result<Model> {
     let classes = vec!["female".to_string(), "male".to_string()];
-    let path = weights::models_dir().join(weights::FACERES.file_name);
+    let path = ctx.weights(&weights::FACERES);
     let head = zero_shot_head(&Faceres::load_gender_head(&path, &Device::Cpu)?, &classes)?;
     Ok(Model {
         meta: ModelMeta {
