@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use egui::{Color32, RichText, Sense, Vec2};
 
 use gc_core::classify::{Classifier, ImagePrediction};
 
 use super::commands::{Command, tooltip};
-use super::tasks::{Failure, Outcome, Waker};
+use super::tasks::{Failure, Job, Outcome, Runtime, Task};
 use super::thumbnails::{Thumb, Thumbnails};
 use super::widgets;
 
@@ -58,27 +58,24 @@ type Reply = (u64, Outcome<ImagePrediction>, Vec<String>);
 
 struct Worker {
     tx: Sender<Request>,
-    rx: Receiver<Reply>,
+    task: Task<Reply, ()>,
 }
 
 impl Worker {
-    fn start(waker: Waker) -> Option<Self> {
-        let (tx, req_rx) = crossbeam_channel::unbounded::<Request>();
-        let (reply_tx, rx) = crossbeam_channel::unbounded::<Reply>();
-        std::thread::Builder::new()
-            .name("classify".into())
-            .spawn(move || {
-                for (id, path, classifier) in req_rx.iter() {
-                    let r = classifier.classify_file(&path).map_err(Failure::from);
-                    if reply_tx.send((id, r, classifier.classes().to_vec())).is_err() {
-                        return;
-                    }
-                    waker.wake();
+    fn start(rt: &Runtime) -> Self {
+        let (tx, requests) = crossbeam_channel::unbounded::<Request>();
+        let task = rt.spawn("classify", move |job: &Job<Reply>| {
+            for (id, path, classifier) in requests.iter() {
+                if job.is_cancelled() {
+                    return;
                 }
-            })
-            .map_err(|e| tracing::error!("cannot start the classify thread: {e}"))
-            .ok()?;
-        Some(Self { tx, rx })
+                let r = classifier.classify_file(&path).map_err(Failure::from);
+                if !job.report((id, r, classifier.classes().to_vec())) {
+                    return;
+                }
+            }
+        });
+        Self { tx, task }
     }
 }
 
@@ -116,12 +113,12 @@ impl ClassifyPanel {
     }
 
     /// Sends waiting photos to the worker (when a model is loaded) and collects results.
-    pub fn pump(&mut self, classifier: Option<&Arc<Classifier>>, waker: &Waker) {
+    pub fn pump(&mut self, classifier: Option<&Arc<Classifier>>, rt: &Runtime) {
         if let Some(c) = classifier
             && self.items.iter().any(|i| i.state == ClassifyState::Waiting)
         {
             if self.worker.is_none() {
-                self.worker = Worker::start(waker.clone());
+                self.worker = Some(Worker::start(rt));
             }
             if let Some(w) = &self.worker {
                 for item in self.items.iter_mut().filter(|i| i.state == ClassifyState::Waiting) {
@@ -131,8 +128,20 @@ impl ClassifyPanel {
                 }
             }
         }
-        if let Some(w) = &self.worker {
-            for (id, result, classes) in w.rx.try_iter() {
+        if let Some(w) = &mut self.worker {
+            let polled = w.task.poll();
+            let replies = match polled {
+                Ok(p) => p.progress,
+                Err(panicked) => {
+                    // The worker died: fail what it held, and start a new one for the next photos.
+                    for item in self.items.iter_mut().filter(|i| i.state == ClassifyState::Running) {
+                        item.state = ClassifyState::Failed(panicked.to_string());
+                    }
+                    self.worker = None;
+                    Vec::new()
+                }
+            };
+            for (id, result, classes) in replies {
                 if let Some(item) = self.items.iter_mut().find(|i| i.id == id) {
                     item.classes = classes;
                     item.state = match result {

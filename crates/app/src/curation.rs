@@ -5,13 +5,13 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 
 use gc_core::dataset::EXCLUDED_DIR;
 use gc_core::dataset::journal::{Journal, Move, Recovery};
 
 use super::photos::Photos;
-use super::tasks::{Failure, Outcome, Waker};
+use super::tasks::{Failure, Outcome, Runtime, Task};
 
 /// A curation request from the UI.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,7 +89,7 @@ pub enum Notice {
 /// The curation worker and the undo/redo stacks of one dataset.
 pub struct Curation {
     tx: Sender<Job>,
-    rx: Receiver<Reply>,
+    task: Task<Reply, ()>,
     queue: VecDeque<Op>,
     busy: bool,
     ready: bool,
@@ -100,20 +100,17 @@ pub struct Curation {
 
 impl Curation {
     /// Starts the worker for the dataset at `root`; it opens the journal (recovering interrupted moves).
-    pub fn open(root: &Path, waker: Waker) -> Self {
+    pub fn open(root: &Path, rt: &Runtime) -> Self {
         let (tx, job_rx) = crossbeam_channel::unbounded::<Job>();
-        let (reply_tx, rx) = crossbeam_channel::unbounded::<Reply>();
         let dir = root.to_path_buf();
-        let spawned = std::thread::Builder::new().name("curation".into()).spawn(move || {
+        let task = rt.spawn("curation", move |worker: &gc_core::task::Job<Reply>| {
             let mut journal = match Journal::open(&dir) {
                 Ok((j, rec)) => {
-                    let _ = reply_tx.send(Reply::Opened(Ok(rec)));
-                    waker.wake();
+                    worker.report(Reply::Opened(Ok(rec)));
                     j
                 }
                 Err(e) => {
-                    let _ = reply_tx.send(Reply::Opened(Err(Failure::from(e))));
-                    waker.wake();
+                    worker.report(Reply::Opened(Err(Failure::from(e))));
                     return;
                 }
             };
@@ -139,18 +136,15 @@ impl Curation {
                         Reply::Copied(from, r)
                     }
                 };
-                if reply_tx.send(reply).is_err() {
+                // A batch of moves always finishes; the owner gone, nothing is left to tell.
+                if !worker.report(reply) {
                     return;
                 }
-                waker.wake();
             }
         });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the curation thread: {e}");
-        }
         Self {
             tx,
-            rx,
+            task,
             queue: VecDeque::new(),
             busy: true,
             ready: false,
@@ -184,7 +178,15 @@ impl Curation {
     /// Call once per frame.
     pub fn pump(&mut self, photos: &mut Photos, mut on_move: impl FnMut(&Path, &Path)) -> Vec<Notice> {
         let mut notices = Vec::new();
-        for reply in self.rx.try_iter() {
+        let replies = match self.task.poll() {
+            Ok(p) => p.progress,
+            Err(panicked) => {
+                notices.push(Notice::Error(format!("{panicked}; reopen the folder to go on")));
+                self.ready = false;
+                Vec::new()
+            }
+        };
+        for reply in replies {
             self.busy = false;
             match reply {
                 Reply::Opened(Ok(rec)) => {

@@ -124,7 +124,7 @@ pub struct GenderApp {
     pub show_help: bool,
     /// Load a model on start and when a dataset opens (tests turn this off to inject predictions).
     pub auto_load_model: bool,
-    ctx: Context,
+    rt: tasks::Runtime,
     metrics: Option<(u64, SplitFilter, Option<Metrics>)>,
     applied_theme: Option<bool>,
     title: String,
@@ -141,6 +141,7 @@ impl GenderApp {
     /// background task runs on `ctx`'s device, with its models folder and cache root.
     pub fn new(settings: Settings, dir: Option<PathBuf>, ctx: Context) -> Self {
         let waker = Waker::default();
+        let rt = tasks::runtime(ctx, &waker);
         let initial_dir = dir.or_else(|| settings.recent.first().filter(|d| d.is_dir()).cloned());
         Self {
             waker: waker.clone(),
@@ -150,8 +151,8 @@ impl GenderApp {
             opening: None,
             open_error: None,
             grid: grid::Grid::default(),
-            thumbs: thumbnails::Thumbnails::new(2, Some(ctx.thumbnails_dir()), waker.clone()),
-            viewer: viewer::Viewer::new(waker.clone()),
+            thumbs: thumbnails::Thumbnails::new(2, Some(rt.ctx().thumbnails_dir()), &rt),
+            viewer: viewer::Viewer::new(&rt),
             curation: None,
             classify: classify_panel::ClassifyPanel::default(),
             training: Training::default(),
@@ -175,7 +176,7 @@ impl GenderApp {
             side: SidePage::Photo,
             show_help: false,
             auto_load_model: true,
-            ctx,
+            rt,
             metrics: None,
             applied_theme: None,
             settings,
@@ -292,7 +293,7 @@ impl GenderApp {
             self.refresh_models();
         }
         let model = self.settings.model.clone().filter(|p| p.exists()).or_else(|| {
-            let d = self.ctx.default_model();
+            let d = self.rt.ctx().default_model();
             d.exists().then_some(d)
         });
         if let Some(m) = model.filter(|_| self.auto_load_model) {
@@ -540,7 +541,7 @@ impl GenderApp {
             }
         }
         // Classification of outside photos.
-        self.classify.pump(self.classifier.as_ref(), &self.waker);
+        self.classify.pump(self.classifier.as_ref(), &self.rt);
         let _ = ctx;
     }
 
@@ -552,7 +553,7 @@ impl GenderApp {
         self.grid.reset();
         self.thumbs.forget_failures();
         self.open_error = None;
-        self.curation = Some(Curation::open(&root, self.waker.clone()));
+        self.curation = Some(Curation::open(&root, &self.rt));
         let (counts, _) = photos.counts();
         let summary: Vec<String> = photos.classes.iter().zip(&counts).map(|(c, n)| format!("{n} {c}")).collect();
         self.photos = Some(photos);
@@ -628,10 +629,9 @@ impl GenderApp {
     fn refresh_models(&mut self) {
         let root = self.photos.as_ref().map(|p| p.root.clone());
         let extra = self.settings.model.clone();
-        let ctx = self.ctx.clone();
-        self.models_task = Some(Task::spawn("list-models", self.waker.clone(), move |_, _| {
-            tasks::list_models(&ctx, root.as_deref(), extra.as_deref())
-        }));
+        let ctx = self.rt.ctx().clone();
+        self.models_task =
+            Some(self.rt.spawn("list-models", move |_| tasks::list_models(&ctx, root.as_deref(), extra.as_deref())));
     }
 
     fn load_model(&mut self, path: PathBuf) {
@@ -646,10 +646,9 @@ impl GenderApp {
         if let Some(p) = &mut self.photos {
             p.clear_predictions();
         }
-        let ctx = self.ctx.clone();
-        self.model_task = Some(Task::spawn("load-model", self.waker.clone(), move |_, _| {
-            tasks::load_shared(&path, &ctx).map_err(Failure::from)
-        }));
+        let ctx = self.rt.ctx().clone();
+        self.model_task =
+            Some(self.rt.spawn("load-model", move |_| tasks::load_shared(&path, &ctx).map_err(Failure::from)));
     }
 
     fn start_eval(&mut self) {
@@ -664,11 +663,11 @@ impl GenderApp {
         }
         let c = c.clone();
         let root = p.root.clone();
-        let cache = self.ctx.feature_cache();
+        let cache = self.rt.ctx().feature_cache();
         self.eval_progress = None;
-        self.eval = Some(Task::spawn("predict-dataset", self.waker.clone(), move |rep, cancel| {
+        self.eval = Some(self.rt.spawn("predict-dataset", move |job| {
             let start = std::time::Instant::now();
-            tasks::predict_dataset(&root, &c, &cache, &mut |p| rep.report(p.clone()), cancel)
+            tasks::predict_dataset(&root, &c, &cache, &mut |p| _ = job.report(p.clone()), job.cancel_flag())
                 .map(|p| (p, start.elapsed().as_secs_f64()))
                 .map_err(Failure::from)
         }));
@@ -700,12 +699,12 @@ impl GenderApp {
             Command::OpenFolderDialog => {
                 if self.dialog.is_none() {
                     let start = self.photos.as_ref().map(|p| p.root.clone());
-                    self.dialog = Some(tasks::pick_folder(self.waker.clone(), start));
+                    self.dialog = Some(tasks::pick_folder(&self.rt, start));
                 }
             }
             Command::ClassifyFilesDialog => {
                 if self.dialog.is_none() {
-                    self.dialog = Some(tasks::pick_files(self.waker.clone()));
+                    self.dialog = Some(tasks::pick_files(&self.rt));
                 }
             }
             Command::OpenDataset(dir) => self.open_dataset(dir),
@@ -821,11 +820,11 @@ impl GenderApp {
                     let dir = self
                         .photos
                         .as_ref()
-                        .map_or(self.ctx.cache_root.join("models"), |p| tasks::dataset_models_dir(&p.root));
-                    let ctx = self.ctx.clone();
-                    self.zero_shot_task = Some(Task::spawn("zero-shot", self.waker.clone(), move |_, _| {
-                        tasks::save_zero_shot(&dir, &ctx).map_err(Failure::from)
-                    }));
+                        .map_or(self.rt.ctx().cache_root.join("models"), |p| tasks::dataset_models_dir(&p.root));
+                    let ctx = self.rt.ctx().clone();
+                    self.zero_shot_task = Some(
+                        self.rt.spawn("zero-shot", move |_| tasks::save_zero_shot(&dir, &ctx).map_err(Failure::from)),
+                    );
                 }
             }
             Command::Evaluate => {
@@ -865,7 +864,7 @@ impl GenderApp {
         self.eval_progress = None;
         self.opening = Some(dir.clone());
         self.open_error = None;
-        self.scan = Some(Task::spawn("scan", self.waker.clone(), move |_, _| {
+        self.scan = Some(self.rt.spawn("scan", move |_| {
             let r = tasks::scan_dataset(&dir).map_err(Failure::from);
             (dir, r)
         }));
@@ -932,7 +931,7 @@ impl GenderApp {
         }
         self.eval_progress = None;
         let root = p.root.clone();
-        self.training.start(&root, &self.settings.train, self.ctx.clone(), self.waker.clone());
+        self.training.start(&root, &self.settings.train, &self.rt);
         self.tab = Tab::Training;
         self.say(Level::Info, format!("Training on {}…", root.display()));
     }

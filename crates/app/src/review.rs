@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 
 use super::photos::Photos;
-use super::tasks::{Failure, Outcome, Task, Waker};
+use super::tasks::{Failure, Outcome, Runtime, Task};
 use gc_core::audit::review::ReviewLog;
 use gc_core::audit::{AuditOptions, AuditReport, Finding, FindingKind, audit_dataset};
-use gc_core::context::Context;
 use gc_core::features::extract::Progress;
 use gc_core::preprocess::PreprocessSpec;
 
@@ -57,17 +56,25 @@ pub struct Review {
 
 impl Review {
     /// Starts (or restarts) the audit of the dataset at `root`.
-    pub fn start(&mut self, root: PathBuf, spec: PreprocessSpec, ctx: Context, waker: Waker) {
+    pub fn start(&mut self, root: PathBuf, spec: PreprocessSpec, rt: &Runtime) {
+        let ctx = rt.ctx().clone();
         if let Some(t) = self.task.take() {
             t.cancel();
         }
         self.error = None;
         self.progress = None;
-        self.task = Some(Task::spawn("audit", waker, move |rep, cancel| {
+        self.task = Some(rt.spawn("audit", move |job| {
             let log = ReviewLog::open(&root).map_err(Failure::from)?;
-            audit_dataset(&root, spec, &AuditOptions::default(), &ctx, &mut |p| rep.report(p.clone()), cancel)
-                .map(|r| (r, log))
-                .map_err(Failure::from)
+            audit_dataset(
+                &root,
+                spec,
+                &AuditOptions::default(),
+                &ctx,
+                &mut |p| _ = job.report(p.clone()),
+                job.cancel_flag(),
+            )
+            .map(|r| (r, log))
+            .map_err(Failure::from)
         }));
     }
 

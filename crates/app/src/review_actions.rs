@@ -21,7 +21,7 @@ impl GenderApp {
             .as_ref()
             .and_then(|c| c.model.meta.test_metrics.as_ref().map(|m| m.accuracy))
             .or_else(|| self.current_metrics().map(|m| m.accuracy));
-        self.review.start(root.clone(), spec, self.ctx.clone(), self.waker.clone());
+        self.review.start(root.clone(), spec, &self.rt);
         self.tab = Tab::Review;
         self.say(Level::Info, format!("Auditing {} for duplicates, likely wrong labels and outliers…", root.display()));
     }

@@ -4,10 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use gc_core::classify::Classifier;
 use gc_core::context::Context;
@@ -18,6 +16,7 @@ use gc_core::eval::{EvalScope, evaluate_dataset};
 use gc_core::features::FeatureCache;
 use gc_core::features::extract::Progress;
 use gc_core::model_file::{ModelMeta, model_paths};
+pub use gc_core::task::{Job, Panicked, Polled, Runtime, Task};
 use gc_core::train::run::{TrainConfig, TrainEvent, TrainReport, train_dataset};
 
 /// Wakes the UI when a background thread has news. Clones share one slot, which is filled with
@@ -39,97 +38,11 @@ impl Waker {
     }
 }
 
-/// Sends progress messages of a task to the UI.
-pub struct Reporter<P> {
-    tx: Sender<P>,
-    waker: Waker,
+/// A runtime whose jobs work with `ctx` and wake the UI through `waker`.
+pub fn runtime(ctx: Context, waker: &Waker) -> Runtime {
+    let waker = waker.clone();
+    Runtime::new(ctx, Arc::new(move || waker.wake()))
 }
-
-impl<P> Reporter<P> {
-    /// Sends one progress message and wakes the UI.
-    pub fn report(&self, p: P) {
-        let _ = self.tx.send(p);
-        self.waker.wake();
-    }
-}
-
-/// What polling a task found.
-pub struct Polled<P, R> {
-    /// Progress messages since the last poll, oldest first.
-    pub progress: Vec<P>,
-    /// The result, once (the task is then finished).
-    pub done: Option<R>,
-}
-
-/// A job running on its own thread.
-pub struct Task<P, R> {
-    progress_rx: Receiver<P>,
-    done_rx: Receiver<R>,
-    cancel: Arc<AtomicBool>,
-    started: Instant,
-    finished: bool,
-}
-
-impl<P: Send + 'static, R: Send + 'static> Task<P, R> {
-    /// Runs `job` on a new thread named `name`; `job` gets a reporter and the cancel flag.
-    ///
-    /// A panic in the job is caught and turned into a [`TaskError`] result by [`Task::poll`].
-    pub fn spawn(name: &str, waker: Waker, job: impl FnOnce(&Reporter<P>, &AtomicBool) -> R + Send + 'static) -> Self {
-        let (ptx, prx) = crossbeam_channel::unbounded();
-        let (dtx, drx) = crossbeam_channel::bounded(1);
-        let cancel = Arc::new(AtomicBool::new(false));
-        let flag = cancel.clone();
-        let spawned = std::thread::Builder::new().name(name.to_string()).spawn(move || {
-            let reporter = Reporter { tx: ptx, waker: waker.clone() };
-            let result = job(&reporter, &flag);
-            let _ = dtx.send(result);
-            waker.wake();
-        });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start background thread {name}: {e}");
-        }
-        Self { progress_rx: prx, done_rx: drx, cancel, started: Instant::now(), finished: false }
-    }
-
-    /// Collects progress and, once, the result. `Err` means the thread died without a result.
-    pub fn poll(&mut self) -> Result<Polled<P, R>, TaskError> {
-        let progress: Vec<P> = self.progress_rx.try_iter().collect();
-        if self.finished {
-            return Ok(Polled { progress, done: None });
-        }
-        match self.done_rx.try_recv() {
-            Ok(r) => {
-                self.finished = true;
-                Ok(Polled { progress, done: Some(r) })
-            }
-            Err(TryRecvError::Empty) => Ok(Polled { progress, done: None }),
-            Err(TryRecvError::Disconnected) => {
-                self.finished = true;
-                Err(TaskError)
-            }
-        }
-    }
-
-    /// Asks the job to stop (it checks the flag between batches and epochs).
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-
-    /// True once cancel was asked for.
-    pub fn is_cancelling(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed)
-    }
-
-    /// Seconds since the start.
-    pub fn elapsed_s(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
-    }
-}
-
-/// A background thread ended without a result (it panicked).
-#[derive(Debug, thiserror::Error)]
-#[error("a background task stopped unexpectedly (see the log for details)")]
-pub struct TaskError;
 
 /// Why a background job gave no result, as a type the UI matches on (never by its text).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -407,8 +320,8 @@ pub enum Picked {
 }
 
 /// Opens the folder picker on a background thread.
-pub fn pick_folder(waker: Waker, start: Option<PathBuf>) -> Task<(), Picked> {
-    Task::spawn("folder-dialog", waker, move |_, _| {
+pub fn pick_folder(rt: &Runtime, start: Option<PathBuf>) -> Task<(), Picked> {
+    rt.spawn("folder-dialog", move |_| {
         let mut d = rfd::FileDialog::new().set_title("Open a dataset folder (one sub-folder per class)");
         if let Some(s) = start {
             d = d.set_directory(s);
@@ -418,8 +331,8 @@ pub fn pick_folder(waker: Waker, start: Option<PathBuf>) -> Task<(), Picked> {
 }
 
 /// Opens the photo picker on a background thread.
-pub fn pick_files(waker: Waker) -> Task<(), Picked> {
-    Task::spawn("files-dialog", waker, move |_, _| {
+pub fn pick_files(rt: &Runtime) -> Task<(), Picked> {
+    rt.spawn("files-dialog", move |_| {
         let exts: Vec<&str> = gc_core::imaging::IMAGE_EXTENSIONS.to_vec();
         let files = rfd::FileDialog::new().set_title("Photos to classify").add_filter("Images", &exts).pick_files();
         Picked::Files(files.unwrap_or_default())
@@ -434,40 +347,6 @@ pub fn load_shared(path: &Path, ctx: &Context) -> Result<Arc<Classifier>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn task_reports_progress_then_result_and_survives_panics() {
-        let mut t: Task<u32, &str> = Task::spawn("t", Waker::default(), |r, _| {
-            r.report(1);
-            r.report(2);
-            "done"
-        });
-        let mut progress = Vec::new();
-        let mut done = None;
-        for _ in 0..200 {
-            let p = t.poll().unwrap();
-            progress.extend(p.progress);
-            if let Some(d) = p.done {
-                done = Some(d);
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_eq!(done, Some("done"));
-        progress.extend(t.poll().unwrap().progress);
-        assert_eq!(progress, vec![1, 2]);
-
-        let mut bad: Task<(), ()> = Task::spawn("bad", Waker::default(), |_, _| panic!("boom"));
-        let mut err = false;
-        for _ in 0..2000 {
-            if bad.poll().is_err() {
-                err = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(err, "a panicking task reports an error instead of hanging");
-    }
 
     #[test]
     fn folder_without_classes_says_what_to_do() {

@@ -10,11 +10,10 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use crossbeam_channel::{Receiver, Sender};
 use egui::{ColorImage, TextureHandle, TextureOptions};
 use sha2::{Digest, Sha256};
 
-use super::tasks::{Outcome, Waker};
+use super::tasks::{Job, Outcome, Runtime, Task};
 
 /// Longest side of a generated thumbnail, in pixels.
 pub const THUMB_PX: u32 = 160;
@@ -48,7 +47,7 @@ type Made = (PathBuf, Outcome<ColorImage>);
 /// The thumbnail pool and caches.
 pub struct Thumbnails {
     shared: Arc<Shared>,
-    results: Receiver<Made>,
+    workers: Vec<Task<Made, ()>>,
     textures: HashMap<PathBuf, (TextureHandle, u64)>,
     failed: HashMap<PathBuf, String>,
     wanted: Vec<PathBuf>,
@@ -60,27 +59,21 @@ pub struct Thumbnails {
 
 impl Thumbnails {
     /// Starts `workers` decoding threads; thumbnails are cached under `disk_dir` when given.
-    pub fn new(workers: usize, disk_dir: Option<PathBuf>, waker: Waker) -> Self {
+    pub fn new(workers: usize, disk_dir: Option<PathBuf>, rt: &Runtime) -> Self {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue { jobs: VecDeque::new(), in_progress: HashSet::new(), shutdown: false }),
             wake: Condvar::new(),
         });
-        let (tx, rx) = crossbeam_channel::unbounded();
-        for i in 0..workers.max(1) {
-            let shared = shared.clone();
-            let tx = tx.clone();
-            let disk = disk_dir.clone();
-            let waker = waker.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("thumbnails-{i}"))
-                .spawn(move || worker(&shared, &tx, disk.as_deref(), &waker));
-            if let Err(e) = spawned {
-                tracing::error!("cannot start a thumbnail thread: {e}");
-            }
-        }
+        let workers = (0..workers.max(1))
+            .map(|i| {
+                let shared = shared.clone();
+                let disk = disk_dir.clone();
+                rt.spawn(&format!("thumbnails-{i}"), move |job: &Job<Made>| worker(&shared, job, disk.as_deref()))
+            })
+            .collect();
         Self {
             shared,
-            results: rx,
+            workers,
             textures: HashMap::new(),
             failed: HashMap::new(),
             wanted: Vec::new(),
@@ -94,7 +87,18 @@ impl Thumbnails {
     /// Turns finished thumbnails into textures. Call once at the start of each frame.
     pub fn begin_frame(&mut self, ctx: &egui::Context) {
         self.frame += 1;
-        for (path, made) in self.results.try_iter().take(MAX_UPLOADS_PER_FRAME) {
+        for w in &mut self.workers {
+            if let Some(Err(panicked)) = w.finished() {
+                tracing::error!("{panicked}");
+            }
+        }
+        let made: Vec<Made> = self
+            .workers
+            .iter()
+            .flat_map(|w| w.progress().take(MAX_UPLOADS_PER_FRAME))
+            .take(MAX_UPLOADS_PER_FRAME)
+            .collect();
+        for (path, made) in made {
             match made {
                 Ok(img) => {
                     let tex = ctx.load_texture(path.to_string_lossy(), img, TextureOptions::LINEAR);
@@ -105,7 +109,7 @@ impl Thumbnails {
                 }
             }
         }
-        self.pending = self.results.len();
+        self.pending = self.workers.iter().map(Task::waiting).sum();
     }
 
     /// The thumbnail of `path`, queueing it when missing.
@@ -189,7 +193,7 @@ impl Thumbnails {
             Ok(q) => q.jobs.is_empty() && q.in_progress.is_empty(),
             Err(_) => true,
         };
-        queue_empty && self.results.is_empty() && self.wanted.is_empty()
+        queue_empty && self.workers.iter().all(|w| w.waiting() == 0) && self.wanted.is_empty()
     }
 
     /// Number of textures held.
@@ -208,7 +212,7 @@ impl Drop for Thumbnails {
     }
 }
 
-fn worker(shared: &Shared, tx: &Sender<Made>, disk: Option<&Path>, waker: &Waker) {
+fn worker(shared: &Shared, job: &Job<Made>, disk: Option<&Path>) {
     loop {
         let path = {
             let Ok(mut q) = shared.queue.lock() else {
@@ -234,10 +238,9 @@ fn worker(shared: &Shared, tx: &Sender<Made>, disk: Option<&Path>, waker: &Waker
         if let Ok(mut q) = shared.queue.lock() {
             q.in_progress.remove(&path);
         }
-        if tx.send((path, made)).is_err() {
+        if !job.report((path, made)) {
             return;
         }
-        waker.wake();
     }
 }
 
@@ -343,7 +346,7 @@ mod tests {
         let bad = dir.path().join("b.png");
         std::fs::write(&bad, b"").unwrap();
         let ctx = egui::Context::default();
-        let mut t = Thumbnails::new(2, None, Waker::default());
+        let mut t = Thumbnails::new(2, None, &Runtime::headless(gc_core::context::Context::cpu_with_cache(dir.path())));
         let mut ok = false;
         for _ in 0..400 {
             ctx.run_ui(Default::default(), |_| {}).textures_delta.clear();

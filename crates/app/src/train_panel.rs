@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use egui::RichText;
 
-use gc_core::context::Context;
 use gc_core::features::extract::Progress;
 use gc_core::train::EpochStats;
 use gc_core::train::run::TrainEvent;
@@ -14,7 +13,7 @@ use gc_engine::BackboneKind;
 use super::charts;
 use super::commands::{Command, tooltip};
 use super::state::TrainSettings;
-use super::tasks::{Task, TaskError, TrainOutcome, Waker, train_and_save};
+use super::tasks::{Runtime, Task, TrainOutcome, train_and_save};
 use super::widgets;
 
 /// Where a running training is.
@@ -83,14 +82,15 @@ impl Training {
     }
 
     /// Starts a run on the dataset at `root`.
-    pub fn start(&mut self, root: &Path, settings: &TrainSettings, ctx: Context, waker: Waker) {
+    pub fn start(&mut self, root: &Path, settings: &TrainSettings, rt: &Runtime) {
+        let ctx = rt.ctx().clone();
         let cfg = settings.to_config();
         let root = root.to_path_buf();
         let max_epochs = cfg.options.epochs;
         self.history.clear();
         self.last = None;
-        let task = Task::spawn("training", waker, move |rep, cancel| {
-            train_and_save(&root, &cfg, &ctx, &mut |e| rep.report(e), cancel)
+        let task = rt.spawn("training", move |job| {
+            train_and_save(&root, &cfg, &ctx, &mut |e| _ = job.report(e), job.cancel_flag())
         });
         self.running = Some(Running { task, phase: Phase::Loading, max_epochs });
     }
@@ -112,9 +112,9 @@ impl Training {
         let running = self.running.as_mut()?;
         let polled = match running.task.poll() {
             Ok(p) => p,
-            Err(TaskError) => {
+            Err(panicked) => {
                 self.running = None;
-                let msg = "training stopped unexpectedly (see the log); nothing was saved".to_string();
+                let msg = format!("{panicked}; nothing was saved");
                 self.last = Some(LastRun::Failed(msg.clone()));
                 return Some(Finished::Failed(msg));
             }

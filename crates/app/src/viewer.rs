@@ -4,14 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 
-use crossbeam_channel::{Receiver, Sender};
 use egui::{
     Color32, ColorImage, FontId, Pos2, Rect, RichText, Stroke, StrokeKind, TextureHandle, TextureOptions, Vec2,
 };
 
 use gc_core::classify::{Classifier, ImagePrediction};
 
-use super::tasks::{Failure, Outcome, Waker};
+use super::tasks::{Failure, Job, Outcome, Runtime, Task};
 use super::widgets;
 
 /// Longest side of the preview texture, in pixels.
@@ -61,22 +60,19 @@ type Slot = Arc<(Mutex<Option<Request>>, Condvar)>;
 /// The viewer and its worker.
 pub struct Viewer {
     slot: Slot,
-    rx: Receiver<Reply>,
+    task: Task<Reply, ()>,
     /// The photo shown now.
     pub shown: Option<Shown>,
     model_key: usize,
 }
 
 impl Viewer {
-    /// Starts the worker thread.
-    pub fn new(waker: Waker) -> Self {
+    /// Starts the worker task.
+    pub fn new(rt: &Runtime) -> Self {
         let slot: Slot = Arc::new((Mutex::new(None), Condvar::new()));
-        let (tx, rx) = crossbeam_channel::unbounded();
         let s = slot.clone();
-        if let Err(e) = std::thread::Builder::new().name("preview".into()).spawn(move || worker(&s, &tx, &waker)) {
-            tracing::error!("cannot start the preview thread: {e}");
-        }
-        Self { slot, rx, shown: None, model_key: 0 }
+        let task = rt.spawn("preview", move |job: &Job<Reply>| worker(&s, job));
+        Self { slot, task, shown: None, model_key: 0 }
     }
 
     /// Shows `path` (no-op when it is already shown with the same model).
@@ -122,7 +118,16 @@ impl Viewer {
 
     /// Collects worker results. Call once per frame.
     pub fn pump(&mut self, ctx: &egui::Context) {
-        for reply in self.rx.try_iter() {
+        let replies = match self.task.poll() {
+            Ok(p) => p.progress,
+            Err(panicked) => {
+                if let Some(shown) = &mut self.shown {
+                    shown.error = Some(panicked.to_string());
+                }
+                Vec::new()
+            }
+        };
+        for reply in replies {
             let Some(shown) = &mut self.shown else {
                 continue;
             };
@@ -160,7 +165,8 @@ impl Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
-        // Dropping the receiver makes the worker's next send fail, which ends it; wake it to notice.
+        // The worker checks the cancel flag whenever it wakes; wake it to notice.
+        self.task.cancel();
         let (lock, cv) = &*self.slot;
         if let Ok(mut s) = lock.lock() {
             *s = None;
@@ -169,7 +175,7 @@ impl Drop for Viewer {
     }
 }
 
-fn worker(slot: &Slot, tx: &Sender<Reply>, waker: &Waker) {
+fn worker(slot: &Slot, job: &Job<Reply>) {
     let (lock, cv) = &**slot;
     loop {
         let req = {
@@ -183,7 +189,7 @@ fn worker(slot: &Slot, tx: &Sender<Reply>, waker: &Waker) {
                     Ok((s, _)) => s,
                     Err(_) => return,
                 };
-                if Arc::strong_count(slot) == 1 {
+                if job.is_cancelled() || Arc::strong_count(slot) == 1 {
                     return;
                 }
             }
@@ -208,10 +214,9 @@ fn worker(slot: &Slot, tx: &Sender<Reply>, waker: &Waker) {
             }
             Err(e) => Err(Failure::Failed(e.to_string())),
         };
-        if tx.send(Reply::Image { path: req.path.clone(), result }).is_err() {
+        if !job.report(Reply::Image { path: req.path.clone(), result }) {
             return;
         }
-        waker.wake();
         let (Ok(rgb), Some(classifier)) = (img, req.classifier) else {
             continue;
         };
@@ -226,10 +231,9 @@ fn worker(slot: &Slot, tx: &Sender<Reply>, waker: &Waker) {
                 (p, classifier.classes().to_vec())
             })
             .map_err(Failure::from);
-        if tx.send(Reply::Faces { path: req.path, result }).is_err() {
+        if !job.report(Reply::Faces { path: req.path, result }) {
             return;
         }
-        waker.wake();
     }
 }
 

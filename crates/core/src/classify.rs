@@ -84,6 +84,6 @@ impl Classifier {
 
     /// Class probabilities from cached training features (one vector per image).
     pub fn probs_of_features(&self, feats: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
-        self.model.head.probs_of(feats)
+        Ok(self.model.head.probs_of(feats)?)
     }
 }

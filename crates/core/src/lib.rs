@@ -19,4 +19,5 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod recipe;
 pub mod similarity;
+pub mod task;
 pub mod train;

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use super::cache::{CachedFeatures, FeatureCache};
 use crate::pipeline::Pipeline;
+use crate::task::{Job, Task};
 use gc_engine::weights::sha256_hex;
 
 pub use crate::error::Cancelled;
@@ -85,20 +86,22 @@ pub fn extract(
     let mut out: ExtractOutcome = Vec::with_capacity(files.len());
     on_progress(&progress);
     std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<Prepared>>(1);
-        scope.spawn(move || {
+        // The producer reads, decodes and prepares the next chunk while this thread runs the
+        // backbone; its queue holds one chunk, so at most two are in memory.
+        let mut producer = Task::spawn_scoped(scope, "extract-prepare", 1, |job: &Job<Vec<Prepared>>| {
             for chunk in files.chunks(batch_size) {
-                if cancel.load(Ordering::Relaxed) {
+                if cancel.load(Ordering::Relaxed) || job.is_cancelled() {
                     break;
                 }
                 let prepared: Vec<Prepared> = chunk.par_iter().map(|p| prepare_one(pipeline, cache, p)).collect();
-                if tx.send(prepared).is_err() {
+                if !job.report(prepared) {
                     break;
                 }
             }
         });
-        for chunk in rx.iter() {
+        while let Some(chunk) = producer.next_progress() {
             if cancel.load(Ordering::Relaxed) {
+                producer.cancel();
                 return Err(Cancelled.into());
             }
             // Move the prepared inputs out (no copy of the pixel data).
@@ -137,6 +140,9 @@ pub fn extract(
             progress.done = out.len();
             progress.elapsed = start.elapsed();
             on_progress(&progress);
+        }
+        if let Some(Err(panicked)) = producer.finished() {
+            return Err(panicked.into());
         }
         if cancel.load(Ordering::Relaxed) && out.len() < files.len() {
             return Err(Cancelled.into());
