@@ -41,12 +41,12 @@ fn main() {
     println!("generated {PHOTOS} photos in {:.1} s", t.elapsed().as_secs_f64());
 
     let mut app = GenderApp::with_cache_root(Settings::default(), Some(root.clone()), &tmp.path().join("cache"));
-    app.auto_load_model = false;
+    app.models.auto_load = false;
     app.settings.show_right_panel = true;
     let mut h =
         Harness::builder().with_size([1600.0, 1000.0]).build_ui_state(|ui, app: &mut GenderApp| app.ui(ui), app);
     let t = Instant::now();
-    while h.state().photos.is_none() {
+    while h.state().data.photos.is_none() {
         h.step();
         std::thread::sleep(Duration::from_millis(5));
         assert!(t.elapsed() < Duration::from_secs(120), "the dataset did not open: {}", h.state().status_text());
@@ -74,9 +74,9 @@ fn main() {
                 if y < 0.0 {
                     break;
                 }
-                h.state_mut().grid.scroll_to_offset(y);
+                h.state_mut().data.grid.scroll_to_offset(y);
                 times.push(frame(&mut h));
-                let off = h.state().grid.offset();
+                let off = h.state().data.grid.offset();
                 max_offset = max_offset.max(off);
                 if dir > 0.0 && off + 1.0 < y {
                     y = off; // reached the bottom
@@ -98,8 +98,8 @@ fn main() {
             median.as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3,
             worst.as_secs_f64() * 1e3,
-            h.state().thumbs.texture_count()
+            h.state().data.thumbs.texture_count()
         );
-        assert!(h.state().grid.view.len() == PHOTOS, "every photo is in the grid");
+        assert!(h.state().data.grid.view.len() == PHOTOS, "every photo is in the grid");
     }
 }

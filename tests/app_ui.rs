@@ -46,7 +46,7 @@ fn make_dataset(root: &Path, n: usize, px: u32) {
 
 fn app_for(root: Option<&Path>, cache: &Path) -> GenderApp {
     let mut app = GenderApp::with_cache_root(Settings::default(), root.map(Path::to_path_buf), cache);
-    app.auto_load_model = false;
+    app.models.auto_load = false;
     app
 }
 
@@ -72,16 +72,16 @@ fn pump(h: &mut Harness<'static, GenderApp>, secs: u64, what: &str, cond: impl F
 }
 
 fn opened(app: &GenderApp) -> bool {
-    app.photos.is_some() && app.curation.as_ref().is_some_and(|c| !c.is_busy())
+    app.data.photos.is_some() && app.data.curation.as_ref().is_some_and(|c| !c.is_busy())
 }
 
 fn idle(app: &GenderApp) -> bool {
-    app.curation.as_ref().is_some_and(|c| !c.is_busy())
+    app.data.curation.as_ref().is_some_and(|c| !c.is_busy())
 }
 
 /// Predictions for every photo: female photos 0 and 1 are predicted male (wrong).
 fn inject_predictions(app: &mut GenderApp) {
-    let photos = app.photos.as_mut().unwrap();
+    let photos = app.data.photos.as_mut().unwrap();
     let rows = photos
         .entries
         .iter()
@@ -110,7 +110,7 @@ fn relabel_with_a_key_moves_the_file_and_undo_moves_it_back() {
     make_dataset(&root, 3, 32);
     let mut h = harness(app_for(Some(&root), &tmp.path().join("cache")));
     pump(&mut h, 30, "the dataset to open", opened);
-    assert_eq!(h.state().photos.as_ref().unwrap().counts().0, vec![3, 3]);
+    assert_eq!(h.state().data.photos.as_ref().unwrap().counts().0, vec![3, 3]);
 
     // Click a photo, press M: it moves from female/ to male/.
     h.get_by_label("f0.png").click();
@@ -120,7 +120,7 @@ fn relabel_with_a_key_moves_the_file_and_undo_moves_it_back() {
     pump(&mut h, 20, "the relabel", |_| root.join("male/f0.png").exists());
     assert!(!root.join("female/f0.png").exists());
     pump(&mut h, 10, "the app to settle", idle);
-    assert_eq!(h.state().photos.as_ref().unwrap().counts().0, vec![2, 4]);
+    assert_eq!(h.state().data.photos.as_ref().unwrap().counts().0, vec![2, 4]);
 
     // Ctrl+Z moves it back.
     h.key_press_modifiers(Modifiers::COMMAND, Key::Z);
@@ -128,7 +128,7 @@ fn relabel_with_a_key_moves_the_file_and_undo_moves_it_back() {
     pump(&mut h, 20, "the undo", |_| root.join("female/f0.png").exists());
     assert!(!root.join("male/f0.png").exists());
     pump(&mut h, 10, "the app to settle", idle);
-    assert_eq!(h.state().photos.as_ref().unwrap().counts().0, vec![3, 3]);
+    assert_eq!(h.state().data.photos.as_ref().unwrap().counts().0, vec![3, 3]);
 
     // Ctrl+Shift+Z redoes it.
     h.key_press_modifiers(Modifiers::COMMAND | Modifiers::SHIFT, Key::Z);
@@ -147,7 +147,7 @@ fn relabel_with_a_key_moves_the_file_and_undo_moves_it_back() {
         root.join("excluded/m1.jpg").exists() && root.join("excluded/m2.png").exists()
     });
     pump(&mut h, 10, "the app to settle", idle);
-    assert_eq!(h.state().photos.as_ref().unwrap().counts(), (vec![2, 2], 2));
+    assert_eq!(h.state().data.photos.as_ref().unwrap().counts(), (vec![2, 2], 2));
     assert!(h.state().status_text().to_lowercase().contains("exclude 2 photos"), "{}", h.state().status_text());
     let files = walk(&root);
     assert_eq!(files, 6, "no file was lost");
@@ -181,7 +181,9 @@ fn interrupted_moves_are_recovered_and_reported() {
         serde_json::json!({"op": "begin", "id": 0, "from": root.join("male/m0.png"), "to": root.join("female/m0.png")});
     std::fs::write(root.join(".gender-classifier/journal.jsonl"), format!("{line}\n")).unwrap();
     let mut h = harness(app_for(Some(&root), &tmp.path().join("cache")));
-    pump(&mut h, 30, "the recovery notice", |a| opened(a) && a.log.iter().any(|(_, t)| t.contains("interrupted")));
+    pump(&mut h, 30, "the recovery notice", |a| {
+        opened(a) && a.shell.log.iter().any(|(_, t)| t.contains("interrupted"))
+    });
     assert!(root.join("male/m0.png").exists());
 }
 
@@ -198,7 +200,7 @@ fn training_can_be_cancelled_and_writes_no_model() {
     h.get_by_label("Train new model").click();
     h.step();
     pump(&mut h, 20, "the training to start", |a| a.training.is_running());
-    assert_eq!(h.state().tab, Tab::Training);
+    assert_eq!(h.state().shell.tab, Tab::Training);
     h.get_by_label("Cancel training").click();
     h.step();
     pump(&mut h, 120, "the training to stop", |a| !a.training.is_running());
@@ -218,7 +220,7 @@ fn clicking_a_confusion_cell_filters_the_grid_to_exactly_those_photos() {
     let mut h = harness(app_for(Some(&root), &tmp.path().join("cache")));
     pump(&mut h, 30, "the dataset to open", opened);
     inject_predictions(h.state_mut());
-    h.state_mut().tab = Tab::Evaluation;
+    h.state_mut().shell.tab = Tab::Evaluation;
     h.run_steps(2);
 
     // The other off-diagonal cell is empty.
@@ -226,11 +228,12 @@ fn clicking_a_confusion_cell_filters_the_grid_to_exactly_those_photos() {
     h.get_by_label_contains("true female, predicted male").click();
     h.run_steps(2);
     let app = h.state();
-    assert_eq!(app.tab, Tab::Photos);
+    assert_eq!(app.shell.tab, Tab::Photos);
     assert_eq!(app.settings.filters.class.as_deref(), Some("female"));
     assert_eq!(app.settings.filters.predicted.as_deref(), Some("male"));
-    let photos = app.photos.as_ref().unwrap();
+    let photos = app.data.photos.as_ref().unwrap();
     let mut shown: Vec<String> = app
+        .data
         .grid
         .view
         .iter()
@@ -278,14 +281,14 @@ fn a_dropped_photo_is_classified_and_can_be_added_to_the_dataset() {
     std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/samples/grace-hopper.jpg"), &photo).unwrap();
     let mut app = app_for(Some(&root), &tmp.path().join("cache"));
     app.settings.model = Some(a_model(tmp.path()));
-    app.auto_load_model = true;
+    app.models.auto_load = true;
     let mut h = harness(app);
     pump(&mut h, 30, "the dataset to open", opened);
 
     h.input_mut().dropped_files.push(Arc::new(DroppedPath(photo.clone())));
     h.step();
     assert_eq!(h.state().classify.items.len(), 1, "the drop adds one row");
-    assert_eq!(h.state().side, SidePage::Classified);
+    assert_eq!(h.state().shell.side, SidePage::Classified);
     pump(&mut h, 120, "the classification", |a| {
         matches!(a.classify.items[0].state, ClassifyState::Done(_) | ClassifyState::Failed(_))
     });
@@ -301,7 +304,7 @@ fn a_dropped_photo_is_classified_and_can_be_added_to_the_dataset() {
     pump(&mut h, 20, "the copy", |_| root.join(&class).join("grace-hopper.jpg").exists());
     pump(&mut h, 10, "the app to settle", |a| idle(a) && a.classify.items[0].added_as.is_some());
     assert!(photo.exists(), "the original stays");
-    let n = h.state().photos.as_ref().unwrap().counts().0.iter().sum::<usize>();
+    let n = h.state().data.photos.as_ref().unwrap().counts().0.iter().sum::<usize>();
     assert_eq!(n, 5, "the copy joins the dataset view");
 }
 
@@ -313,7 +316,7 @@ fn the_apps_tasks_write_into_the_cache_folder_they_were_given() {
     let cache = tmp.path().join("given-cache");
     let mut app = app_for(Some(&root), &cache);
     app.settings.model = Some(a_model(tmp.path()));
-    app.auto_load_model = true;
+    app.models.auto_load = true;
     let mut h = harness(app);
     pump(&mut h, 30, "the dataset to open", opened);
     let count = |d: &Path| if d.is_dir() { walk(d) } else { 0 };
@@ -350,7 +353,9 @@ fn snapshot_harness(app: GenderApp) -> Harness<'static, GenderApp> {
 }
 
 fn wait_for_thumbnails(h: &mut Harness<'static, GenderApp>, n: usize) {
-    pump(h, 30, "the thumbnails", |a| a.thumbs.texture_count() >= n && a.thumbs.is_idle() && !a.viewer.is_busy());
+    pump(h, 30, "the thumbnails", |a| {
+        a.data.thumbs.texture_count() >= n && a.data.thumbs.is_idle() && !a.data.viewer.is_busy()
+    });
     h.run_steps(3);
 }
 
@@ -388,7 +393,7 @@ fn snapshot_evaluation() {
     let mut h = snapshot_harness(app_for(Some(&root), &dir.join("cache")));
     pump(&mut h, 30, "the dataset to open", opened);
     inject_predictions(h.state_mut());
-    h.state_mut().tab = Tab::Evaluation;
+    h.state_mut().shell.tab = Tab::Evaluation;
     h.run_steps(3);
     h.snapshot("app_evaluation");
 }
@@ -402,7 +407,7 @@ fn snapshot_training_curves() {
     pump(&mut h, 30, "the dataset to open", opened);
     {
         let app = h.state_mut();
-        app.tab = Tab::Training;
+        app.shell.tab = Tab::Training;
         app.training.history = (1..=30)
             .map(|e| {
                 let t = e as f32;
@@ -461,9 +466,9 @@ fn snapshot_classified_panel() {
         classes: vec![],
         added_as: None,
     });
-    app.side = SidePage::Classified;
+    app.shell.side = SidePage::Classified;
     let mut h = snapshot_harness(app);
-    pump(&mut h, 30, "the thumbnails", |a| a.thumbs.texture_count() >= 1 && a.thumbs.is_idle());
+    pump(&mut h, 30, "the thumbnails", |a| a.data.thumbs.texture_count() >= 1 && a.data.thumbs.is_idle());
     h.run_steps(3);
     h.snapshot("app_classified");
 }
@@ -481,7 +486,7 @@ fn review_suspects_walks_findings_with_keys_and_remembers_what_was_kept() {
 
     h.key_press_modifiers(Modifiers::COMMAND, Key::R);
     pump(&mut h, 300, "the audit", |a| !a.review.is_running() && a.review.report.is_some());
-    assert_eq!(h.state().tab, Tab::Review);
+    assert_eq!(h.state().shell.tab, Tab::Review);
     let first = h.state().review.current().cloned().expect("a finding");
     assert_eq!(first.kind, FindingKind::ConflictingDuplicate, "the most important finding comes first");
     assert_eq!(first.members.len(), 2);
@@ -528,7 +533,9 @@ fn snapshot_review() {
     pump(&mut h, 300, "the audit", |a| !a.review.is_running() && a.review.report.is_some());
     // The audit's timing varies; the report line shows it, so pin it for a stable picture.
     h.state_mut().review.report.as_mut().unwrap().analysis_secs = 0.5;
-    pump(&mut h, 30, "the thumbnails", |a| a.thumbs.texture_count() >= 2 && a.thumbs.is_idle() && !a.viewer.is_busy());
+    pump(&mut h, 30, "the thumbnails", |a| {
+        a.data.thumbs.texture_count() >= 2 && a.data.thumbs.is_idle() && !a.data.viewer.is_busy()
+    });
     h.run_steps(3);
     h.snapshot("app_review");
 }

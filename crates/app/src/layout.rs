@@ -5,18 +5,20 @@
 use egui::{Align, Align2, Color32, FontId, Layout, RichText, Vec2};
 
 use super::commands::{Command, Tab, shortcut_text, shortcuts, tooltip};
-use super::state::{FaceFilter, SortOrder, SplitFilter};
+use super::state::SortOrder;
 use super::viewer::DatasetFacts;
 use super::{
-    GenderApp, Level, SidePage, charts, classify_panel, confusion, review_panel, train_panel, viewer, widgets,
+    GenderApp, Level, SidePage, classify_panel, evaluation_tab, left_panel, review_panel, train_panel, viewer, widgets,
 };
-use gc_core::dataset::EXCLUDED_DIR;
 
 /// Draws the whole frame.
 pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
     egui::Panel::top("top-bar").show(ui, |ui| top_bar(app, ui));
     egui::Panel::bottom("status-bar").show(ui, |ui| status_bar(app, ui));
-    egui::Panel::left("side-panel").default_size(290.0).size_range(240.0..=420.0).show(ui, |ui| left_panel(app, ui));
+    egui::Panel::left("side-panel")
+        .default_size(290.0)
+        .size_range(240.0..=420.0)
+        .show(ui, |ui| left_panel::draw(app, ui));
     if app.settings.show_right_panel {
         egui::Panel::right("details-panel")
             .default_size(400.0)
@@ -28,7 +30,7 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
     help_window(app, ui.ctx());
 }
 
-fn button(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>, cmd: &Command, enabled: bool) -> bool {
+pub(crate) fn button(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>, cmd: &Command, enabled: bool) -> bool {
     let t = tooltip(ui.ctx(), cmd);
     let text: egui::WidgetText = text.into();
     ui.add_enabled(enabled, egui::Button::new(text)).on_hover_text(&t).on_disabled_hover_text(&t).clicked()
@@ -41,7 +43,7 @@ fn top_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.label(RichText::new("Gender classifier").strong().size(16.0));
         ui.separator();
-        if button(ui, "Open folder…", &Command::OpenFolderDialog, app.dialog.is_none()) {
+        if button(ui, "Open folder…", &Command::OpenFolderDialog, app.shell.dialog.is_none()) {
             app.push(Command::OpenFolderDialog);
         }
         ui.menu_button("Recent", |ui| {
@@ -58,7 +60,7 @@ fn top_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
                 }
             }
         });
-        if button(ui, "Classify photos…", &Command::ClassifyFilesDialog, app.dialog.is_none()) {
+        if button(ui, "Classify photos…", &Command::ClassifyFilesDialog, app.shell.dialog.is_none()) {
             app.push(Command::ClassifyFilesDialog);
         }
         ui.separator();
@@ -82,8 +84,9 @@ fn top_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
 
 fn model_picker(app: &mut GenderApp, ui: &mut egui::Ui) {
     let label = ui.label("Model");
-    let current = app.model_path.as_ref().map(|p| {
+    let current = app.models.path.as_ref().map(|p| {
         app.models
+            .list
             .iter()
             .find(|m| &m.path == p)
             .map(|m| m.label())
@@ -91,11 +94,11 @@ fn model_picker(app: &mut GenderApp, ui: &mut egui::Ui) {
     });
     let text = current.unwrap_or_else(|| "none".to_string());
     let resp = egui::ComboBox::from_id_salt("model-picker").selected_text(text).width(260.0).show_ui(ui, |ui| {
-        if app.models.is_empty() {
+        if app.models.list.is_empty() {
             ui.weak("No model found yet");
         }
-        for m in app.models.clone() {
-            let selected = app.model_path.as_ref() == Some(&m.path);
+        for m in app.models.list.clone() {
+            let selected = app.models.path.as_ref() == Some(&m.path);
             let mut hover = m.path.display().to_string();
             match &m.meta {
                 Ok(meta) => hover = format!("{hover}\n{}\ncreated {}", meta.origin, meta.created),
@@ -113,16 +116,19 @@ fn model_picker(app: &mut GenderApp, ui: &mut egui::Ui) {
     resp.response
         .labelled_by(label.id)
         .on_hover_text("The model used for predictions; trained models are listed newest first");
-    if app.model_task.is_some() || app.zero_shot_task.is_some() {
+    if app.models.load_task.is_some() || app.models.zero_shot_task.is_some() {
         ui.spinner();
         ui.weak("loading model…");
-    } else if let Some(e) = &app.model_error {
+    } else if let Some(e) = &app.models.error {
         ui.colored_label(ui.visuals().error_fg_color, "model not loaded").on_hover_text(e);
-    } else if app.classifier.is_none() {
+    } else if app.models.classifier.is_none() {
         if ui.button("Use zero-shot head").on_hover_text(tooltip(ui.ctx(), &Command::UseZeroShotModel)).clicked() {
             app.push(Command::UseZeroShotModel);
         }
-    } else if app.photos.is_some() && app.eval.is_none() && button(ui, "Predict all", &Command::Evaluate, true) {
+    } else if app.data.photos.is_some()
+        && app.models.eval.is_none()
+        && button(ui, "Predict all", &Command::Evaluate, true)
+    {
         app.push(Command::Evaluate);
     }
 }
@@ -132,13 +138,13 @@ fn model_picker(app: &mut GenderApp, ui: &mut egui::Ui) {
 fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.set_min_height(22.0);
-        if let Some((level, text)) = &app.status {
+        if let Some((level, text)) = &app.shell.status {
             let (icon, color) = match level {
                 Level::Info => ("", ui.visuals().text_color()),
                 Level::Warning => ("Warning:", ui.visuals().warn_fg_color),
                 Level::Error => ("Error:", ui.visuals().error_fg_color),
             };
-            let log = app.log.clone();
+            let log = app.shell.log.clone();
             ui.add(
                 egui::Label::new(
                     RichText::new(if icon.is_empty() { text.clone() } else { format!("{icon} {text}") }).color(color),
@@ -161,14 +167,14 @@ fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
         }
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
             ui.weak("F1: shortcuts");
-            if let Some(p) = &app.photos {
+            if let Some(p) = &app.data.photos {
                 ui.separator();
                 let (counts, _) = p.counts();
                 let total: usize = counts.iter().sum();
-                let sel = app.grid.selected_ids(p).len();
+                let sel = app.data.grid.selected_ids(p).len();
                 ui.label(format!(
                     "{total} photos · {} shown · {sel} selected · {} predicted",
-                    app.grid.view.len(),
+                    app.data.grid.view.len(),
                     p.predicted_count()
                 ));
             }
@@ -178,222 +184,30 @@ fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
                 if let Some(f) = frac {
                     ui.add(egui::ProgressBar::new(f).desired_width(120.0));
                 }
-            } else if let Some(p) = app.eval_progress.clone() {
+            } else if let Some(p) = app.models.eval_progress.clone() {
                 ui.separator();
                 if ui.small_button("Cancel").on_hover_text("Stop predicting (finished photos stay cached)").clicked() {
                     app.push(Command::CancelTasks);
                 }
                 ui.label(train_panel::progress_text("Predicting", &p));
                 ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).desired_width(120.0));
-            } else if app.eval.is_some() {
+            } else if app.models.eval.is_some() {
                 ui.separator();
                 ui.label("Predicting: reading photos…");
                 ui.spinner();
             }
-            if let Some(d) = &app.opening {
+            if let Some(d) = &app.data.opening {
                 ui.separator();
                 ui.label(format!("Opening {}…", d.display()));
                 ui.spinner();
             }
-            if let Some(cur) = &app.curation
+            if let Some(cur) = &app.data.curation
                 && cur.is_busy()
             {
                 ui.spinner();
             }
         });
     });
-}
-
-// ------------------------------------------------------------------------------------------------
-
-fn section(ui: &mut egui::Ui, title: &str) {
-    ui.add_space(6.0);
-    ui.label(RichText::new(title).strong().size(15.0));
-    ui.add_space(2.0);
-}
-
-fn left_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
-    egui::ScrollArea::vertical().id_salt("left-scroll").auto_shrink([false, false]).show(ui, |ui| {
-        section(ui, "Dataset");
-        dataset_summary(app, ui);
-        if app.photos.is_some() {
-            ui.separator();
-            section(ui, "Filters");
-            filters(app, ui);
-        }
-        ui.separator();
-        section(ui, "Training");
-        let can_train = app.photos.as_ref().is_some_and(|p| p.counts().0.iter().filter(|&&n| n > 0).count() >= 2);
-        let mut cmds = Vec::new();
-        train_panel::controls(ui, &app.training, can_train && !app.training.is_running(), &mut cmds);
-        if app.photos.is_none() {
-            ui.weak("Open a dataset to train on it.");
-        }
-        egui::CollapsingHeader::new("Training settings").default_open(false).show(ui, |ui| {
-            train_panel::settings_form(ui, &mut app.settings.train, !app.training.is_running());
-        });
-        app.pending.extend(cmds);
-    });
-}
-
-fn dataset_summary(app: &mut GenderApp, ui: &mut egui::Ui) {
-    let Some(p) = &app.photos else {
-        if let Some(e) = &app.open_error {
-            ui.colored_label(ui.visuals().error_fg_color, e);
-            ui.add_space(4.0);
-        }
-        widgets::hint(
-            ui,
-            "No dataset open. A dataset is a folder with one sub-folder per class (male/, female/) holding photos.",
-        );
-        if ui.button("Open folder…").on_hover_text(tooltip(ui.ctx(), &Command::OpenFolderDialog)).clicked() {
-            app.push(Command::OpenFolderDialog);
-        }
-        return;
-    };
-    let name = p.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    ui.label(RichText::new(name).strong()).on_hover_text(p.root.display().to_string());
-    ui.add(egui::Label::new(RichText::new(p.root.display().to_string()).small().weak()).truncate());
-    let (counts, excluded) = p.counts();
-    let max = counts.iter().copied().max().unwrap_or(1).max(1);
-    let mut filter_to = None;
-    egui::Grid::new("class-counts").num_columns(3).spacing([8.0, 4.0]).show(ui, |ui| {
-        for (i, (c, n)) in p.classes.iter().zip(&counts).enumerate() {
-            let r = ui
-                .add(egui::Button::new(RichText::new(c).color(widgets::class_color(c)).strong()).frame(false))
-                .on_hover_text(format!("Show only {c} photos (key {} relabels the selection as {c})", i + 1));
-            if r.clicked() {
-                filter_to = Some(c.clone());
-            }
-            ui.label(n.to_string());
-            let (rect, _) = ui.allocate_exact_size(Vec2::new(90.0, 8.0), egui::Sense::hover());
-            ui.painter().rect_filled(rect, 3.0, ui.visuals().extreme_bg_color);
-            let mut fill = rect;
-            fill.set_width(rect.width() * *n as f32 / max as f32);
-            ui.painter().rect_filled(fill, 3.0, widgets::class_color(c));
-            ui.end_row();
-        }
-    });
-    if excluded > 0 {
-        ui.weak(format!("{excluded} excluded this session (in {EXCLUDED_DIR}/)"));
-    }
-    if p.classes.len() < 2 {
-        widgets::warning(ui, "Training needs at least two class folders.");
-    }
-    let can_review = !app.review.is_running() && p.counts().0.iter().filter(|&&n| n > 0).count() >= 2;
-    if button(ui, "Review suspects…", &Command::ReviewSuspects, can_review) {
-        app.push(Command::ReviewSuspects);
-    }
-    ui.horizontal(|ui| {
-        if button(ui, "Rescan", &Command::Rescan, app.scan.is_none()) {
-            app.push(Command::Rescan);
-        }
-        if let Some(cur) = &app.curation {
-            let undo = cur.undo_label().map(|s| format!("Undo {s}"));
-            let redo = cur.redo_label().map(|s| format!("Redo {s}"));
-            let undo_tip = undo.clone().unwrap_or_else(|| "Nothing to undo".into());
-            if ui
-                .add_enabled(undo.is_some(), egui::Button::new("Undo"))
-                .on_hover_text(&undo_tip)
-                .on_disabled_hover_text(&undo_tip)
-                .clicked()
-            {
-                app.pending.push(Command::Undo);
-            }
-            let redo_tip = redo.clone().unwrap_or_else(|| "Nothing to redo".into());
-            if ui
-                .add_enabled(redo.is_some(), egui::Button::new("Redo"))
-                .on_hover_text(&redo_tip)
-                .on_disabled_hover_text(&redo_tip)
-                .clicked()
-            {
-                app.pending.push(Command::Redo);
-            }
-        }
-    });
-    if let Some(c) = filter_to {
-        app.settings.filters.class = Some(c);
-        app.tab = Tab::Photos;
-    }
-}
-
-fn filters(app: &mut GenderApp, ui: &mut egui::Ui) {
-    let Some(p) = &app.photos else { return };
-    let classes = p.classes.clone();
-    let pred_classes = if p.pred_classes.is_empty() { classes.clone() } else { p.pred_classes.clone() };
-    let f = &mut app.settings.filters;
-    egui::Grid::new("filters").num_columns(2).spacing([8.0, 6.0]).show(ui, |ui| {
-        let l = ui.label("Class");
-        egui::ComboBox::from_id_salt("filter-class")
-            .selected_text(f.class.clone().unwrap_or_else(|| "all".into()))
-            .show_ui(ui, |ui| {
-                ui.selectable_value(&mut f.class, None, "all");
-                for c in &classes {
-                    ui.selectable_value(&mut f.class, Some(c.clone()), c);
-                }
-            })
-            .response
-            .labelled_by(l.id);
-        ui.end_row();
-        let l = ui.label("Predicted");
-        egui::ComboBox::from_id_salt("filter-predicted")
-            .selected_text(f.predicted.clone().unwrap_or_else(|| "all".into()))
-            .show_ui(ui, |ui| {
-                ui.selectable_value(&mut f.predicted, None, "all");
-                for c in &pred_classes {
-                    ui.selectable_value(&mut f.predicted, Some(c.clone()), c);
-                }
-            })
-            .response
-            .labelled_by(l.id);
-        ui.end_row();
-        let l = ui.label("Faces");
-        egui::ComboBox::from_id_salt("filter-faces")
-            .selected_text(f.faces.label())
-            .show_ui(ui, |ui| {
-                for x in FaceFilter::ALL {
-                    ui.selectable_value(&mut f.faces, x, x.label());
-                }
-            })
-            .response
-            .labelled_by(l.id)
-            .on_hover_text("Face counts come from the feature cache (computed when predicting with face crops)");
-        ui.end_row();
-        let l = ui.label("Split");
-        egui::ComboBox::from_id_salt("filter-split")
-            .selected_text(f.split.label())
-            .show_ui(ui, |ui| {
-                for x in SplitFilter::ALL {
-                    ui.selectable_value(&mut f.split, x, x.label());
-                }
-            })
-            .response
-            .labelled_by(l.id);
-        ui.end_row();
-        let l = ui.label("Confidence");
-        ui.vertical(|ui| {
-            let (mut lo, mut hi) = f.confidence;
-            ui.add(egui::Slider::new(&mut lo, 0.0..=1.0).fixed_decimals(2).text("min")).labelled_by(l.id);
-            ui.add(egui::Slider::new(&mut hi, 0.0..=1.0).fixed_decimals(2).text("max")).labelled_by(l.id);
-            if hi < lo {
-                std::mem::swap(&mut lo, &mut hi);
-            }
-            f.confidence = (lo, hi);
-        });
-        ui.end_row();
-        let l = ui.label("Name");
-        ui.add(
-            egui::TextEdit::singleline(&mut f.name_contains).hint_text("part of the file name").desired_width(150.0),
-        )
-        .labelled_by(l.id);
-        ui.end_row();
-    });
-    ui.checkbox(&mut f.wrong_only, "Wrong predictions only");
-    ui.checkbox(&mut f.unpredicted_only, "Not yet predicted");
-    let active = !f.is_default();
-    if ui.add_enabled(active, egui::Button::new("Clear filters")).clicked() {
-        app.pending.push(Command::ClearFilters);
-    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -406,23 +220,23 @@ fn central(app: &mut GenderApp, ui: &mut egui::Ui) {
             (Tab::Evaluation, "Evaluation"),
             (Tab::Review, "Review"),
         ] {
-            let r = ui.selectable_label(app.tab == tab, RichText::new(name).size(15.0));
+            let r = ui.selectable_label(app.shell.tab == tab, RichText::new(name).size(15.0));
             if r.on_hover_text(tooltip(ui.ctx(), &Command::ShowTab(tab))).clicked() {
-                app.tab = tab;
+                app.shell.tab = tab;
             }
         }
     });
     ui.separator();
-    match app.tab {
+    match app.shell.tab {
         Tab::Photos => photos_tab(app, ui),
         Tab::Training => {
             let mut cmds = Vec::new();
             egui::ScrollArea::vertical()
                 .id_salt("training-tab")
                 .show(ui, |ui| train_panel::tab(ui, &app.training, &mut cmds));
-            app.pending.extend(cmds);
+            app.shell.pending.extend(cmds);
         }
-        Tab::Evaluation => evaluation_tab(app, ui),
+        Tab::Evaluation => evaluation_tab::draw(app, ui),
         Tab::Review => review_panel::tab(app, ui),
     }
 }
@@ -459,8 +273,8 @@ fn welcome(app: &mut GenderApp, ui: &mut egui::Ui) {
 }
 
 fn photos_tab(app: &mut GenderApp, ui: &mut egui::Ui) {
-    if app.photos.is_none() {
-        if let Some(d) = &app.opening {
+    if app.data.photos.is_none() {
+        if let Some(d) = &app.data.opening {
             ui.vertical_centered(|ui| {
                 ui.add_space(80.0);
                 ui.spinner();
@@ -473,7 +287,7 @@ fn photos_tab(app: &mut GenderApp, ui: &mut egui::Ui) {
     }
     toolbar(app, ui);
     ui.add_space(4.0);
-    let Some(p) = &app.photos else { return };
+    let Some(p) = &app.data.photos else { return };
     if p.entries.iter().all(|e| e.label.is_none()) {
         ui.vertical_centered(|ui| {
             ui.add_space(60.0);
@@ -482,7 +296,7 @@ fn photos_tab(app: &mut GenderApp, ui: &mut egui::Ui) {
         });
         return;
     }
-    if app.grid.view.is_empty() {
+    if app.data.grid.view.is_empty() {
         ui.vertical_centered(|ui| {
             ui.add_space(60.0);
             ui.label(RichText::new("No photo matches the filters").size(18.0));
@@ -490,27 +304,27 @@ fn photos_tab(app: &mut GenderApp, ui: &mut egui::Ui) {
                 widgets::hint(ui, "Nothing is predicted yet: load a model first.");
             }
             if ui.button("Clear filters").clicked() {
-                app.pending.push(Command::ClearFilters);
+                app.shell.pending.push(Command::ClearFilters);
             }
         });
         return;
     }
     let size = app.settings.thumb_size;
-    if app.grid.show(ui, p, &mut app.thumbs, size) {
-        app.side = SidePage::Photo;
+    if app.data.grid.show(ui, p, &mut app.data.thumbs, size) {
+        app.shell.side = SidePage::Photo;
     }
 }
 
 fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
-    let Some(p) = &app.photos else { return };
+    let Some(p) = &app.data.photos else { return };
     let classes = p.classes.clone();
     let (counts, _) = p.counts();
     let total: usize = counts.iter().sum();
-    let n_sel = app.grid.selected_ids(p).len();
+    let n_sel = app.data.grid.selected_ids(p).len();
     ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new(format!("{} of {total} photos", app.grid.view.len())).strong());
+        ui.label(RichText::new(format!("{} of {total} photos", app.data.grid.view.len())).strong());
         if !app.settings.filters.is_default() && ui.small_button("Clear filters").clicked() {
-            app.pending.push(Command::ClearFilters);
+            app.shell.pending.push(Command::ClearFilters);
         }
         ui.separator();
         let l = ui.label("Sort");
@@ -527,7 +341,7 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
         ui.spacing_mut().slider_width = 90.0;
         ui.add(egui::Slider::new(&mut app.settings.thumb_size, 64.0..=220.0).show_value(false)).labelled_by(l.id);
         ui.separator();
-        let enabled = n_sel > 0 && app.curation.is_some();
+        let enabled = n_sel > 0 && app.data.curation.is_some();
         ui.label(if n_sel > 1 { format!("Relabel {n_sel} photos as") } else { "Relabel as".into() });
         for (i, c) in classes.iter().enumerate() {
             let cmd = match c.to_ascii_lowercase().as_str() {
@@ -545,108 +359,11 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
             let r =
                 ui.add_enabled(enabled, egui::Button::new(RichText::new(c.as_str()).color(widgets::class_color(c))));
             if r.on_hover_text(&t).clicked() {
-                app.pending.push(cmd);
+                app.shell.pending.push(cmd);
             }
         }
         if button(ui, "Exclude", &Command::Exclude, enabled) {
-            app.pending.push(Command::Exclude);
-        }
-    });
-}
-
-fn evaluation_tab(app: &mut GenderApp, ui: &mut egui::Ui) {
-    egui::ScrollArea::vertical().id_salt("evaluation-tab").auto_shrink([false, false]).show(ui, |ui| {
-        ui.horizontal(|ui| {
-            ui.heading("Evaluation");
-            let l = ui.label("on");
-            egui::ComboBox::from_id_salt("eval-split")
-                .selected_text(app.settings.eval_split.label())
-                .show_ui(ui, |ui| {
-                    for s in SplitFilter::ALL {
-                        ui.selectable_value(&mut app.settings.eval_split, s, s.label());
-                    }
-                })
-                .response
-                .labelled_by(l.id)
-                .on_hover_text("Train-split photos were seen in training: the test split gives the honest number");
-        });
-        let metrics = app.current_metrics();
-        match metrics {
-            None => {
-                let why = if app.photos.is_none() {
-                    "Open a dataset first."
-                } else if app.classifier.is_none() {
-                    "No model loaded: choose one in the top bar, train one, or use the zero-shot head."
-                } else if app.eval.is_some() {
-                    "Predicting every photo… the matrix appears when done."
-                } else {
-                    "No predicted photos in this split (a model that was not trained here has no split: use All)."
-                };
-                widgets::hint(ui, why);
-            }
-            Some(m) => {
-                let mut cmds = Vec::new();
-                let wide = ui.available_width() > 760.0;
-                let matrix = |ui: &mut egui::Ui, cmds: &mut Vec<Command>| {
-                    ui.vertical(|ui| {
-                        ui.label(RichText::new("Confusion matrix").strong());
-                        ui.weak("Click a cell to see its photos.");
-                        confusion::matrix(ui, &m, app.settings.eval_split, cmds);
-                    });
-                };
-                if wide {
-                    ui.horizontal_top(|ui| {
-                        matrix(ui, &mut cmds);
-                        ui.add_space(24.0);
-                        ui.vertical(|ui| confusion::summary(ui, &m));
-                    });
-                } else {
-                    matrix(ui, &mut cmds);
-                    ui.add_space(8.0);
-                    confusion::summary(ui, &m);
-                }
-                app.pending.extend(cmds);
-            }
-        }
-        ui.add_space(12.0);
-        ui.label(RichText::new("Accuracy over past trainings").strong());
-        let current = app.model_path.clone();
-        charts::history(ui, &app.models, current.as_deref(), 220.0);
-        if let Some(meta) = app.classifier.as_ref().map(|c| c.model.meta.clone()) {
-            ui.add_space(8.0);
-            ui.label(RichText::new("Current model").strong());
-            egui::Grid::new("model-facts").num_columns(2).spacing([12.0, 4.0]).show(ui, |ui| {
-                ui.weak("Origin");
-                ui.label(&meta.origin);
-                ui.end_row();
-                ui.weak("Created");
-                ui.label(&meta.created);
-                ui.end_row();
-                ui.weak("Features");
-                ui.label(meta.preprocess.id());
-                ui.end_row();
-                if let Some(d) = &meta.dataset {
-                    ui.weak("Trained on");
-                    ui.label(format!(
-                        "{} train / {} validation / {} test photos{}",
-                        d.split_counts[0],
-                        d.split_counts[1],
-                        d.split_counts[2],
-                        if d.skipped > 0 { format!(", {} skipped", d.skipped) } else { String::new() }
-                    ));
-                    ui.end_row();
-                }
-                if let Some(t) = &meta.test_metrics {
-                    ui.weak("Test accuracy (saved)");
-                    ui.label(format!(
-                        "{:.1}% (95% {:.1}–{:.1}%)",
-                        t.accuracy * 100.0,
-                        t.accuracy_ci95.0 * 100.0,
-                        t.accuracy_ci95.1 * 100.0
-                    ));
-                    ui.end_row();
-                }
-            });
+            app.shell.pending.push(Command::Exclude);
         }
     });
 }
@@ -655,16 +372,16 @@ fn evaluation_tab(app: &mut GenderApp, ui: &mut egui::Ui) {
 
 fn right_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
-        ui.selectable_value(&mut app.side, SidePage::Photo, RichText::new("Photo").size(15.0));
+        ui.selectable_value(&mut app.shell.side, SidePage::Photo, RichText::new("Photo").size(15.0));
         let n = app.classify.items.len();
         let label = if n > 0 { format!("Classified ({n})") } else { "Classified".into() };
-        ui.selectable_value(&mut app.side, SidePage::Classified, RichText::new(label).size(15.0));
+        ui.selectable_value(&mut app.shell.side, SidePage::Classified, RichText::new(label).size(15.0));
     });
     ui.separator();
-    match app.side {
+    match app.shell.side {
         SidePage::Photo => {
-            let facts = app.photos.as_ref().and_then(|p| {
-                let e = p.by_id(app.grid.cursor?)?;
+            let facts = app.data.photos.as_ref().and_then(|p| {
+                let e = p.by_id(app.data.grid.cursor?)?;
                 Some(DatasetFacts {
                     label: p.label_name(e).to_string(),
                     probs: e.pred.as_ref().map(|pr| (p.predicted_name(e).unwrap_or("?").to_string(), pr.probs.clone())),
@@ -673,16 +390,23 @@ fn right_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
                     n_faces: e.n_faces,
                 })
             });
-            let n_sel = app.photos.as_ref().map_or(0, |p| app.grid.selected_ids(p).len());
+            let n_sel = app.data.photos.as_ref().map_or(0, |p| app.data.grid.selected_ids(p).len());
             egui::ScrollArea::vertical().id_salt("viewer-scroll").auto_shrink([false, false]).show(ui, |ui| {
-                viewer::show(ui, &app.viewer, facts.as_ref(), n_sel);
+                viewer::show(ui, &app.data.viewer, facts.as_ref(), n_sel);
             });
         }
         SidePage::Classified => {
-            let classes = app.photos.as_ref().map(|p| p.classes.clone()).unwrap_or_default();
+            let classes = app.data.photos.as_ref().map(|p| p.classes.clone()).unwrap_or_default();
             let mut cmds = Vec::new();
-            classify_panel::show(ui, &mut app.classify, &mut app.thumbs, &classes, app.classifier.is_some(), &mut cmds);
-            app.pending.extend(cmds);
+            classify_panel::show(
+                ui,
+                &mut app.classify,
+                &mut app.data.thumbs,
+                &classes,
+                app.models.classifier.is_some(),
+                &mut cmds,
+            );
+            app.shell.pending.extend(cmds);
         }
     }
 }
@@ -714,7 +438,7 @@ fn drop_overlay(ctx: &egui::Context) {
 }
 
 fn help_window(app: &mut GenderApp, ctx: &egui::Context) {
-    if !app.show_help {
+    if !app.shell.show_help {
         return;
     }
     let mut open = true;
@@ -787,6 +511,6 @@ fn help_window(app: &mut GenderApp, ctx: &egui::Context) {
             ui.weak("Relabel and exclude move files (never delete them) and can be undone.");
         });
     if !open {
-        app.show_help = false;
+        app.shell.show_help = false;
     }
 }

@@ -10,12 +10,17 @@ pub mod classify_panel;
 pub mod commands;
 pub mod confusion;
 pub mod curation;
+pub mod dataset_view;
+mod evaluation_tab;
 pub mod grid;
 mod layout;
+mod left_panel;
+pub mod models;
 pub mod photos;
 pub mod review;
 mod review_actions;
 mod review_panel;
+pub mod shell;
 pub mod state;
 pub mod tasks;
 pub mod thumbnails;
@@ -24,12 +29,11 @@ pub mod viewer;
 pub mod widgets;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
 use std::time::Duration;
 
 use anyhow::Result;
 
-use gc_core::classify::Classifier;
 use gc_core::context::Context;
 use gc_core::dataset::Dataset;
 use gc_core::features::extract::Progress;
@@ -38,10 +42,13 @@ use gc_core::metrics::Metrics;
 
 pub use commands::{Command, Tab};
 use curation::{Curation, Notice, Op};
+use dataset_view::DatasetView;
+use models::ModelsState;
 use photos::Photos;
+use shell::Shell;
+use state::Filters;
 pub use state::Settings;
-use state::{Filters, SplitFilter};
-use tasks::{Failure, ModelInfo, Outcome, Picked, Predictions, Task, Waker};
+use tasks::{Failure, Picked, Predictions, Waker};
 use train_panel::{Finished, Training};
 
 /// How serious a status message is.
@@ -64,70 +71,24 @@ pub enum SidePage {
     Classified,
 }
 
-type ScanTask = Task<(), (PathBuf, Outcome<Dataset>)>;
-type EvalTask = Task<Progress, Outcome<(Predictions, f64)>>;
-
-/// The whole app state.
+/// The whole app state: settings, the runtime its tasks run on, and one part per area of the window,
+/// each owning its own state and tasks.
 pub struct GenderApp {
     /// Persisted settings.
     pub settings: Settings,
-    waker: Waker,
-    started: bool,
-    initial_dir: Option<PathBuf>,
-    /// The open dataset, once scanned.
-    pub photos: Option<Photos>,
-    /// The folder being opened.
-    pub opening: Option<PathBuf>,
-    /// Why the last folder could not be opened.
-    pub open_error: Option<String>,
-    /// The grid's view and selection.
-    pub grid: grid::Grid,
-    /// Thumbnail pool and caches.
-    pub thumbs: thumbnails::Thumbnails,
-    /// The large view.
-    pub viewer: viewer::Viewer,
-    /// Moves, undo and redo of the open dataset.
-    pub curation: Option<Curation>,
+    /// The open dataset: photos, grid, thumbnails, the large view, curation.
+    pub data: DatasetView,
+    /// Models on disk, the loaded one, predictions of the dataset.
+    pub models: ModelsState,
     /// Photos classified from outside.
     pub classify: classify_panel::ClassifyPanel,
     /// Training runs.
     pub training: Training,
     /// The dataset audit and review queue.
     pub review: review::Review,
-    /// Models found on disk.
-    pub models: Vec<ModelInfo>,
-    /// The loaded model.
-    pub classifier: Option<Arc<Classifier>>,
-    /// Path of the loaded (or loading) model.
-    pub model_path: Option<PathBuf>,
-    /// Why the model could not be loaded.
-    pub model_error: Option<String>,
-    model_key: usize,
-    scan: Option<ScanTask>,
-    models_task: Option<Task<(), Vec<ModelInfo>>>,
-    model_task: Option<Task<(), Outcome<Arc<Classifier>>>>,
-    zero_shot_task: Option<Task<(), Outcome<PathBuf>>>,
-    eval: Option<EvalTask>,
-    /// Progress of the running prediction pass.
-    pub eval_progress: Option<Progress>,
-    dialog: Option<Task<(), Picked>>,
-    /// The latest status message.
-    pub status: Option<(Level, String)>,
-    /// Every status message of this session, oldest first.
-    pub log: Vec<(Level, String)>,
-    pending: Vec<Command>,
-    /// The central tab.
-    pub tab: Tab,
-    /// The right panel's page.
-    pub side: SidePage,
-    /// Keyboard help shown.
-    pub show_help: bool,
-    /// Load a model on start and when a dataset opens (tests turn this off to inject predictions).
-    pub auto_load_model: bool,
+    /// Status, command queue, tabs, dialogs.
+    pub shell: Shell,
     rt: tasks::Runtime,
-    metrics: Option<(u64, SplitFilter, Option<Metrics>)>,
-    applied_theme: Option<bool>,
-    title: String,
 }
 
 impl GenderApp {
@@ -144,81 +105,42 @@ impl GenderApp {
         let rt = tasks::runtime(ctx, &waker);
         let initial_dir = dir.or_else(|| settings.recent.first().filter(|d| d.is_dir()).cloned());
         Self {
-            waker: waker.clone(),
-            started: false,
-            initial_dir,
-            photos: None,
-            opening: None,
-            open_error: None,
-            grid: grid::Grid::default(),
-            thumbs: thumbnails::Thumbnails::new(2, Some(rt.ctx().thumbnails_dir()), &rt),
-            viewer: viewer::Viewer::new(&rt),
-            curation: None,
+            data: DatasetView::new(&rt, initial_dir),
+            models: ModelsState::default(),
             classify: classify_panel::ClassifyPanel::default(),
             training: Training::default(),
             review: review::Review::default(),
-            models: Vec::new(),
-            classifier: None,
-            model_path: None,
-            model_error: None,
-            model_key: 0,
-            scan: None,
-            models_task: None,
-            model_task: None,
-            zero_shot_task: None,
-            eval: None,
-            eval_progress: None,
-            dialog: None,
-            status: None,
-            log: Vec::new(),
-            pending: Vec::new(),
-            tab: Tab::Photos,
-            side: SidePage::Photo,
-            show_help: false,
-            auto_load_model: true,
+            shell: Shell::new(waker),
             rt,
-            metrics: None,
-            applied_theme: None,
             settings,
-            title: String::new(),
         }
     }
 
     /// Queues a command to run after the current frame.
     pub fn push(&mut self, c: Command) {
-        self.pending.push(c);
+        self.shell.pending.push(c);
     }
 
     /// The text of the latest status message.
     pub fn status_text(&self) -> &str {
-        self.status.as_ref().map_or("", |(_, t)| t.as_str())
+        self.shell.status.as_ref().map_or("", |(_, t)| t.as_str())
     }
 
     /// True while any background work runs (scan, model load, predictions, training, curation, classify).
     pub fn is_busy(&self) -> bool {
-        self.scan.is_some()
-            || self.models_task.is_some()
-            || self.model_task.is_some()
-            || self.zero_shot_task.is_some()
-            || self.eval.is_some()
+        self.data.scan.is_some()
+            || self.models.list_task.is_some()
+            || self.models.load_task.is_some()
+            || self.models.zero_shot_task.is_some()
+            || self.models.eval.is_some()
             || self.training.is_running()
             || self.review.is_running()
-            || self.curation.as_ref().is_some_and(Curation::is_busy)
-            || self.classify.pending() > 0 && self.classifier.is_some()
+            || self.data.curation.as_ref().is_some_and(Curation::is_busy)
+            || self.classify.pending() > 0 && self.models.classifier.is_some()
     }
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
-        let text = text.into();
-        match level {
-            Level::Info => tracing::info!("{text}"),
-            Level::Warning => tracing::warn!("{text}"),
-            Level::Error => tracing::error!("{text}"),
-        }
-        self.log.push((level, text.clone()));
-        if self.log.len() > 500 {
-            self.log.remove(0);
-        }
-        self.status = Some((level, text));
+        self.shell.say(level, text.into());
     }
 
     /// Handles dropped (or pasted) paths: a folder opens as a dataset, photos get classified.
@@ -246,48 +168,48 @@ impl GenderApp {
     /// Draws one frame (used by eframe and by the tests).
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
-        if !self.started {
+        if !self.shell.started {
             self.start(&ctx);
         }
-        if self.applied_theme != Some(self.settings.dark_mode) {
+        if self.shell.applied_theme != Some(self.settings.dark_mode) {
             ctx.set_theme(if self.settings.dark_mode { egui::Theme::Dark } else { egui::Theme::Light });
-            self.applied_theme = Some(self.settings.dark_mode);
+            self.shell.applied_theme = Some(self.settings.dark_mode);
         }
         self.poll(&ctx);
-        self.thumbs.begin_frame(&ctx);
+        self.data.thumbs.begin_frame(&ctx);
         self.read_input(&ctx);
-        if let Some(p) = &self.photos {
-            self.grid.refresh(p, &self.settings.filters, self.settings.sort);
+        if let Some(p) = &self.data.photos {
+            self.data.grid.refresh(p, &self.settings.filters, self.settings.sort);
         }
         let cursor_path = self.cursor_path();
-        self.viewer.show_path(cursor_path.as_deref(), self.classifier.as_ref(), self.model_key);
-        self.viewer.pump(&ctx);
+        self.data.viewer.show_path(cursor_path.as_deref(), self.models.classifier.as_ref(), self.models.key);
+        self.data.viewer.pump(&ctx);
 
         layout::draw(self, ui);
 
-        let thumbs_busy = self.thumbs.end_frame();
-        let commands = std::mem::take(&mut self.pending);
+        let thumbs_busy = self.data.thumbs.end_frame();
+        let commands = std::mem::take(&mut self.shell.pending);
         for c in commands {
             self.run(c, &ctx);
         }
         self.update_title(&ctx);
-        if thumbs_busy || self.is_busy() || self.viewer.is_busy() || self.dialog.is_some() {
+        if thumbs_busy || self.is_busy() || self.data.viewer.is_busy() || self.shell.dialog.is_some() {
             ctx.request_repaint_after(Duration::from_millis(150));
         }
     }
 
     fn cursor_path(&self) -> Option<PathBuf> {
-        if self.tab == Tab::Review {
+        if self.shell.tab == Tab::Review {
             return self.review.current().map(|f| f.members[0].path.clone());
         }
-        let p = self.photos.as_ref()?;
-        self.grid.cursor.and_then(|id| p.by_id(id)).map(|e| e.path.clone())
+        let p = self.data.photos.as_ref()?;
+        self.data.grid.cursor.and_then(|id| p.by_id(id)).map(|e| e.path.clone())
     }
 
     fn start(&mut self, ctx: &egui::Context) {
-        self.started = true;
-        self.waker.set_context(ctx);
-        if let Some(d) = self.initial_dir.take() {
+        self.shell.started = true;
+        self.shell.waker.set_context(ctx);
+        if let Some(d) = self.data.initial_dir.take() {
             self.push(Command::OpenDataset(d));
         } else {
             self.refresh_models();
@@ -296,13 +218,13 @@ impl GenderApp {
             let d = self.rt.ctx().default_model();
             d.exists().then_some(d)
         });
-        if let Some(m) = model.filter(|_| self.auto_load_model) {
+        if let Some(m) = model.filter(|_| self.models.auto_load) {
             self.load_model(m);
         }
     }
 
     fn update_title(&mut self, ctx: &egui::Context) {
-        let title = match &self.photos {
+        let title = match &self.data.photos {
             Some(p) => format!(
                 "{} — Gender classifier",
                 p.root
@@ -312,9 +234,9 @@ impl GenderApp {
             ),
             None => "Gender classifier".to_string(),
         };
-        if title != self.title {
+        if title != self.shell.title {
             ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
-            self.title = title;
+            self.shell.title = title;
         }
     }
 
@@ -338,7 +260,7 @@ impl GenderApp {
         });
         // Keys that act on the grid only make sense while it is shown.
         cmds.retain(|c| self.key_applies(c));
-        self.pending.extend(cmds);
+        self.shell.pending.extend(cmds);
         if !dropped.is_empty() {
             self.drop_paths(dropped);
         }
@@ -360,14 +282,17 @@ impl GenderApp {
             | Command::ExtendNext
             | Command::ExtendPrevious
             | Command::SelectAll => {
-                self.photos.is_some()
-                    && (self.tab == Tab::Photos || self.tab == Tab::Review && self.review.current().is_some())
+                self.data.photos.is_some()
+                    && (self.shell.tab == Tab::Photos
+                        || self.shell.tab == Tab::Review && self.review.current().is_some())
             }
             Command::ReviewKeep | Command::ReviewRelabelSuggested => {
-                self.tab == Tab::Review && self.review.current().is_some()
+                self.shell.tab == Tab::Review && self.review.current().is_some()
             }
             Command::ClearSelection => true,
-            Command::AddClassifiedAsPredicted => self.side == SidePage::Classified && self.settings.show_right_panel,
+            Command::AddClassifiedAsPredicted => {
+                self.shell.side == SidePage::Classified && self.settings.show_right_panel
+            }
             _ => true,
         }
     }
@@ -377,41 +302,42 @@ impl GenderApp {
 
     fn poll(&mut self, ctx: &egui::Context) {
         // Dataset scan.
-        if let Some(t) = &mut self.scan {
+        if let Some(t) = &mut self.data.scan {
             match t.poll() {
                 Ok(p) => {
                     if let Some((dir, result)) = p.done {
-                        self.scan = None;
-                        self.opening = None;
+                        self.data.scan = None;
+                        self.data.opening = None;
                         match result {
                             Ok(ds) => self.dataset_opened(ds),
                             Err(e) => {
-                                self.open_error = Some(e.to_string());
+                                self.data.open_error = Some(e.to_string());
                                 self.say(Level::Error, format!("Cannot open {}: {e}", dir.display()));
                             }
                         }
                     }
                 }
                 Err(e) => {
-                    self.scan = None;
-                    self.opening = None;
+                    self.data.scan = None;
+                    self.data.opening = None;
                     self.say(Level::Error, e.to_string());
                 }
             }
         }
         // Model list.
-        if let Some(t) = &mut self.models_task
+        if let Some(t) = &mut self.models.list_task
             && let Ok(p) = t.poll().map_err(|_| ())
             && let Some(list) = p.done
         {
-            self.models = list;
-            self.models_task = None;
-            if self.model_path.is_none() && self.model_task.is_none() && self.auto_load_model {
+            self.models.list = list;
+            self.models.list_task = None;
+            if self.models.path.is_none() && self.models.load_task.is_none() && self.models.auto_load {
                 // No model chosen yet: take the newest one of this dataset (or the shipped one).
-                let newest = self.models.iter().find(|m| !m.shipped && m.meta.is_ok()).or_else(|| self.models.first());
+                let newest =
+                    self.models.list.iter().find(|m| !m.shipped && m.meta.is_ok()).or_else(|| self.models.list.first());
                 if let Some(m) = newest.map(|m| m.path.clone()) {
                     self.load_model(m);
-                } else if self.photos.is_some() {
+                } else if self.data.photos.is_some() {
                     self.say(
                         Level::Warning,
                         "No model yet: press Train new model, or use the zero-shot head (top bar) to start predicting",
@@ -420,40 +346,40 @@ impl GenderApp {
             }
         }
         // Model loading.
-        if let Some(t) = &mut self.model_task {
+        if let Some(t) = &mut self.models.load_task {
             let r = t.poll();
             match r {
                 Ok(p) => {
                     if let Some(result) = p.done {
-                        self.model_task = None;
+                        self.models.load_task = None;
                         match result {
                             Ok(c) => {
-                                self.classifier = Some(c);
-                                self.model_error = None;
-                                self.model_key += 1;
-                                if self.photos.is_some() {
+                                self.models.classifier = Some(c);
+                                self.models.error = None;
+                                self.models.key += 1;
+                                if self.data.photos.is_some() {
                                     self.start_eval();
                                 }
                             }
                             Err(e) => {
-                                self.model_error = Some(e.to_string());
+                                self.models.error = Some(e.to_string());
                                 self.say(Level::Error, e.to_string());
                             }
                         }
                     }
                 }
                 Err(e) => {
-                    self.model_task = None;
+                    self.models.load_task = None;
                     self.say(Level::Error, e.to_string());
                 }
             }
         }
         // Zero-shot model.
-        if let Some(t) = &mut self.zero_shot_task
+        if let Some(t) = &mut self.models.zero_shot_task
             && let Ok(p) = t.poll().map_err(|_| ())
             && let Some(result) = p.done
         {
-            self.zero_shot_task = None;
+            self.models.zero_shot_task = None;
             match result {
                 Ok(path) => {
                     self.say(Level::Info, format!("Saved faceres' zero-shot head as {}", path.display()));
@@ -464,15 +390,15 @@ impl GenderApp {
             }
         }
         // Predictions.
-        if let Some(t) = &mut self.eval {
+        if let Some(t) = &mut self.models.eval {
             match t.poll() {
                 Ok(p) => {
                     if let Some(last) = p.progress.into_iter().last() {
-                        self.eval_progress = Some(last);
+                        self.models.eval_progress = Some(last);
                     }
                     if let Some(result) = p.done {
-                        self.eval = None;
-                        let progress = self.eval_progress.take();
+                        self.models.eval = None;
+                        let progress = self.models.eval_progress.take();
                         match result {
                             Ok((preds, secs)) => self.predictions_ready(&preds, secs, progress),
                             Err(Failure::Cancelled) => self.say(Level::Info, "Predictions cancelled"),
@@ -481,14 +407,14 @@ impl GenderApp {
                     }
                 }
                 Err(e) => {
-                    self.eval = None;
-                    self.eval_progress = None;
+                    self.models.eval = None;
+                    self.models.eval_progress = None;
                     self.say(Level::Error, e.to_string());
                 }
             }
         }
         // Audit for the review.
-        if let Some(r) = self.review.poll(self.photos.as_ref()) {
+        if let Some(r) = self.review.poll(self.data.photos.as_ref()) {
             self.audit_finished(r);
         }
         // Training.
@@ -496,11 +422,11 @@ impl GenderApp {
             self.training_finished(f);
         }
         // File dialogs.
-        if let Some(t) = &mut self.dialog {
+        if let Some(t) = &mut self.shell.dialog {
             match t.poll() {
                 Ok(p) => {
                     if let Some(picked) = p.done {
-                        self.dialog = None;
+                        self.shell.dialog = None;
                         match picked {
                             Picked::Folder(Some(d)) => self.push(Command::OpenDataset(d)),
                             Picked::Folder(None) => {}
@@ -510,7 +436,7 @@ impl GenderApp {
                     }
                 }
                 Err(_) => {
-                    self.dialog = None;
+                    self.shell.dialog = None;
                     self.say(
                         Level::Error,
                         "The file dialog could not be shown: drop folders or photos onto the window instead",
@@ -520,9 +446,9 @@ impl GenderApp {
         }
         // Curation.
         let mut notices = Vec::new();
-        if let (Some(cur), Some(photos)) = (&mut self.curation, &mut self.photos) {
-            let thumbs = &mut self.thumbs;
-            let viewer = &mut self.viewer;
+        if let (Some(cur), Some(photos)) = (&mut self.data.curation, &mut self.data.photos) {
+            let thumbs = &mut self.data.thumbs;
+            let viewer = &mut self.data.viewer;
             notices = cur.pump(photos, |from, to| {
                 thumbs.renamed(from, to);
                 viewer.renamed(from, to);
@@ -533,7 +459,7 @@ impl GenderApp {
                 Notice::Info(t) => self.say(Level::Info, t),
                 Notice::Error(t) => self.say(Level::Error, t),
                 Notice::CopiedIn { from, to } => {
-                    if let Some(p) = &mut self.photos {
+                    if let Some(p) = &mut self.data.photos {
                         p.add(to.clone());
                     }
                     self.classify.mark_added(&from, to);
@@ -541,7 +467,7 @@ impl GenderApp {
             }
         }
         // Classification of outside photos.
-        self.classify.pump(self.classifier.as_ref(), &self.rt);
+        self.classify.pump(self.models.classifier.as_ref(), &self.rt);
         let _ = ctx;
     }
 
@@ -550,14 +476,14 @@ impl GenderApp {
         let n = ds.items.len();
         let photos = Photos::from_dataset(&ds);
         self.settings.remember_folder(&root);
-        self.grid.reset();
-        self.thumbs.forget_failures();
-        self.open_error = None;
-        self.curation = Some(Curation::open(&root, &self.rt));
+        self.data.grid.reset();
+        self.data.thumbs.forget_failures();
+        self.data.open_error = None;
+        self.data.curation = Some(Curation::open(&root, &self.rt));
         let (counts, _) = photos.counts();
         let summary: Vec<String> = photos.classes.iter().zip(&counts).map(|(c, n)| format!("{n} {c}")).collect();
-        self.photos = Some(photos);
-        self.metrics = None;
+        self.data.photos = Some(photos);
+        self.data.metrics = None;
         if n == 0 {
             self.say(
                 Level::Warning,
@@ -571,13 +497,13 @@ impl GenderApp {
             self.say(Level::Info, format!("Opened {}: {}", root.display(), summary.join(", ")));
         }
         self.refresh_models();
-        if self.classifier.is_some() && n > 0 {
+        if self.models.classifier.is_some() && n > 0 {
             self.start_eval();
         }
     }
 
     fn predictions_ready(&mut self, preds: &Predictions, secs: f64, progress: Option<Progress>) {
-        let Some(photos) = &mut self.photos else {
+        let Some(photos) = &mut self.data.photos else {
             return;
         };
         photos.set_predictions(preds);
@@ -603,7 +529,7 @@ impl GenderApp {
                 if self.review.decisions.changed() > 0 && self.review.accuracy_after.is_none() {
                     self.review.accuracy_after = acc;
                 }
-                if let Some(p) = &mut self.photos {
+                if let Some(p) = &mut self.data.photos {
                     p.set_predictions(&Predictions::from_report(&report));
                 }
                 let mut text = format!("Training finished: saved {}", path.display());
@@ -627,45 +553,45 @@ impl GenderApp {
     }
 
     fn refresh_models(&mut self) {
-        let root = self.photos.as_ref().map(|p| p.root.clone());
+        let root = self.data.photos.as_ref().map(|p| p.root.clone());
         let extra = self.settings.model.clone();
         let ctx = self.rt.ctx().clone();
-        self.models_task =
+        self.models.list_task =
             Some(self.rt.spawn("list-models", move |_| tasks::list_models(&ctx, root.as_deref(), extra.as_deref())));
     }
 
     fn load_model(&mut self, path: PathBuf) {
-        if let Some(e) = self.eval.take() {
+        if let Some(e) = self.models.eval.take() {
             e.cancel();
         }
-        self.eval_progress = None;
-        self.classifier = None;
-        self.model_error = None;
-        self.model_path = Some(path.clone());
+        self.models.eval_progress = None;
+        self.models.classifier = None;
+        self.models.error = None;
+        self.models.path = Some(path.clone());
         self.settings.model = Some(path.clone());
-        if let Some(p) = &mut self.photos {
+        if let Some(p) = &mut self.data.photos {
             p.clear_predictions();
         }
         let ctx = self.rt.ctx().clone();
-        self.model_task =
+        self.models.load_task =
             Some(self.rt.spawn("load-model", move |_| tasks::load_shared(&path, &ctx).map_err(Failure::from)));
     }
 
     fn start_eval(&mut self) {
-        let (Some(c), Some(p)) = (&self.classifier, &self.photos) else {
+        let (Some(c), Some(p)) = (&self.models.classifier, &self.data.photos) else {
             return;
         };
         if self.training.is_running() {
             return;
         }
-        if let Some(e) = self.eval.take() {
+        if let Some(e) = self.models.eval.take() {
             e.cancel();
         }
         let c = c.clone();
         let root = p.root.clone();
         let cache = self.rt.ctx().feature_cache();
-        self.eval_progress = None;
-        self.eval = Some(self.rt.spawn("predict-dataset", move |job| {
+        self.models.eval_progress = None;
+        self.models.eval = Some(self.rt.spawn("predict-dataset", move |job| {
             let start = std::time::Instant::now();
             tasks::predict_dataset(&root, &c, &cache, &mut |p| _ = job.report(p.clone()), job.cancel_flag())
                 .map(|p| (p, start.elapsed().as_secs_f64()))
@@ -675,17 +601,7 @@ impl GenderApp {
 
     /// The metrics of the current predictions (cached per change).
     pub fn current_metrics(&mut self) -> Option<Metrics> {
-        let photos = self.photos.as_ref()?;
-        let split = self.settings.eval_split;
-        if let Some((g, s, m)) = &self.metrics
-            && *g == photos.generation
-            && *s == split
-        {
-            return m.clone();
-        }
-        let m = photos.metrics(split);
-        self.metrics = Some((photos.generation, split, m.clone()));
-        m
+        self.data.metrics(self.settings.eval_split)
     }
 
     // ------------------------------------------------------------------------------------------
@@ -697,19 +613,19 @@ impl GenderApp {
         };
         match c {
             Command::OpenFolderDialog => {
-                if self.dialog.is_none() {
-                    let start = self.photos.as_ref().map(|p| p.root.clone());
-                    self.dialog = Some(tasks::pick_folder(&self.rt, start));
+                if self.shell.dialog.is_none() {
+                    let start = self.data.photos.as_ref().map(|p| p.root.clone());
+                    self.shell.dialog = Some(tasks::pick_folder(&self.rt, start));
                 }
             }
             Command::ClassifyFilesDialog => {
-                if self.dialog.is_none() {
-                    self.dialog = Some(tasks::pick_files(&self.rt));
+                if self.shell.dialog.is_none() {
+                    self.shell.dialog = Some(tasks::pick_files(&self.rt));
                 }
             }
             Command::OpenDataset(dir) => self.open_dataset(dir),
             Command::Rescan => {
-                if let Some(p) = &self.photos {
+                if let Some(p) = &self.data.photos {
                     let d = p.root.clone();
                     self.open_dataset(d);
                 }
@@ -717,9 +633,9 @@ impl GenderApp {
             Command::ClassifyFiles(files) => {
                 let n = files.len();
                 self.classify.add_files(files);
-                self.side = SidePage::Classified;
+                self.shell.side = SidePage::Classified;
                 self.settings.show_right_panel = true;
-                if self.classifier.is_none() && self.model_task.is_none() {
+                if self.models.classifier.is_none() && self.models.load_task.is_none() {
                     self.say(
                         Level::Warning,
                         "No model loaded: choose one in the top bar, train one, or use the zero-shot head; the photos wait until then",
@@ -731,7 +647,7 @@ impl GenderApp {
             Command::RelabelMale => self.relabel_named("male"),
             Command::RelabelFemale => self.relabel_named("female"),
             Command::RelabelClass(i) => {
-                let n = self.photos.as_ref().map_or(0, |p| p.classes.len());
+                let n = self.data.photos.as_ref().map_or(0, |p| p.classes.len());
                 if i < n {
                     self.relabel(i);
                 } else {
@@ -739,20 +655,20 @@ impl GenderApp {
                 }
             }
             Command::Exclude => {
-                if let (Some(p), Some(cur)) = (&self.photos, &mut self.curation) {
-                    let ids = self.grid.selected_ids(p);
+                if let (Some(p), Some(cur)) = (&self.data.photos, &mut self.data.curation) {
+                    let ids = self.data.grid.selected_ids(p);
                     if !ids.is_empty() {
                         cur.request(Op::Exclude(ids));
                     }
                 }
             }
             Command::Undo => {
-                if let Some(cur) = &mut self.curation {
+                if let Some(cur) = &mut self.data.curation {
                     cur.request(Op::Undo);
                 }
             }
             Command::Redo => {
-                if let Some(cur) = &mut self.curation {
+                if let Some(cur) = &mut self.data.curation {
                     cur.request(Op::Redo);
                 }
             }
@@ -762,8 +678,8 @@ impl GenderApp {
             | Command::Up
             | Command::ExtendNext
             | Command::ExtendPrevious => {
-                if let Some(p) = &self.photos {
-                    let cols = self.grid.columns.max(1) as isize;
+                if let Some(p) = &self.data.photos {
+                    let cols = self.data.grid.columns.max(1) as isize;
                     let (d, extend) = match c {
                         Command::Next => (1, false),
                         Command::Previous => (-1, false),
@@ -772,20 +688,20 @@ impl GenderApp {
                         Command::ExtendNext => (1, true),
                         _ => (-1, true),
                     };
-                    self.grid.move_cursor(p, d, extend);
-                    self.side = SidePage::Photo;
+                    self.data.grid.move_cursor(p, d, extend);
+                    self.shell.side = SidePage::Photo;
                 }
             }
             Command::SelectAll => {
-                if let Some(p) = &self.photos {
-                    self.grid.select_all(p);
+                if let Some(p) = &self.data.photos {
+                    self.data.grid.select_all(p);
                 }
             }
             Command::ClearSelection => {
-                if self.show_help {
-                    self.show_help = false;
+                if self.shell.show_help {
+                    self.shell.show_help = false;
                 } else {
-                    self.grid.clear_selection();
+                    self.data.grid.clear_selection();
                 }
             }
             Command::AddClassifiedAsPredicted => {
@@ -805,30 +721,31 @@ impl GenderApp {
                     self.training.cancel();
                     self.say(Level::Info, "Cancelling training…");
                 }
-                if let Some(e) = &self.eval {
+                if let Some(e) = &self.models.eval {
                     e.cancel();
                 }
                 self.review.cancel();
             }
             Command::ChooseModel(path) => {
-                if self.model_path.as_ref() != Some(&path) || self.classifier.is_none() {
+                if self.models.path.as_ref() != Some(&path) || self.models.classifier.is_none() {
                     self.load_model(path);
                 }
             }
             Command::UseZeroShotModel => {
-                if self.zero_shot_task.is_none() {
+                if self.models.zero_shot_task.is_none() {
                     let dir = self
+                        .data
                         .photos
                         .as_ref()
                         .map_or(self.rt.ctx().cache_root.join("models"), |p| tasks::dataset_models_dir(&p.root));
                     let ctx = self.rt.ctx().clone();
-                    self.zero_shot_task = Some(
+                    self.models.zero_shot_task = Some(
                         self.rt.spawn("zero-shot", move |_| tasks::save_zero_shot(&dir, &ctx).map_err(Failure::from)),
                     );
                 }
             }
             Command::Evaluate => {
-                if self.classifier.is_none() {
+                if self.models.classifier.is_none() {
                     self.say(Level::Warning, "No model loaded: choose, train or make one first");
                 } else {
                     self.start_eval();
@@ -837,15 +754,15 @@ impl GenderApp {
             Command::FilterConfusionCell { row, col, split } => {
                 self.settings.filters =
                     Filters { class: Some(row.clone()), predicted: Some(col.clone()), split, ..Filters::default() };
-                self.tab = Tab::Photos;
+                self.shell.tab = Tab::Photos;
                 self.say(
                     Level::Info,
                     format!("Showing {row} photos predicted {col} ({})", split.label().to_lowercase()),
                 );
             }
             Command::ClearFilters => self.settings.filters = Filters::default(),
-            Command::ShowTab(t) => self.tab = t,
-            Command::ToggleHelp => self.show_help = !self.show_help,
+            Command::ShowTab(t) => self.shell.tab = t,
+            Command::ToggleHelp => self.shell.show_help = !self.shell.show_help,
             Command::ToggleRightPanel => self.settings.show_right_panel = !self.settings.show_right_panel,
             Command::ReviewSuspects => self.start_review(),
             Command::ReviewKeep | Command::ReviewRelabelSuggested | Command::ReviewKeepOnly(_) => {}
@@ -858,20 +775,20 @@ impl GenderApp {
             self.say(Level::Warning, "Wait for the training to finish (or cancel it) before opening another folder");
             return;
         }
-        if let Some(e) = self.eval.take() {
+        if let Some(e) = self.models.eval.take() {
             e.cancel();
         }
-        self.eval_progress = None;
-        self.opening = Some(dir.clone());
-        self.open_error = None;
-        self.scan = Some(self.rt.spawn("scan", move |_| {
+        self.models.eval_progress = None;
+        self.data.opening = Some(dir.clone());
+        self.data.open_error = None;
+        self.data.scan = Some(self.rt.spawn("scan", move |_| {
             let r = tasks::scan_dataset(&dir).map_err(Failure::from);
             (dir, r)
         }));
     }
 
     fn relabel_named(&mut self, name: &str) {
-        let Some(p) = &self.photos else { return };
+        let Some(p) = &self.data.photos else { return };
         match p.classes.iter().position(|c| c.eq_ignore_ascii_case(name)) {
             Some(i) => self.relabel(i),
             None => {
@@ -885,8 +802,8 @@ impl GenderApp {
     }
 
     fn relabel(&mut self, class: usize) {
-        if let (Some(p), Some(cur)) = (&self.photos, &mut self.curation) {
-            let ids = self.grid.selected_ids(p);
+        if let (Some(p), Some(cur)) = (&self.data.photos, &mut self.data.curation) {
+            let ids = self.data.grid.selected_ids(p);
             if !ids.is_empty() {
                 cur.request(Op::Relabel { ids, class });
             }
@@ -900,7 +817,7 @@ impl GenderApp {
         if item.added_as.is_some() {
             return;
         }
-        let Some(cur) = &mut self.curation else {
+        let Some(cur) = &mut self.data.curation else {
             self.say(Level::Warning, "Open a dataset first to add photos to it");
             return;
         };
@@ -911,7 +828,7 @@ impl GenderApp {
         if self.training.is_running() {
             return;
         }
-        let Some(p) = &self.photos else {
+        let Some(p) = &self.data.photos else {
             self.say(Level::Warning, "Open a dataset folder first (one sub-folder per class)");
             return;
         };
@@ -926,13 +843,13 @@ impl GenderApp {
             );
             return;
         }
-        if let Some(e) = self.eval.take() {
+        if let Some(e) = self.models.eval.take() {
             e.cancel();
         }
-        self.eval_progress = None;
+        self.models.eval_progress = None;
         let root = p.root.clone();
         self.training.start(&root, &self.settings.train, &self.rt);
-        self.tab = Tab::Training;
+        self.shell.tab = Tab::Training;
         self.say(Level::Info, format!("Training on {}…", root.display()));
     }
 }
@@ -959,7 +876,7 @@ impl eframe::App for GenderApp {
 
     fn on_exit(&mut self) {
         self.training.cancel();
-        if let Some(e) = &self.eval {
+        if let Some(e) = &self.models.eval {
             e.cancel();
         }
     }

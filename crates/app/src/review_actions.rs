@@ -10,19 +10,20 @@ use gc_core::preprocess::PreprocessSpec;
 impl GenderApp {
     /// Audits the open dataset in the background and shows the review tab.
     pub(super) fn start_review(&mut self) {
-        let Some(p) = &self.photos else {
+        let Some(p) = &self.data.photos else {
             self.say(Level::Warning, "Open a dataset folder first (one sub-folder per class), then review it");
             return;
         };
         let spec = PreprocessSpec::new(self.settings.train.backbone, self.settings.train.face_crop);
         let root = p.root.clone();
         self.review.accuracy_before = self
+            .models
             .classifier
             .as_ref()
             .and_then(|c| c.model.meta.test_metrics.as_ref().map(|m| m.accuracy))
             .or_else(|| self.current_metrics().map(|m| m.accuracy));
         self.review.start(root.clone(), spec, &self.rt);
-        self.tab = Tab::Review;
+        self.shell.tab = Tab::Review;
         self.say(Level::Info, format!("Auditing {} for duplicates, likely wrong labels and outliers…", root.display()));
     }
 
@@ -46,10 +47,10 @@ impl GenderApp {
     /// In the review tab, turns grid keys into decisions on the finding shown; returns the command
     /// when it is not a review decision.
     pub(super) fn review_command(&mut self, c: Command) -> Option<Command> {
-        if self.tab != Tab::Review {
+        if self.shell.tab != Tab::Review {
             return Some(c);
         }
-        let (Some(f), Some(photos)) = (self.review.current().cloned(), self.photos.as_ref()) else {
+        let (Some(f), Some(photos)) = (self.review.current().cloned(), self.data.photos.as_ref()) else {
             return Some(c);
         };
         let class_named = |name: &str| photos.classes.iter().position(|c| c.eq_ignore_ascii_case(name));
@@ -75,11 +76,11 @@ impl GenderApp {
                 ids.iter().copied().filter(|&id| photos.by_id(id).and_then(|e| e.label) != Some(class)).collect();
             let n = moving.len();
             if n > 0
-                && let Some(cur) = &mut self.curation
+                && let Some(cur) = &mut self.data.curation
             {
                 cur.request(Op::Relabel { ids: moving, class });
             }
-            let photos = self.photos.as_ref().expect("checked above");
+            let photos = self.data.photos.as_ref().expect("checked above");
             self.review.moved(photos, n, 0);
             return None;
         }
@@ -90,32 +91,32 @@ impl GenderApp {
             }
             let others: Vec<u64> = ids.iter().enumerate().filter(|(i, _)| *i != keep).map(|(_, id)| *id).collect();
             let n = others.len();
-            if let Some(cur) = &mut self.curation {
+            if let Some(cur) = &mut self.data.curation {
                 cur.request(Op::Exclude(others));
             }
-            let photos = self.photos.as_ref().expect("checked above");
+            let photos = self.data.photos.as_ref().expect("checked above");
             self.review.moved(photos, 0, n);
             return None;
         }
         match c {
             Command::Exclude => {
                 let n = ids.len();
-                if let Some(cur) = &mut self.curation {
+                if let Some(cur) = &mut self.data.curation {
                     cur.request(Op::Exclude(ids));
                 }
-                let photos = self.photos.as_ref().expect("checked above");
+                let photos = self.data.photos.as_ref().expect("checked above");
                 self.review.moved(photos, 0, n);
                 None
             }
             Command::ReviewKeep => {
-                let photos = self.photos.as_ref().expect("checked above");
+                let photos = self.data.photos.as_ref().expect("checked above");
                 if let Err(e) = self.review.keep(photos) {
                     self.say(Level::Error, format!("Cannot remember the decision: {e}"));
                 }
                 None
             }
             Command::Next | Command::Previous => {
-                let photos = self.photos.as_ref().expect("checked above");
+                let photos = self.data.photos.as_ref().expect("checked above");
                 self.review.step(photos, if c == Command::Next { 1 } else { -1 });
                 None
             }

@@ -21,14 +21,14 @@ pub(super) fn tab(app: &mut GenderApp, ui: &mut egui::Ui) {
             let busy = app.review.is_running();
             let label = if app.review.report.is_some() { "Audit again" } else { "Review suspects" };
             if ui
-                .add_enabled(!busy && app.photos.is_some(), egui::Button::new(label))
+                .add_enabled(!busy && app.data.photos.is_some(), egui::Button::new(label))
                 .on_hover_text(tooltip(ui.ctx(), &Command::ReviewSuspects))
                 .clicked()
             {
                 cmds.push(Command::ReviewSuspects);
             }
         });
-        if app.photos.is_none() {
+        if app.data.photos.is_none() {
             widgets::hint(ui, "Open a dataset folder first.");
             return;
         }
@@ -63,7 +63,7 @@ pub(super) fn tab(app: &mut GenderApp, ui: &mut egui::Ui) {
             }
         }
     });
-    app.pending.extend(cmds);
+    app.shell.pending.extend(cmds);
 }
 
 fn progress(app: &GenderApp, ui: &mut egui::Ui, cmds: &mut Vec<Command>) {
@@ -136,7 +136,7 @@ fn finding(app: &mut GenderApp, ui: &mut egui::Ui, f: &Finding, cmds: &mut Vec<C
             ui.vertical(|ui| {
                 ui.set_width(TILE);
                 let (rect, _) = ui.allocate_exact_size(Vec2::splat(TILE), egui::Sense::hover());
-                match app.thumbs.get(&m.path) {
+                match app.data.thumbs.get(&m.path) {
                     Thumb::Ready(tex) => {
                         widgets::paint_texture_fit(ui, rect, tex);
                     }

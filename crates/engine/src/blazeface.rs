@@ -14,7 +14,6 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use anyhow::Result;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Shape, Tensor};
 use candle_nn::VarBuilder;
 use image::RgbImage;
@@ -22,6 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::weights::{self, BLAZEFACE};
+use crate::Result;
 use crate::depthwise::{Depthwise3x3, pointwise};
 use crate::layer::{Activation, has_avx2_fma, same_padding_3x3};
 

@@ -1,7 +1,8 @@
 //! Picking the compute device from `--device cpu|cuda|metal`.
 
-use anyhow::{Result, bail};
 use candle_core::Device;
+
+use crate::{Error, Result};
 
 /// Returns the requested device, or an error that says how to get it.
 pub fn select(name: &str) -> Result<Device> {
@@ -9,21 +10,17 @@ pub fn select(name: &str) -> Result<Device> {
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
             if !cfg!(feature = "cuda") {
-                bail!(
-                    "this build has no CUDA support: rebuild with `cargo build --release --features cuda`, or use --device cpu"
-                );
+                return Err(Error::DeviceNotBuilt { device: "CUDA", feature: "cuda" });
             }
-            Device::new_cuda(0).map_err(|e| anyhow::anyhow!("no usable CUDA GPU ({e}); use --device cpu"))
+            Device::new_cuda(0).map_err(|e| Error::DeviceUnavailable { device: "CUDA", reason: e.to_string() })
         }
         "metal" => {
             if !cfg!(feature = "metal") {
-                bail!(
-                    "this build has no Metal support: rebuild with `cargo build --release --features metal`, or use --device cpu"
-                );
+                return Err(Error::DeviceNotBuilt { device: "Metal", feature: "metal" });
             }
-            Device::new_metal(0).map_err(|e| anyhow::anyhow!("no usable Metal GPU ({e}); use --device cpu"))
+            Device::new_metal(0).map_err(|e| Error::DeviceUnavailable { device: "Metal", reason: e.to_string() })
         }
-        other => bail!("unknown device '{other}': use cpu, cuda or metal"),
+        other => Err(Error::UnknownDevice(other.to_owned())),
     }
 }
 
@@ -34,7 +31,16 @@ mod tests {
         assert!(super::select("cpu").unwrap().is_cpu());
         assert!(super::select("tpu").unwrap_err().to_string().contains("use cpu, cuda or metal"));
         if !cfg!(feature = "cuda") {
-            assert!(super::select("cuda").unwrap_err().to_string().contains("--features cuda"));
+            assert_eq!(
+                super::select("cuda").unwrap_err().to_string(),
+                "this build has no CUDA support: rebuild with `cargo build --release --features cuda`, or use --device cpu"
+            );
+        }
+        if !cfg!(feature = "metal") {
+            assert_eq!(
+                super::select("metal").unwrap_err().to_string(),
+                "this build has no Metal support: rebuild with `cargo build --release --features metal`, or use --device cpu"
+            );
         }
     }
 }

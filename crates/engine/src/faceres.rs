@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
@@ -15,6 +14,7 @@ use super::nhwc::separable::Separable;
 use super::per_core;
 use super::weights::{self, FACERES};
 use super::{Backbone, BackboneKind};
+use crate::Result;
 use crate::depthwise::{Depthwise3x3, bias_act, pointwise};
 use crate::layer::{Activation, same_padding_3x3};
 

@@ -6,8 +6,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
+
+use crate::error::candle_message;
+use crate::{Error, Result};
 
 /// A dense layer `y = x W^T + b`.
 #[derive(Debug, Clone)]
@@ -83,10 +85,10 @@ impl Head {
         }
         let d = self.input_dim();
         if let Some(bad) = features.iter().find(|f| f.as_ref().len() != d) {
-            bail!(
+            return Err(Error::Input(format!(
                 "feature vector has {} values but the head expects {d}: the model belongs to another backbone",
                 bad.as_ref().len()
-            );
+            )));
         }
         let dev = self.out.weight.device();
         let mut probs = Vec::with_capacity(features.len());
@@ -111,21 +113,24 @@ impl Head {
         m
     }
 
-    /// Saves the head as safetensors.
+    /// Saves the head as safetensors ([`Error::ModelUnwritable`] if that fails).
     pub fn save(&self, path: &Path) -> Result<()> {
         candle_core::safetensors::save(&self.tensors(), path)
-            .with_context(|| format!("cannot write model weights {}", path.display()))
+            .map_err(|source| Error::ModelUnwritable { path: path.to_path_buf(), source })
     }
 
     /// Loads a head saved by [`Head::save`], checking that shapes fit `input_dim` and `classes`.
+    ///
+    /// Errors: [`Error::ModelMissing`] or [`Error::ModelUnreadable`] when the file cannot be read,
+    /// [`Error::ModelCorrupt`] when it is not safetensors, lacks a tensor or is shaped for other
+    /// features or classes.
     pub fn load(path: &Path, input_dim: usize, classes: usize, device: &Device) -> Result<Self> {
-        let m = candle_core::safetensors::load(path, device)
-            .with_context(|| format!("cannot read model weights {} (missing or not safetensors)", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::model_read(path, e))?;
+        let m = candle_core::safetensors::load_buffer(&bytes, device)
+            .map_err(|e| Error::model_corrupt(path, format!("is not valid safetensors ({})", candle_message(&e))))?;
         let get = |name: &str| -> Result<Tensor> {
-            m.get(name)
-                .with_context(|| format!("model weights {} lack tensor '{name}'", path.display()))?
-                .to_dtype(DType::F32)
-                .map_err(Into::into)
+            let t = m.get(name).ok_or_else(|| Error::model_corrupt(path, format!("lacks tensor '{name}'")))?;
+            Ok(t.to_dtype(DType::F32)?)
         };
         let hidden = match (m.contains_key("hidden.weight"), m.contains_key("hidden.bias")) {
             (true, true) => Some(Dense { weight: get("hidden.weight")?, bias: get("hidden.bias")? }),
@@ -133,12 +138,14 @@ impl Head {
         };
         let head = Self { hidden, out: Dense { weight: get("out.weight")?, bias: get("out.bias")? } };
         if head.input_dim() != input_dim || head.num_classes() != classes {
-            bail!(
-                "model weights {} are shaped for {}-d features and {} classes, but the metadata says {input_dim}-d and {classes} classes",
-                path.display(),
-                head.input_dim(),
-                head.num_classes()
-            );
+            return Err(Error::model_corrupt(
+                path,
+                format!(
+                    "is shaped for {}-d features and {} classes, but the metadata says {input_dim}-d and {classes} classes",
+                    head.input_dim(),
+                    head.num_classes()
+                ),
+            ));
         }
         Ok(head)
     }
@@ -163,5 +170,34 @@ mod tests {
         assert!(worst < 1e-6, "{worst}");
         let err = head.probs_of(&[vec![0.0f32; 5]]).unwrap_err().to_string();
         assert!(err.contains("5 values") && err.contains("expects 6"), "{err}");
+    }
+
+    #[test]
+    fn load_errors_name_the_file_and_the_problem() {
+        let dir = std::env::temp_dir().join(format!("gc-engine-head-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("head.safetensors");
+        let head = Head::fixed_linear(2, 6);
+        head.save(&path).unwrap();
+        let back = Head::load(&path, 6, 2, &Device::Cpu).unwrap();
+        assert_eq!((back.input_dim(), back.num_classes()), (6, 2));
+
+        let err = Head::load(&path, 7, 2, &Device::Cpu).unwrap_err();
+        assert!(matches!(err, Error::ModelCorrupt { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()) && text.contains("7-d"), "{text}");
+
+        let missing = dir.join("none.safetensors");
+        let err = Head::load(&missing, 6, 2, &Device::Cpu).unwrap_err();
+        assert!(matches!(err, Error::ModelMissing { .. }), "{err:?}");
+        assert!(err.to_string().contains(&missing.display().to_string()), "{err}");
+
+        std::fs::write(&path, b"not safetensors").unwrap();
+        let text = Head::load(&path, 6, 2, &Device::Cpu).unwrap_err().to_string();
+        assert!(text.contains("not valid safetensors"), "{text}");
+
+        let err = head.save(&dir.join("no-such-folder/head.safetensors")).unwrap_err();
+        assert!(matches!(err, Error::ModelUnwritable { .. }), "{err:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

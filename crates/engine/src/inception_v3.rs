@@ -21,7 +21,6 @@
 
 use std::path::Path;
 
-use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
@@ -31,6 +30,7 @@ use super::nhwc::winograd::{Winograd3x3, Winograd7};
 use super::per_core;
 use super::weights::{self, INCEPTION_V3};
 use super::{Backbone, BackboneKind};
+use crate::Result;
 use crate::layer::Activation;
 
 /// Length of the pooled feature vector.

@@ -8,6 +8,7 @@
 pub mod blazeface;
 pub mod depthwise;
 pub mod device;
+mod error;
 pub mod faceres;
 pub mod head;
 pub mod inception_v3;
@@ -17,11 +18,12 @@ pub mod nhwc;
 pub mod per_core;
 pub mod weights;
 
+pub use error::{Error, Result};
+
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::Result;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -89,12 +91,9 @@ impl fmt::Display for BackboneKind {
 }
 
 impl FromStr for BackboneKind {
-    type Err = anyhow::Error;
+    type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        BackboneKind::ALL
-            .into_iter()
-            .find(|k| k.id() == s)
-            .ok_or_else(|| anyhow::anyhow!("unknown backbone '{s}': use faceres or inception-v3"))
+        BackboneKind::ALL.into_iter().find(|k| k.id() == s).ok_or_else(|| Error::UnknownBackbone(s.to_owned()))
     }
 }
 

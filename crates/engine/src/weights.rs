@@ -2,10 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use sha2::{Digest, Sha256};
+
+use crate::error::candle_message;
+use crate::{Error, Result};
 
 /// Description of one shipped weight file: its name in `models/` and its expected sha256.
 #[derive(Debug, Clone, Copy)]
@@ -55,38 +57,64 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Reads a weight file, checks its sha256 and returns a f32 `VarBuilder` over it.
 ///
-/// Errors name the file and say how to fix it. Shape mismatches surface when the model
-/// asks for a tensor; callers wrap them with [`with_file_context`].
+/// Errors name the file and say how to fix it: [`Error::ModelMissing`],
+/// [`Error::ModelUnreadable`], or [`Error::ModelCorrupt`] (wrong sha256, not safetensors). Shape
+/// mismatches surface when the model asks for a tensor; callers wrap them with
+/// [`with_file_context`].
 pub fn load_checked(path: &Path, expected: &WeightFile, device: &Device) -> Result<VarBuilder<'static>> {
-    let bytes = std::fs::read(path).with_context(|| {
-        format!(
-            "cannot read model file {}: copy {} into the models directory (see models/README.md) \
-             or set GENDER_CLASSIFIER_MODELS",
-            path.display(),
-            expected.file_name
-        )
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| Error::model_read(path, e))?;
     let actual = sha256_hex(&bytes);
     if actual != expected.sha256 {
-        bail!(
-            "model file {} is damaged or not the expected {} (sha256 {actual}, expected {}): \
-             restore it from a fresh clone (see models/README.md)",
-            path.display(),
-            expected.file_name,
-            expected.sha256
-        );
+        return Err(Error::model_corrupt(
+            path,
+            format!(
+                "is damaged or not the expected {} (sha256 {actual}, expected {})",
+                expected.file_name, expected.sha256
+            ),
+        ));
     }
     VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
-        .with_context(|| format!("model file {} is not valid safetensors", path.display()))
+        .map_err(|e| Error::model_corrupt(path, format!("is not valid safetensors ({})", candle_message(&e))))
 }
 
-/// Adds the file name to an error raised while building a model from its weights.
+/// Turns an error raised while building a model from the weights in `path` into
+/// [`Error::ModelCorrupt`], naming the file and the missing or wrong-shaped tensor.
 pub fn with_file_context<T>(r: candle_core::Result<T>, path: &Path) -> Result<T> {
-    r.with_context(|| {
-        format!(
-            "model file {} does not match the expected architecture (missing or wrong-shaped tensor): \
-             restore it from a fresh clone (see models/README.md)",
-            path.display()
+    r.map_err(|e| {
+        Error::model_corrupt(
+            path,
+            format!(
+                "does not match the expected architecture (missing or wrong-shaped tensor: {})",
+                candle_message(&e)
+            ),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use candle_core::{DType, Device};
+    use candle_nn::VarBuilder;
+
+    use crate::Error;
+    use crate::inception_v3::InceptionV3;
+
+    #[test]
+    fn errors_name_the_file_the_tensor_and_the_fix() {
+        let path = Path::new("/nowhere/inception_v3.safetensors");
+        let err = super::load_checked(path, &super::INCEPTION_V3, &Device::Cpu).err().expect("missing file");
+        assert!(matches!(err, Error::ModelMissing { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("/nowhere/inception_v3.safetensors") && text.contains("models/README.md"), "{text}");
+
+        let vb = VarBuilder::from_tensors(HashMap::new(), DType::F32, &Device::Cpu);
+        let err = super::with_file_context(InceptionV3::from_vb(vb), path).expect_err("no tensors");
+        assert!(matches!(err, Error::ModelCorrupt { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("/nowhere/inception_v3.safetensors"), "{text}");
+        assert!(text.contains("Conv2d_1a_3x3") && text.contains("fresh clone"), "{text}");
+    }
 }

@@ -1,0 +1,77 @@
+//! The open dataset as the app shows it: its photos, the grid, thumbnails, the large view, the
+//! curation worker, and the scan that opens a folder.
+
+use std::path::PathBuf;
+
+use gc_core::dataset::Dataset;
+use gc_core::metrics::Metrics;
+
+use crate::curation::Curation;
+use crate::photos::Photos;
+use crate::state::SplitFilter;
+use crate::tasks::{Outcome, Runtime, Task};
+use crate::{grid, thumbnails, viewer};
+
+/// A folder scan: the folder and what was found in it.
+pub type ScanTask = Task<(), (PathBuf, Outcome<Dataset>)>;
+
+/// The open dataset and everything that shows or changes it.
+pub struct DatasetView {
+    /// The open dataset, once scanned.
+    pub photos: Option<Photos>,
+    /// The folder being opened.
+    pub opening: Option<PathBuf>,
+    /// Why the last folder could not be opened.
+    pub open_error: Option<String>,
+    /// The grid's view and selection.
+    pub grid: grid::Grid,
+    /// Thumbnail pool and caches.
+    pub thumbs: thumbnails::Thumbnails,
+    /// The large view.
+    pub viewer: viewer::Viewer,
+    /// Moves, undo and redo of the open dataset.
+    pub curation: Option<Curation>,
+    /// The running folder scan.
+    pub scan: Option<ScanTask>,
+    /// The folder to open on the first frame.
+    pub initial_dir: Option<PathBuf>,
+    /// Metrics of the current predictions, kept per (generation, split).
+    pub metrics: Option<(u64, SplitFilter, Option<Metrics>)>,
+}
+
+impl DatasetView {
+    /// An empty view whose workers run on `rt`; `initial_dir` opens on the first frame.
+    pub fn new(rt: &Runtime, initial_dir: Option<PathBuf>) -> Self {
+        Self {
+            photos: None,
+            opening: None,
+            open_error: None,
+            grid: grid::Grid::default(),
+            thumbs: thumbnails::Thumbnails::new(2, Some(rt.ctx().thumbnails_dir()), rt),
+            viewer: viewer::Viewer::new(rt),
+            curation: None,
+            scan: None,
+            initial_dir,
+            metrics: None,
+        }
+    }
+
+    /// The metrics of the current predictions on `split` (computed once per change).
+    pub fn metrics(&mut self, split: SplitFilter) -> Option<Metrics> {
+        let photos = self.photos.as_ref()?;
+        if let Some((g, s, m)) = &self.metrics
+            && *g == photos.generation
+            && *s == split
+        {
+            return m.clone();
+        }
+        let m = photos.metrics(split);
+        self.metrics = Some((photos.generation, split, m.clone()));
+        m
+    }
+
+    /// True while the scan or the curation worker has work.
+    pub fn is_busy(&self) -> bool {
+        self.scan.is_some() || self.curation.as_ref().is_some_and(Curation::is_busy)
+    }
+}
