@@ -9,7 +9,7 @@ use gc_core::metrics::Metrics;
 use crate::curation::Curation;
 use crate::photos::Photos;
 use crate::state::SplitFilter;
-use crate::tasks::{Outcome, Runtime, Task};
+use crate::tasks::{self, Failure, Outcome, Runtime, Task};
 use crate::{grid, thumbnails, viewer};
 
 /// A folder scan: the folder and what was found in it.
@@ -68,6 +68,51 @@ impl DatasetView {
         let m = photos.metrics(split);
         self.metrics = Some((photos.generation, split, m.clone()));
         m
+    }
+
+    /// Starts scanning the folder `dir` in the background.
+    pub fn open(&mut self, rt: &Runtime, dir: PathBuf) {
+        self.opening = Some(dir.clone());
+        self.open_error = None;
+        self.scan = Some(rt.spawn("scan", move |_| {
+            let r = tasks::scan_dataset(&dir).map_err(Failure::from);
+            (dir, r)
+        }));
+    }
+
+    /// The scanned dataset once the scan ends, or the error to show (also kept in `open_error`).
+    pub fn poll_scan(&mut self) -> Option<Result<Dataset, String>> {
+        let t = self.scan.as_mut()?;
+        let done = match t.poll() {
+            Ok(p) => p.done?,
+            Err(e) => {
+                self.scan = None;
+                self.opening = None;
+                return Some(Err(e.to_string()));
+            }
+        };
+        self.scan = None;
+        self.opening = None;
+        let (dir, result) = done;
+        Some(result.map_err(|e| {
+            self.open_error = Some(e.to_string());
+            format!("Cannot open {}: {e}", dir.display())
+        }))
+    }
+
+    /// Shows `ds`: its photos in a fresh grid, with a curation worker on `rt`. Returns the counts
+    /// per class in words ("12 female, 9 male").
+    pub fn adopt(&mut self, rt: &Runtime, ds: &Dataset) -> String {
+        let photos = Photos::from_dataset(ds);
+        self.grid.reset();
+        self.thumbs.forget_failures();
+        self.open_error = None;
+        self.curation = Some(Curation::open(&ds.root, rt));
+        let (counts, _) = photos.counts();
+        let summary: Vec<String> = photos.classes.iter().zip(&counts).map(|(c, n)| format!("{n} {c}")).collect();
+        self.photos = Some(photos);
+        self.metrics = None;
+        summary.join(", ")
     }
 
     /// True while the scan or the curation worker has work.

@@ -13,9 +13,11 @@ pub mod curation;
 pub mod dataset_view;
 mod evaluation_tab;
 pub mod grid;
+mod input;
 mod layout;
 mod left_panel;
 pub mod models;
+mod native;
 pub mod photos;
 pub mod review;
 mod review_actions;
@@ -32,19 +34,17 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use anyhow::Result;
-
 use gc_core::context::Context;
 use gc_core::dataset::Dataset;
 use gc_core::features::extract::Progress;
-use gc_core::imaging::has_image_extension;
 use gc_core::metrics::Metrics;
 
 pub use commands::{Command, Tab};
-use curation::{Curation, Notice, Op};
+use curation::{Notice, Op};
 use dataset_view::DatasetView;
-use models::ModelsState;
-use photos::Photos;
+pub use input::parse_pasted_paths;
+use models::{ModelEvent, ModelsState};
+pub use native::run_native;
 use shell::Shell;
 use state::Filters;
 pub use state::Settings;
@@ -128,41 +128,15 @@ impl GenderApp {
 
     /// True while any background work runs (scan, model load, predictions, training, curation, classify).
     pub fn is_busy(&self) -> bool {
-        self.data.scan.is_some()
-            || self.models.list_task.is_some()
-            || self.models.load_task.is_some()
-            || self.models.zero_shot_task.is_some()
-            || self.models.eval.is_some()
+        self.data.is_busy()
+            || self.models.is_busy()
             || self.training.is_running()
             || self.review.is_running()
-            || self.data.curation.as_ref().is_some_and(Curation::is_busy)
             || self.classify.pending() > 0 && self.models.classifier.is_some()
     }
 
     fn say(&mut self, level: Level, text: impl Into<String>) {
         self.shell.say(level, text.into());
-    }
-
-    /// Handles dropped (or pasted) paths: a folder opens as a dataset, photos get classified.
-    pub fn drop_paths(&mut self, paths: Vec<PathBuf>) {
-        let (dirs, files): (Vec<PathBuf>, Vec<PathBuf>) = paths.into_iter().partition(|p| p.is_dir());
-        if let Some(d) = dirs.into_iter().next() {
-            self.push(Command::OpenDataset(d));
-        }
-        let (images, others): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|p| has_image_extension(p));
-        if !others.is_empty() {
-            self.say(
-                Level::Warning,
-                format!(
-                    "{} is not a photo (supported: {}); it was ignored",
-                    others[0].display(),
-                    gc_core::imaging::IMAGE_EXTENSIONS.join(", ")
-                ),
-            );
-        }
-        if !images.is_empty() {
-            self.push(Command::ClassifyFiles(images));
-        }
     }
 
     /// Draws one frame (used by eframe and by the tests).
@@ -241,177 +215,18 @@ impl GenderApp {
     }
 
     // ------------------------------------------------------------------------------------------
-    // Input
-
-    fn read_input(&mut self, ctx: &egui::Context) {
-        let text_focus = ctx.egui_wants_keyboard_input();
-        let (mut cmds, dropped, pasted) = ctx.input_mut(|i| {
-            let cmds = commands::take_shortcut_commands(i, text_focus);
-            let dropped: Vec<PathBuf> = i.raw.dropped_files.iter().map(|f| f.path().to_path_buf()).collect();
-            let mut pasted = Vec::new();
-            if !text_focus {
-                for e in &i.events {
-                    if let egui::Event::Paste(text) = e {
-                        pasted.extend(parse_pasted_paths(text));
-                    }
-                }
-            }
-            (cmds, dropped, pasted)
-        });
-        // Keys that act on the grid only make sense while it is shown.
-        cmds.retain(|c| self.key_applies(c));
-        self.shell.pending.extend(cmds);
-        if !dropped.is_empty() {
-            self.drop_paths(dropped);
-        }
-        if !pasted.is_empty() {
-            self.drop_paths(pasted);
-        }
-    }
-
-    fn key_applies(&self, c: &Command) -> bool {
-        match c {
-            Command::RelabelMale
-            | Command::RelabelFemale
-            | Command::RelabelClass(_)
-            | Command::Exclude
-            | Command::Next
-            | Command::Previous
-            | Command::Up
-            | Command::Down
-            | Command::ExtendNext
-            | Command::ExtendPrevious
-            | Command::SelectAll => {
-                self.data.photos.is_some()
-                    && (self.shell.tab == Tab::Photos
-                        || self.shell.tab == Tab::Review && self.review.current().is_some())
-            }
-            Command::ReviewKeep | Command::ReviewRelabelSuggested => {
-                self.shell.tab == Tab::Review && self.review.current().is_some()
-            }
-            Command::ClearSelection => true,
-            Command::AddClassifiedAsPredicted => {
-                self.shell.side == SidePage::Classified && self.settings.show_right_panel
-            }
-            _ => true,
-        }
-    }
-
-    // ------------------------------------------------------------------------------------------
     // Background work
 
     fn poll(&mut self, ctx: &egui::Context) {
         // Dataset scan.
-        if let Some(t) = &mut self.data.scan {
-            match t.poll() {
-                Ok(p) => {
-                    if let Some((dir, result)) = p.done {
-                        self.data.scan = None;
-                        self.data.opening = None;
-                        match result {
-                            Ok(ds) => self.dataset_opened(ds),
-                            Err(e) => {
-                                self.data.open_error = Some(e.to_string());
-                                self.say(Level::Error, format!("Cannot open {}: {e}", dir.display()));
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.data.scan = None;
-                    self.data.opening = None;
-                    self.say(Level::Error, e.to_string());
-                }
-            }
+        match self.data.poll_scan() {
+            Some(Ok(ds)) => self.dataset_opened(ds),
+            Some(Err(e)) => self.say(Level::Error, e),
+            None => {}
         }
-        // Model list.
-        if let Some(t) = &mut self.models.list_task
-            && let Ok(p) = t.poll().map_err(|_| ())
-            && let Some(list) = p.done
-        {
-            self.models.list = list;
-            self.models.list_task = None;
-            if self.models.path.is_none() && self.models.load_task.is_none() && self.models.auto_load {
-                // No model chosen yet: take the newest one of this dataset (or the shipped one).
-                let newest =
-                    self.models.list.iter().find(|m| !m.shipped && m.meta.is_ok()).or_else(|| self.models.list.first());
-                if let Some(m) = newest.map(|m| m.path.clone()) {
-                    self.load_model(m);
-                } else if self.data.photos.is_some() {
-                    self.say(
-                        Level::Warning,
-                        "No model yet: press Train new model, or use the zero-shot head (top bar) to start predicting",
-                    );
-                }
-            }
-        }
-        // Model loading.
-        if let Some(t) = &mut self.models.load_task {
-            let r = t.poll();
-            match r {
-                Ok(p) => {
-                    if let Some(result) = p.done {
-                        self.models.load_task = None;
-                        match result {
-                            Ok(c) => {
-                                self.models.classifier = Some(c);
-                                self.models.error = None;
-                                self.models.key += 1;
-                                if self.data.photos.is_some() {
-                                    self.start_eval();
-                                }
-                            }
-                            Err(e) => {
-                                self.models.error = Some(e.to_string());
-                                self.say(Level::Error, e.to_string());
-                            }
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.models.load_task = None;
-                    self.say(Level::Error, e.to_string());
-                }
-            }
-        }
-        // Zero-shot model.
-        if let Some(t) = &mut self.models.zero_shot_task
-            && let Ok(p) = t.poll().map_err(|_| ())
-            && let Some(result) = p.done
-        {
-            self.models.zero_shot_task = None;
-            match result {
-                Ok(path) => {
-                    self.say(Level::Info, format!("Saved faceres' zero-shot head as {}", path.display()));
-                    self.push(Command::ChooseModel(path));
-                    self.refresh_models();
-                }
-                Err(e) => self.say(Level::Error, format!("Cannot make the zero-shot model: {e}")),
-            }
-        }
-        // Predictions.
-        if let Some(t) = &mut self.models.eval {
-            match t.poll() {
-                Ok(p) => {
-                    if let Some(last) = p.progress.into_iter().last() {
-                        self.models.eval_progress = Some(last);
-                    }
-                    if let Some(result) = p.done {
-                        self.models.eval = None;
-                        let progress = self.models.eval_progress.take();
-                        match result {
-                            Ok((preds, secs)) => self.predictions_ready(&preds, secs, progress),
-                            Err(Failure::Cancelled) => self.say(Level::Info, "Predictions cancelled"),
-                            Err(e) => self.say(Level::Error, format!("Cannot predict the dataset: {e}")),
-                        }
-                    }
-                }
-                Err(e) => {
-                    self.models.eval = None;
-                    self.models.eval_progress = None;
-                    self.say(Level::Error, e.to_string());
-                }
-            }
+        // Models: the list, loading, the zero-shot head, predictions of the dataset.
+        for event in self.models.poll() {
+            self.model_event(event);
         }
         // Audit for the review.
         if let Some(r) = self.review.poll(self.data.photos.as_ref()) {
@@ -474,27 +289,15 @@ impl GenderApp {
     fn dataset_opened(&mut self, ds: Dataset) {
         let root = ds.root.clone();
         let n = ds.items.len();
-        let photos = Photos::from_dataset(&ds);
         self.settings.remember_folder(&root);
-        self.data.grid.reset();
-        self.data.thumbs.forget_failures();
-        self.data.open_error = None;
-        self.data.curation = Some(Curation::open(&root, &self.rt));
-        let (counts, _) = photos.counts();
-        let summary: Vec<String> = photos.classes.iter().zip(&counts).map(|(c, n)| format!("{n} {c}")).collect();
-        self.data.photos = Some(photos);
-        self.data.metrics = None;
+        let summary = self.data.adopt(&self.rt, &ds);
         if n == 0 {
             self.say(
                 Level::Warning,
-                format!(
-                    "{} has class folders ({}) but no photos yet: add photos to them",
-                    root.display(),
-                    summary.join(", ")
-                ),
+                format!("{} has class folders ({}) but no photos yet: add photos to them", root.display(), summary),
             );
         } else {
-            self.say(Level::Info, format!("Opened {}: {}", root.display(), summary.join(", ")));
+            self.say(Level::Info, format!("Opened {}: {}", root.display(), summary));
         }
         self.refresh_models();
         if self.models.classifier.is_some() && n > 0 {
@@ -552,51 +355,61 @@ impl GenderApp {
         }
     }
 
+    fn model_event(&mut self, event: ModelEvent) {
+        match event {
+            ModelEvent::Listed => {
+                if self.models.path.is_none() && self.models.load_task.is_none() && self.models.auto_load {
+                    // No model chosen yet: take the newest one of this dataset (or the shipped one).
+                    if let Some(m) = self.models.newest() {
+                        self.load_model(m);
+                    } else if self.data.photos.is_some() {
+                        self.say(
+                            Level::Warning,
+                            "No model yet: press Train new model, or use the zero-shot head (top bar) to start predicting",
+                        );
+                    }
+                }
+            }
+            ModelEvent::Loaded => {
+                if self.data.photos.is_some() {
+                    self.start_eval();
+                }
+            }
+            ModelEvent::Failed(e) => self.say(Level::Error, e),
+            ModelEvent::ZeroShot(Ok(path)) => {
+                self.say(Level::Info, format!("Saved faceres' zero-shot head as {}", path.display()));
+                self.push(Command::ChooseModel(path));
+                self.refresh_models();
+            }
+            ModelEvent::ZeroShot(Err(e)) => self.say(Level::Error, format!("Cannot make the zero-shot model: {e}")),
+            ModelEvent::Predicted { predictions, secs, progress } => {
+                self.predictions_ready(&predictions, secs, progress)
+            }
+            ModelEvent::Predicting(Failure::Cancelled) => self.say(Level::Info, "Predictions cancelled"),
+            ModelEvent::Predicting(e) => self.say(Level::Error, format!("Cannot predict the dataset: {e}")),
+        }
+    }
+
     fn refresh_models(&mut self) {
         let root = self.data.photos.as_ref().map(|p| p.root.clone());
-        let extra = self.settings.model.clone();
-        let ctx = self.rt.ctx().clone();
-        self.models.list_task =
-            Some(self.rt.spawn("list-models", move |_| tasks::list_models(&ctx, root.as_deref(), extra.as_deref())));
+        self.models.refresh(&self.rt, root, self.settings.model.clone());
     }
 
     fn load_model(&mut self, path: PathBuf) {
-        if let Some(e) = self.models.eval.take() {
-            e.cancel();
-        }
-        self.models.eval_progress = None;
-        self.models.classifier = None;
-        self.models.error = None;
-        self.models.path = Some(path.clone());
         self.settings.model = Some(path.clone());
         if let Some(p) = &mut self.data.photos {
             p.clear_predictions();
         }
-        let ctx = self.rt.ctx().clone();
-        self.models.load_task =
-            Some(self.rt.spawn("load-model", move |_| tasks::load_shared(&path, &ctx).map_err(Failure::from)));
+        self.models.load(&self.rt, path);
     }
 
     fn start_eval(&mut self) {
-        let (Some(c), Some(p)) = (&self.models.classifier, &self.data.photos) else {
-            return;
-        };
         if self.training.is_running() {
             return;
         }
-        if let Some(e) = self.models.eval.take() {
-            e.cancel();
+        if let Some(p) = &self.data.photos {
+            self.models.predict(&self.rt, p.root.clone());
         }
-        let c = c.clone();
-        let root = p.root.clone();
-        let cache = self.rt.ctx().feature_cache();
-        self.models.eval_progress = None;
-        self.models.eval = Some(self.rt.spawn("predict-dataset", move |job| {
-            let start = std::time::Instant::now();
-            tasks::predict_dataset(&root, &c, &cache, &mut |p| _ = job.report(p.clone()), job.cancel_flag())
-                .map(|p| (p, start.elapsed().as_secs_f64()))
-                .map_err(Failure::from)
-        }));
     }
 
     /// The metrics of the current predictions (cached per change).
@@ -732,17 +545,12 @@ impl GenderApp {
                 }
             }
             Command::UseZeroShotModel => {
-                if self.models.zero_shot_task.is_none() {
-                    let dir = self
-                        .data
-                        .photos
-                        .as_ref()
-                        .map_or(self.rt.ctx().cache_root.join("models"), |p| tasks::dataset_models_dir(&p.root));
-                    let ctx = self.rt.ctx().clone();
-                    self.models.zero_shot_task = Some(
-                        self.rt.spawn("zero-shot", move |_| tasks::save_zero_shot(&dir, &ctx).map_err(Failure::from)),
-                    );
-                }
+                let dir = self
+                    .data
+                    .photos
+                    .as_ref()
+                    .map_or(self.rt.ctx().cache_root.join("models"), |p| tasks::dataset_models_dir(&p.root));
+                self.models.make_zero_shot(&self.rt, dir);
             }
             Command::Evaluate => {
                 if self.models.classifier.is_none() {
@@ -779,12 +587,7 @@ impl GenderApp {
             e.cancel();
         }
         self.models.eval_progress = None;
-        self.data.opening = Some(dir.clone());
-        self.data.open_error = None;
-        self.data.scan = Some(self.rt.spawn("scan", move |_| {
-            let r = tasks::scan_dataset(&dir).map_err(Failure::from);
-            (dir, r)
-        }));
+        self.data.open(&self.rt, dir);
     }
 
     fn relabel_named(&mut self, name: &str) {
@@ -851,81 +654,5 @@ impl GenderApp {
         self.training.start(&root, &self.settings.train, &self.rt);
         self.shell.tab = Tab::Training;
         self.say(Level::Info, format!("Training on {}…", root.display()));
-    }
-}
-
-/// Paths in pasted text: one per line, quotes and `file://` removed; only existing paths.
-pub fn parse_pasted_paths(text: &str) -> Vec<PathBuf> {
-    text.lines()
-        .map(|l| l.trim().trim_matches(|c| c == '"' || c == '\''))
-        .map(|l| l.strip_prefix("file://").unwrap_or(l))
-        .filter(|l| !l.is_empty())
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .collect()
-}
-
-impl eframe::App for GenderApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        GenderApp::ui(self, ui);
-    }
-
-    fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, state::SETTINGS_KEY, &self.settings);
-    }
-
-    fn on_exit(&mut self) {
-        self.training.cancel();
-        if let Some(e) = &self.models.eval {
-            e.cancel();
-        }
-    }
-}
-
-/// Opens the app window, optionally on a dataset folder and with a model given on the command line;
-/// its tasks run with `ctx` (device, models folder, cache root).
-pub fn run_native(ctx: Context, dir: Option<PathBuf>, model: Option<PathBuf>) -> Result<()> {
-    let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Gender classifier")
-            .with_app_id("gender-classifier")
-            .with_inner_size([1440.0, 900.0])
-            .with_min_inner_size([960.0, 600.0])
-            .with_drag_and_drop(true),
-        persist_window: true,
-        ..Default::default()
-    };
-    let dir = match dir {
-        Some(d) if !d.is_dir() => {
-            anyhow::bail!("{} is not a folder: give a dataset folder with one sub-folder per class", d.display())
-        }
-        d => d,
-    };
-    eframe::run_native(
-        "gender-classifier",
-        options,
-        Box::new(move |cc| {
-            let mut settings: Settings =
-                cc.storage.and_then(|s| eframe::get_value(s, state::SETTINGS_KEY)).unwrap_or_default();
-            if model.is_some() {
-                settings.model = model;
-            }
-            Ok(Box::new(GenderApp::new(settings, dir, ctx)))
-        }),
-    )
-    .map_err(|e| anyhow::anyhow!("cannot open the app window: {e} (is a display available?)"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pasted_text_becomes_existing_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("a b.jpg");
-        std::fs::write(&f, b"x").unwrap();
-        let text = format!("\"{}\"\nfile://{}\n/nope/x.jpg\n", f.display(), dir.path().display());
-        assert_eq!(parse_pasted_paths(&text), vec![f, dir.path().to_path_buf()]);
     }
 }

@@ -7,10 +7,34 @@ use std::sync::Arc;
 use gc_core::classify::Classifier;
 use gc_core::features::extract::Progress;
 
-use crate::tasks::{ModelInfo, Outcome, Predictions, Task};
+use crate::tasks::{self, Failure, ModelInfo, Outcome, Predictions, Runtime, Task};
 
 /// A prediction pass over the dataset: its predictions and how long it took.
 pub type EvalTask = Task<Progress, Outcome<(Predictions, f64)>>;
+
+/// What the models' background work brought, for the app to act on.
+#[derive(Debug)]
+pub enum ModelEvent {
+    /// The list of models on disk was refreshed.
+    Listed,
+    /// The chosen model is loaded and current.
+    Loaded,
+    /// Loading or listing failed, or a task stopped; the text says why.
+    Failed(String),
+    /// Writing the zero-shot head finished.
+    ZeroShot(Outcome<PathBuf>),
+    /// Predictions of the whole dataset are ready.
+    Predicted {
+        /// One row per photo.
+        predictions: Predictions,
+        /// Seconds the pass took.
+        secs: f64,
+        /// The last progress report (how many came from the cache).
+        progress: Option<Progress>,
+    },
+    /// The prediction pass was cancelled or failed.
+    Predicting(Failure),
+}
 
 /// The models on disk, the current one, and their background work.
 pub struct ModelsState {
@@ -57,6 +81,139 @@ impl Default for ModelsState {
 }
 
 impl ModelsState {
+    /// Lists the shipped model and those of the dataset at `root` (and `extra`) in the background.
+    pub fn refresh(&mut self, rt: &Runtime, root: Option<PathBuf>, extra: Option<PathBuf>) {
+        let ctx = rt.ctx().clone();
+        self.list_task =
+            Some(rt.spawn("list-models", move |_| tasks::list_models(&ctx, root.as_deref(), extra.as_deref())));
+    }
+
+    /// Starts loading the model at `path`; it becomes current when loaded ([`ModelEvent::Loaded`]).
+    pub fn load(&mut self, rt: &Runtime, path: PathBuf) {
+        if let Some(e) = self.eval.take() {
+            e.cancel();
+        }
+        self.eval_progress = None;
+        self.classifier = None;
+        self.error = None;
+        self.path = Some(path.clone());
+        let ctx = rt.ctx().clone();
+        self.load_task = Some(rt.spawn("load-model", move |_| tasks::load_shared(&path, &ctx).map_err(Failure::from)));
+    }
+
+    /// Predicts every photo of the dataset at `root` with the current model (restarting a running pass).
+    pub fn predict(&mut self, rt: &Runtime, root: PathBuf) {
+        let Some(c) = self.classifier.clone() else {
+            return;
+        };
+        if let Some(e) = self.eval.take() {
+            e.cancel();
+        }
+        let cache = rt.ctx().feature_cache();
+        self.eval_progress = None;
+        self.eval = Some(rt.spawn("predict-dataset", move |job| {
+            let start = std::time::Instant::now();
+            tasks::predict_dataset(&root, &c, &cache, &mut |p| _ = job.report(p.clone()), job.cancel_flag())
+                .map(|p| (p, start.elapsed().as_secs_f64()))
+                .map_err(Failure::from)
+        }));
+    }
+
+    /// Writes faceres' zero-shot head as a model under `dir` in the background.
+    pub fn make_zero_shot(&mut self, rt: &Runtime, dir: PathBuf) {
+        if self.zero_shot_task.is_none() {
+            let ctx = rt.ctx().clone();
+            self.zero_shot_task =
+                Some(rt.spawn("zero-shot", move |_| tasks::save_zero_shot(&dir, &ctx).map_err(Failure::from)));
+        }
+    }
+
+    /// The model to load when none was chosen: the newest trained one of the dataset, else the
+    /// first listed (the shipped default).
+    pub fn newest(&self) -> Option<PathBuf> {
+        self.list.iter().find(|m| !m.shipped && m.meta.is_ok()).or_else(|| self.list.first()).map(|m| m.path.clone())
+    }
+
+    /// Collects what the tasks finished since the last frame.
+    pub fn poll(&mut self) -> Vec<ModelEvent> {
+        let mut events = Vec::new();
+        if let Some(t) = &mut self.list_task {
+            match t.poll() {
+                Ok(p) => {
+                    if let Some(list) = p.done {
+                        self.list = list;
+                        self.list_task = None;
+                        events.push(ModelEvent::Listed);
+                    }
+                }
+                Err(e) => {
+                    self.list_task = None;
+                    events.push(ModelEvent::Failed(e.to_string()));
+                }
+            }
+        }
+        if let Some(t) = &mut self.load_task {
+            match t.poll() {
+                Ok(p) => match p.done {
+                    Some(Ok(c)) => {
+                        self.load_task = None;
+                        self.classifier = Some(c);
+                        self.error = None;
+                        self.key += 1;
+                        events.push(ModelEvent::Loaded);
+                    }
+                    Some(Err(e)) => {
+                        self.load_task = None;
+                        self.error = Some(e.to_string());
+                        events.push(ModelEvent::Failed(e.to_string()));
+                    }
+                    None => {}
+                },
+                Err(e) => {
+                    self.load_task = None;
+                    events.push(ModelEvent::Failed(e.to_string()));
+                }
+            }
+        }
+        if let Some(t) = &mut self.zero_shot_task {
+            match t.poll() {
+                Ok(p) => {
+                    if let Some(r) = p.done {
+                        self.zero_shot_task = None;
+                        events.push(ModelEvent::ZeroShot(r));
+                    }
+                }
+                Err(e) => {
+                    self.zero_shot_task = None;
+                    events.push(ModelEvent::ZeroShot(Err(Failure::Failed(e.to_string()))));
+                }
+            }
+        }
+        if let Some(t) = &mut self.eval {
+            match t.poll() {
+                Ok(p) => {
+                    if let Some(last) = p.progress.into_iter().last() {
+                        self.eval_progress = Some(last);
+                    }
+                    if let Some(result) = p.done {
+                        self.eval = None;
+                        let progress = self.eval_progress.take();
+                        events.push(match result {
+                            Ok((predictions, secs)) => ModelEvent::Predicted { predictions, secs, progress },
+                            Err(e) => ModelEvent::Predicting(e),
+                        });
+                    }
+                }
+                Err(e) => {
+                    self.eval = None;
+                    self.eval_progress = None;
+                    events.push(ModelEvent::Predicting(Failure::Failed(e.to_string())));
+                }
+            }
+        }
+        events
+    }
+
     /// True while any of the models' tasks runs.
     pub fn is_busy(&self) -> bool {
         self.list_task.is_some() || self.load_task.is_some() || self.zero_shot_task.is_some() || self.eval.is_some()

@@ -1,0 +1,473 @@
+//! The face detector over a whole photo: pass 1 on the image stretched to 256x256, and on large
+//! photos pass 2, a pyramid of overlapping square tiles, merged with non-maximum suppression.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::decode::{Detection, decode, non_max_suppression};
+use super::*;
+use crate::Result;
+use crate::layer::has_avx2_fma;
+
+/// Options for [`FaceDetector::detect`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DetectOptions {
+    /// Minimum face probability (default 0.5).
+    pub min_score: f32,
+    /// NMS IoU threshold for merging duplicates (default 0.3).
+    pub iou_threshold: f32,
+    /// Most faces returned, best first (default 20).
+    pub max_faces: usize,
+    /// Run pass 2 (tiles) on large images to find small faces (default true).
+    pub tiled: bool,
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        Self { min_score: 0.5, iou_threshold: 0.3, max_faces: 20, tiled: true }
+    }
+}
+
+/// A 256x256 network input cut from a (scaled) image, with how to map its detections back.
+struct Tile {
+    /// Offset of the tile's top-left corner in the scaled image (may be negative: padded).
+    ox: i64,
+    oy: i64,
+    /// Scaled-image pixels to original-image pixels.
+    sx: f32,
+    sy: f32,
+    /// Which tile edges (left, top, right, bottom) are shared with a neighbouring tile.
+    inner: [bool; 4],
+}
+
+/// High-level face detector over images of any size.
+pub struct FaceDetector {
+    net: BlazeFace,
+    device: Device,
+}
+
+impl FaceDetector {
+    /// Wraps a loaded network; `device` is where inputs are placed (the network's device).
+    pub fn new(net: BlazeFace, device: Device) -> Self {
+        Self { net, device }
+    }
+
+    /// Loads and checks the weights file.
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Ok(Self::new(BlazeFace::load(path, device)?, device.clone()))
+    }
+
+    /// The underlying network.
+    pub fn net(&self) -> &BlazeFace {
+        &self.net
+    }
+
+    /// The device inputs go to.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Detects faces, best first; boxes and keypoints in original image pixels.
+    ///
+    /// Pass 1 stretches the whole image to 256x256 (human's default). With `opts.tiled` and a longer
+    /// side above [`TILE_TRIGGER_SIDE`], pass 2 adds a pyramid of square tiles ([`TILE_OVERLAP`]
+    /// overlap, finest side [`MIN_TILE_SIDE`] image pixels or coarser to stay within [`MAX_TILES`],
+    /// sides doubling per level; see `plan_levels`), each tile resized to 256x256 (no squash; tiles
+    /// reaching past the image are padded black). Detections cut by an edge shared with a neighbouring
+    /// tile are dropped, and everything is merged with NMS (`iou_threshold`, `max_faces`). Inputs that
+    /// are nearly uniform (black images, sky, padding) are skipped without running the network.
+    pub fn detect(&self, img: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>> {
+        self.detect_with_tile_budget(img, opts, MAX_TILES)
+    }
+
+    /// [`detect`](Self::detect) with another cap on the number of pass-2 tiles (0 = pass 1 only).
+    /// Cost is about one network run per tile; fewer tiles mean coarser tiles (larger minimum face).
+    pub fn detect_with_tile_budget(
+        &self,
+        img: &RgbImage,
+        opts: &DetectOptions,
+        max_tiles: usize,
+    ) -> Result<Vec<Detection>> {
+        let (w, h) = img.dimensions();
+        if w == 0 || h == 0 || opts.max_faces == 0 {
+            return Ok(Vec::new());
+        }
+        let s = INPUT_SIZE as u32;
+        // Pass 1: the whole image stretched.
+        let mut inputs = vec![(
+            resize_rgb8(img, s, s),
+            Tile { ox: 0, oy: 0, sx: w as f32 / s as f32, sy: h as f32 / s as f32, inner: [false; 4] },
+        )];
+        if opts.tiled && w.max(h) > TILE_TRIGGER_SIDE {
+            // Finest level from the image, each coarser one from the previous level.
+            let mut prev: Option<(Vec<f32>, u32, u32)> = None;
+            for side in plan_levels(w, h, max_tiles) {
+                let (sw, sh) = scaled_dims(w, h, side);
+                let scaled = match &prev {
+                    Some((p, pw, ph)) if *pw >= sw && *ph >= sh => resize_f32(p, *pw, *ph, sw, sh),
+                    _ => resize_rgb8(img, sw, sh),
+                };
+                let n = INPUT_SIZE as i64;
+                for &oy in &tile_offsets(sh) {
+                    for &ox in &tile_offsets(sw) {
+                        let tile = Tile {
+                            ox,
+                            oy,
+                            sx: w as f32 / sw as f32,
+                            sy: h as f32 / sh as f32,
+                            inner: [ox > 0, oy > 0, ox + n < sw as i64, oy + n < sh as i64],
+                        };
+                        inputs.push((crop_planar(&scaled, sw as usize, sh as usize, ox, oy), tile));
+                    }
+                }
+                prev = Some((scaled, sw, sh));
+            }
+        }
+        // A (nearly) uniform input holds no face: skip it (black images, sky, padding).
+        inputs.retain(|(x, _)| !is_flat(x));
+        let raws = self.run_inputs(&inputs)?;
+        let lim = INPUT_SIZE as f32 - TILE_EDGE_MARGIN;
+        let mut dets = Vec::new();
+        for ((_, t), raw) in inputs.iter().zip(&raws) {
+            let found = non_max_suppression(decode(raw, opts.min_score), opts.iou_threshold, opts.max_faces);
+            dets.extend(
+                found
+                    .into_iter()
+                    .filter(|d| {
+                        let b = d.bbox;
+                        !((t.inner[0] && b[0] < TILE_EDGE_MARGIN)
+                            || (t.inner[1] && b[1] < TILE_EDGE_MARGIN)
+                            || (t.inner[2] && b[2] > lim)
+                            || (t.inner[3] && b[3] > lim))
+                    })
+                    .map(|d| d.mapped(t.ox as f32, t.oy as f32, t.sx, t.sy)),
+            );
+        }
+        Ok(non_max_suppression(dets, opts.iou_threshold, opts.max_faces))
+    }
+
+    /// Raw `[896*17]` outputs for planar 256x256 inputs. On the CPU one image per run, several runs
+    /// in parallel (batching does not help there: the 128x128 maps fall out of cache); elsewhere in
+    /// batches of [`DETECT_BATCH`].
+    fn run_inputs(&self, inputs: &[(Vec<f32>, Tile)]) -> Result<Vec<Vec<f32>>> {
+        let shape = |n: usize| (n, 3, INPUT_SIZE, INPUT_SIZE);
+        if self.device.is_cpu() {
+            return inputs
+                .par_iter()
+                .map(|(x, _)| {
+                    let x = Tensor::from_slice(x, shape(1), &self.device)?;
+                    Ok(self.net.forward_raw(&x)?.flatten_all()?.to_vec1::<f32>()?)
+                })
+                .collect();
+        }
+        let mut raws = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(DETECT_BATCH) {
+            let data: Vec<f32> = chunk.iter().flat_map(|(x, _)| x.iter().copied()).collect();
+            let x = Tensor::from_vec(data, shape(chunk.len()), &Device::Cpu)?.to_device(&self.device)?;
+            let raw = self.net.forward_raw(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            raws.extend(raw.chunks_exact(NUM_ANCHORS * RAW_COLS).map(<[f32]>::to_vec));
+        }
+        Ok(raws)
+    }
+}
+
+/// Whether a planar input is (nearly) constant per channel: std below ~2 grey levels.
+fn is_flat(x: &[f32]) -> bool {
+    let plane = x.len() / 3;
+    x.chunks_exact(plane.max(1)).all(|c| {
+        let n = c.len() as f32;
+        let mean = c.iter().sum::<f32>() / n;
+        let var = c.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        var < FLAT_STD * FLAT_STD
+    })
+}
+
+/// Scaled image size for tile side `side` (image pixels per 256 input), at least 1x1.
+fn scaled_dims(w: u32, h: u32, side: f32) -> (u32, u32) {
+    let f = INPUT_SIZE as f32 / side;
+    (((w as f32 * f).round() as u32).max(1), ((h as f32 * f).round() as u32).max(1))
+}
+
+/// Offsets of 256-wide tiles along a scaled axis of length `n`: evenly spread, neighbours
+/// overlapping by at least [`TILE_OVERLAP`]; a single centred (padded) tile when `n <= 256`.
+fn tile_offsets(n: u32) -> Vec<i64> {
+    let (n, t) = (n as i64, INPUT_SIZE as i64);
+    if n <= t {
+        return vec![-(t - n) / 2];
+    }
+    let stride = TILE_STRIDE as i64;
+    let count = (n - t + stride - 1) / stride + 1;
+    (0..count).map(|i| ((i * (n - t)) as f64 / (count - 1) as f64).round() as i64).collect()
+}
+
+fn count_tiles(w: u32, h: u32, levels: &[f32]) -> usize {
+    levels
+        .iter()
+        .map(|&side| {
+            let (sw, sh) = scaled_dims(w, h, side);
+            tile_offsets(sw).len() * tile_offsets(sh).len()
+        })
+        .sum()
+}
+
+/// Tile sides (image pixels) of pass 2, finest first, with at most `max_tiles` tiles in total.
+///
+/// A face up to a quarter of the tile side lies whole in some tile, and BlazeFace finds faces down to
+/// ~20 px of its 256 input, so a level of side `t` covers faces of ~`t/13..t/4` pixels; sides double
+/// from `t0` (starting at [`MIN_TILE_SIDE`]) until pass 1 (which sees faces of 1/8 of the longer side
+/// as 32 px) takes over, or until a level holds every face of the shorter side. Elongated images
+/// (longer side >= 1.5x the shorter) also get a level of squares of the shorter side, which pass 1
+/// squashes. `t0` grows by 1.1x until the budget holds.
+fn plan_levels(w: u32, h: u32, max_tiles: usize) -> Vec<f32> {
+    if max_tiles == 0 || w == 0 || h == 0 {
+        return Vec::new();
+    }
+    let (long, short) = (w.max(h) as f32, w.min(h) as f32);
+    let mut t0 = MIN_TILE_SIDE;
+    loop {
+        let mut levels = Vec::new();
+        let mut t = t0;
+        loop {
+            levels.push(t);
+            if t >= 4.0 * short || 2.0 * t >= 0.5 * long {
+                break;
+            }
+            t *= 2.0;
+        }
+        let squash_level =
+            long >= 1.5 * short && short >= t0 && levels.iter().all(|&l| l < short / 1.5 || l > short * 1.5);
+        if squash_level {
+            levels.push(short);
+            levels.sort_by(f32::total_cmp);
+        }
+        if count_tiles(w, h, &levels) <= max_tiles {
+            return levels;
+        }
+        t0 *= 1.1;
+    }
+}
+
+/// Per-output-pixel `(first source index, weights)` of a triangle ("bilinear") filter that widens
+/// when downscaling (PIL's antialiased bilinear resize; the identity at equal sizes).
+fn filter_coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f32>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filter_scale = scale.max(1.0);
+    (0..out_size)
+        .map(|o| {
+            let center = (o as f64 + 0.5) * scale;
+            let lo = ((center - filter_scale + 0.5).floor().max(0.0) as usize).min(in_size - 1);
+            let hi = ((center + filter_scale + 0.5).floor() as usize).clamp(lo + 1, in_size);
+            let mut w: Vec<f32> =
+                (lo..hi).map(|i| (1.0 - ((i as f64 - center + 0.5) / filter_scale).abs()).max(0.0) as f32).collect();
+            let sum: f32 = w.iter().sum();
+            if sum > 0.0 {
+                w.iter_mut().for_each(|v| *v /= sum);
+            } else {
+                // Cannot happen (the nearest pixel always has weight >= 0.5); fall back to it.
+                w.iter_mut().for_each(|v| *v = 0.0);
+                w[(center as usize).clamp(lo, hi - 1) - lo] = 1.0;
+            }
+            (lo, w)
+        })
+        .collect()
+}
+
+/// Runs `f(oy, r, g, b)` for every output row of a planar `[3, oh, ow]` buffer, in parallel, with
+/// a per-thread scratch buffer of `scratch` floats.
+fn for_each_out_row(
+    oh: usize,
+    ow: usize,
+    scratch: usize,
+    f: impl Fn(usize, &mut [f32], &mut [f32], &mut [f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0f32; 3 * oh * ow];
+    let (r, rest) = out.split_at_mut(oh * ow);
+    let (g, b) = rest.split_at_mut(oh * ow);
+    r.par_chunks_mut(ow)
+        .zip(g.par_chunks_mut(ow))
+        .zip(b.par_chunks_mut(ow))
+        .enumerate()
+        .for_each_init(|| vec![0f32; scratch], |buf, (oy, ((r, g), b))| f(oy, buf, r, g, b));
+    out
+}
+
+/// `buf[i] = sum_k ws[k] * rows[k][i]` over u8 rows (vertical filter taps).
+#[inline(always)]
+fn vertical_u8(src: &[u8], stride: usize, lo: usize, ws: &[f32], buf: &mut [f32]) {
+    buf.fill(0.0);
+    for (k, &wk) in ws.iter().enumerate() {
+        let row = &src[(lo + k) * stride..(lo + k + 1) * stride];
+        for (b, &p) in buf.iter_mut().zip(row) {
+            *b += wk * p as f32;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn vertical_u8_avx2(src: &[u8], stride: usize, lo: usize, ws: &[f32], buf: &mut [f32]) {
+    vertical_u8(src, stride, lo, ws, buf)
+}
+
+/// Resizes (stretching) an RGB image to `ow x oh`, returning planar `[3, oh, ow]` values
+/// `pixel / 127.5 - 1`. Separable antialiased bilinear (vertical then horizontal), parallel over rows.
+fn resize_rgb8(img: &RgbImage, ow: u32, oh: u32) -> Vec<f32> {
+    let (w, ow, oh) = (img.width() as usize, ow as usize, oh as usize);
+    let src = img.as_raw();
+    let cx = filter_coeffs(w, ow);
+    let cy = filter_coeffs(img.height() as usize, oh);
+    let simd = has_avx2_fma();
+    for_each_out_row(oh, ow, w * 3, |oy, buf, r, g, b| {
+        let (lo, ws) = &cy[oy];
+        if simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 support was checked at runtime.
+            unsafe {
+                vertical_u8_avx2(src, w * 3, *lo, ws, buf)
+            }
+        } else {
+            vertical_u8(src, w * 3, *lo, ws, buf);
+        }
+        for (ox, (lo, ws)) in cx.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for (p, &wk) in buf[lo * 3..(lo + ws.len()) * 3].chunks_exact(3).zip(ws) {
+                acc[0] += wk * p[0];
+                acc[1] += wk * p[1];
+                acc[2] += wk * p[2];
+            }
+            r[ox] = acc[0] / 127.5 - 1.0;
+            g[ox] = acc[1] / 127.5 - 1.0;
+            b[ox] = acc[2] / 127.5 - 1.0;
+        }
+    })
+}
+
+/// Resizes a planar `[3, h, w]` image to `[3, oh, ow]` (same filter as [`resize_rgb8`]).
+fn resize_f32(src: &[f32], w: u32, h: u32, ow: u32, oh: u32) -> Vec<f32> {
+    let (w, h, ow, oh) = (w as usize, h as usize, ow as usize, oh as usize);
+    let cx = filter_coeffs(w, ow);
+    let cy = filter_coeffs(h, oh);
+    for_each_out_row(oh, ow, w, |oy, buf, r, g, b| {
+        let (lo, ws) = &cy[oy];
+        for (c, dst) in [r, g, b].into_iter().enumerate() {
+            buf.fill(0.0);
+            for (k, &wk) in ws.iter().enumerate() {
+                let row = (c * h + lo + k) * w;
+                axpy(buf, wk, &src[row..row + w]);
+            }
+            for (d, (lo, ws)) in dst.iter_mut().zip(&cx) {
+                *d = buf[*lo..lo + ws.len()].iter().zip(ws).map(|(v, wk)| v * wk).sum();
+            }
+        }
+    })
+}
+
+/// Cuts a 256x256 tile at `(ox, oy)` from a planar `[3, h, w]` image; outside it is black (-1).
+fn crop_planar(src: &[f32], w: usize, h: usize, ox: i64, oy: i64) -> Vec<f32> {
+    let n = INPUT_SIZE;
+    let mut out = vec![-1f32; 3 * n * n];
+    let x0 = ox.max(0) as usize;
+    let x1 = (ox + n as i64).min(w as i64).max(0) as usize;
+    if x1 <= x0 {
+        return out;
+    }
+    let dx0 = (x0 as i64 - ox) as usize;
+    for c in 0..3 {
+        for ty in 0..n {
+            let sy = oy + ty as i64;
+            if sy < 0 || sy >= h as i64 {
+                continue;
+            }
+            let srow = &src[(c * h + sy as usize) * w..(c * h + sy as usize + 1) * w];
+            out[(c * n + ty) * n + dx0..(c * n + ty) * n + dx0 + (x1 - x0)].copy_from_slice(&srow[x0..x1]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_offsets_cover_axis_with_quarter_overlap() {
+        assert_eq!(tile_offsets(100), vec![-78]);
+        assert_eq!(tile_offsets(256), vec![0]);
+        for n in [257u32, 300, 384, 385, 1000, 4096] {
+            let o = tile_offsets(n);
+            assert_eq!(o[0], 0);
+            assert_eq!(*o.last().unwrap(), n as i64 - 256);
+            for p in o.windows(2) {
+                assert!(p[1] - p[0] <= TILE_STRIDE as i64 && p[1] > p[0], "{n}: {o:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn plan_respects_budget() {
+        for (w, h) in [(600, 400), (2000, 1500), (4000, 3000), (20000, 300), (300, 20000), (513, 1), (100000, 100000)] {
+            let levels = plan_levels(w, h, MAX_TILES);
+            let count: usize = levels
+                .iter()
+                .map(|&s| {
+                    let (sw, sh) = scaled_dims(w, h, s);
+                    tile_offsets(sw).len() * tile_offsets(sh).len()
+                })
+                .sum();
+            assert!(!levels.is_empty() && count <= MAX_TILES, "{w}x{h}: {levels:?} -> {count}");
+        }
+    }
+
+    #[test]
+    fn resize_identity_and_constant() {
+        let img = RgbImage::from_fn(5, 4, |x, y| image::Rgb([(x * 40) as u8, (y * 50) as u8, 7]));
+        let out = resize_rgb8(&img, 5, 4);
+        for y in 0..4 {
+            for x in 0..5 {
+                let i = (y * 5 + x) as usize;
+                assert!((out[i] - ((x * 40) as f32 / 127.5 - 1.0)).abs() < 1e-5);
+                assert!((out[20 + i] - ((y * 50) as f32 / 127.5 - 1.0)).abs() < 1e-5);
+            }
+        }
+        let planar = resize_f32(&out, 5, 4, 5, 4);
+        assert_eq!(planar, out);
+        let one = RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 51]));
+        let out = resize_rgb8(&one, 7, 3);
+        assert!(out[..21].iter().all(|v| (v - 1.0).abs() < 1e-5));
+        assert!(out[21..42].iter().all(|v| (v + 1.0).abs() < 1e-5));
+    }
+
+    #[test]
+    fn chained_downscale_close_to_direct() {
+        let img = RgbImage::from_fn(400, 300, |x, y| {
+            let v = 128.0 + 100.0 * ((x as f32 / 37.0).sin() * (y as f32 / 23.0).cos());
+            image::Rgb([v as u8, (255.0 - v) as u8, 77])
+        });
+        let direct = resize_rgb8(&img, 100, 75);
+        let mid = resize_rgb8(&img, 200, 150);
+        let chained = resize_f32(&mid, 200, 150, 100, 75);
+        let diff = direct.iter().zip(&chained).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(diff < 0.1, "diff {diff}");
+        assert!(chained[150 * 100..].iter().take(7500).all(|v| (v - (77.0 / 127.5 - 1.0)).abs() < 1e-5));
+    }
+
+    #[test]
+    fn crop_pads_black() {
+        let (w, h) = (300usize, 100usize);
+        let src: Vec<f32> = (0..3 * w * h).map(|i| (i % 7) as f32 / 7.0).collect();
+        let t = crop_planar(&src, w, h, 20, -78);
+        let n = INPUT_SIZE;
+        assert_eq!(t.len(), 3 * n * n);
+        assert_eq!(t[0], -1.0);
+        assert_eq!(t[78 * n], src[20]);
+        assert_eq!(t[(2 * n + 78 + 99) * n + 255], src[(2 * h + 99) * w + 275]);
+        assert_eq!(t[(78 + 100) * n], -1.0);
+        let right = crop_planar(&src, w, h, 200, 0);
+        assert_eq!(right[99], src[299]);
+        assert_eq!(right[100], -1.0);
+    }
+}
