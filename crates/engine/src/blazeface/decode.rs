@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{INPUT_SIZE, NUM_ANCHORS, NUM_KEYPOINTS, RAW_COLS};
 
+/// The 896 anchor centres `(x, y)` in pixels of the 256 input (human's `generateAnchors(256)`).
 pub fn anchors() -> Vec<[f32; 2]> {
     anchor_table().to_vec()
 }

@@ -9,7 +9,10 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::decode::{Detection, decode, non_max_suppression};
-use super::*;
+use super::{
+    BlazeFace, DETECT_BATCH, FLAT_STD, INPUT_SIZE, MAX_TILES, MIN_TILE_SIDE, NUM_ANCHORS, RAW_COLS, TILE_EDGE_MARGIN,
+    TILE_STRIDE, TILE_TRIGGER_SIDE, axpy,
+};
 use crate::Result;
 use crate::layer::has_avx2_fma;
 

@@ -319,7 +319,7 @@ fn stem_plane_avx2(planes: &[f32], k: &[f32], bias: f32, dst: &mut [f32]) {
 }
 
 #[inline(always)]
-fn axpy(d: &mut [f32], a: f32, x: &[f32]) {
+pub(super) fn axpy(d: &mut [f32], a: f32, x: &[f32]) {
     for (d, x) in d.iter_mut().zip(x) {
         *d += a * x;
     }
@@ -438,8 +438,6 @@ fn pw_block(a: &PwArgs, acc: &mut [f32]) {
 fn pw_block_avx2(a: &PwArgs, acc: &mut [f32]) {
     pw_block(a, acc)
 }
-
-/// The 896 anchor centres `(x, y)` in pixels of the 256 input (human's `generateAnchors(256)`).
 
 #[cfg(test)]
 mod tests {
