@@ -240,9 +240,10 @@ pub fn run(cli: &Cli, ctx: &Context) -> Result<()> {
     }
 }
 
-fn cancelled_or(e: anyhow::Error) -> anyhow::Error {
+fn cancelled_or(e: gc_core::error::Error) -> anyhow::Error {
+    let e = anyhow::Error::from(e);
     // The chain keeps the typed `Cancelled`, which `main` turns into exit code 130.
-    if gc_core::error::is_cancelled(&e) { e.context("interrupted") } else { e }
+    if gc_core::error::is_cancelled(e.as_ref()) { e.context("interrupted") } else { e }
 }
 
 fn train(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
@@ -370,7 +371,7 @@ fn load_classifier(model: &Option<PathBuf>, no_face_crop: bool, ctx: &Context) -
     if no_face_crop {
         m.meta.preprocess.face_crop = false;
     }
-    Classifier::new(m, ctx)
+    Ok(Classifier::new(m, ctx)?)
 }
 
 fn classify(ctx: &Context, a: &ClassifyArgs) -> Result<()> {

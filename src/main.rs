@@ -26,18 +26,17 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     // Device, models and cache are resolved once, for the app and every subcommand alike.
-    let result =
-        gc_core::context::Context::resolve(&cli.device, cli.cache.as_deref(), cli.models.as_deref()).and_then(|ctx| {
-            match &cli.command {
-                None => gc_app::run_native(ctx, None, None),
-                Some(Command::App { dir, model }) => gc_app::run_native(ctx, dir.clone(), model.clone()),
-                Some(_) => cli::run(&cli, &ctx),
-            }
+    let result = gc_core::context::Context::resolve(&cli.device, cli.cache.as_deref(), cli.models.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|ctx| match &cli.command {
+            None => Ok(gc_app::run_native(ctx, None, None)?),
+            Some(Command::App { dir, model }) => Ok(gc_app::run_native(ctx, dir.clone(), model.clone())?),
+            Some(_) => cli::run(&cli, &ctx),
         });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            let interrupted = gc_core::error::is_cancelled(&e);
+            let interrupted = gc_core::error::is_cancelled(e.as_ref());
             eprintln!("error: {e:#}");
             std::process::ExitCode::from(if interrupted { 130 } else { 1 })
         }

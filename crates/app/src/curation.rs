@@ -132,7 +132,7 @@ impl Curation {
                         Reply::Moved { kind, what, done, errors }
                     }
                     Job::Copy { from, to_dir } => {
-                        let r = copy_into(&from, &to_dir).map_err(Failure::from);
+                        let r = copy_into(&from, &to_dir);
                         Reply::Copied(from, r)
                     }
                 };
@@ -333,13 +333,24 @@ pub fn describe_recovery(rec: &Recovery) -> Option<String> {
 /// Copies `from` into `to_dir` under its own name (or `name (n).ext`), never overwriting:
 /// the bytes go to a hidden temporary file first, which is then hard-linked into place
 /// (a link fails instead of replacing an existing file).
-pub fn copy_into(from: &Path, to_dir: &Path) -> anyhow::Result<PathBuf> {
-    use anyhow::Context as _;
-    let name = from.file_name().with_context(|| format!("{} has no file name", from.display()))?;
-    std::fs::create_dir_all(to_dir).with_context(|| format!("cannot create folder {}", to_dir.display()))?;
+pub fn copy_into(from: &Path, to_dir: &Path) -> Outcome<PathBuf> {
+    let failed = |what: String| move |e: std::io::Error| Failure::Failed(format!("{what}: {e}"));
+    let Some(name) = from.file_name() else {
+        return Err(Failure::Failed(format!("{} has no file name", from.display())));
+    };
+    std::fs::create_dir_all(to_dir).map_err(failed(format!("cannot create folder {}", to_dir.display())))?;
     let tmp = to_dir.join(format!(".incoming-{}.tmp", std::process::id()));
-    std::fs::copy(from, &tmp).with_context(|| format!("cannot copy {} into {}", from.display(), to_dir.display()))?;
-    if let Ok(f) = std::fs::File::open(&tmp) {
+    let placed = copy_then_place(from, to_dir, name, &tmp);
+    // The temporary copy is ours; the original and the placed copy stay.
+    let _ = std::fs::remove_file(&tmp);
+    placed?.ok_or_else(|| Failure::Failed(format!("no free file name for {} in {}", from.display(), to_dir.display())))
+}
+
+/// Copies `from` to `tmp`, then links (or exclusively copies) it to the first free name in `to_dir`.
+fn copy_then_place(from: &Path, to_dir: &Path, name: &std::ffi::OsStr, tmp: &Path) -> Outcome<Option<PathBuf>> {
+    let failed = |what: String| move |e: std::io::Error| Failure::Failed(format!("{what}: {e}"));
+    std::fs::copy(from, tmp).map_err(failed(format!("cannot copy {} into {}", from.display(), to_dir.display())))?;
+    if let Ok(f) = std::fs::File::open(tmp) {
         let _ = f.sync_all();
     }
     let stem = Path::new(name).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -347,7 +358,7 @@ pub fn copy_into(from: &Path, to_dir: &Path) -> anyhow::Result<PathBuf> {
     let mut result = None;
     for n in 0..10_000 {
         let candidate = if n == 0 { to_dir.join(name) } else { to_dir.join(format!("{stem} ({n}){ext}")) };
-        match std::fs::hard_link(&tmp, &candidate) {
+        match std::fs::hard_link(tmp, &candidate) {
             Ok(()) => {
                 result = Some(candidate);
                 break;
@@ -358,17 +369,17 @@ pub fn copy_into(from: &Path, to_dir: &Path) -> anyhow::Result<PathBuf> {
                 if candidate.exists() {
                     continue;
                 }
-                let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&candidate)?;
-                std::io::copy(&mut std::fs::File::open(&tmp)?, &mut out)?;
-                out.sync_all()?;
+                let write = failed(format!("cannot write {}", candidate.display()));
+                let mut out =
+                    std::fs::OpenOptions::new().write(true).create_new(true).open(&candidate).map_err(&write)?;
+                std::fs::File::open(tmp).and_then(|mut src| std::io::copy(&mut src, &mut out)).map_err(&write)?;
+                out.sync_all().map_err(&write)?;
                 result = Some(candidate);
                 break;
             }
         }
     }
-    // The temporary copy is ours; the original and the placed copy stay.
-    let _ = std::fs::remove_file(&tmp);
-    result.with_context(|| format!("no free file name for {} in {}", from.display(), to_dir.display()))
+    Ok(result)
 }
 
 #[cfg(test)]

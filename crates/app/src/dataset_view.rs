@@ -9,7 +9,7 @@ use gc_core::metrics::Metrics;
 use crate::curation::Curation;
 use crate::photos::Photos;
 use crate::state::SplitFilter;
-use crate::tasks::{self, Failure, Outcome, Runtime, Task};
+use crate::tasks::{self, Outcome, Runtime, Task};
 use crate::{grid, thumbnails, viewer};
 
 /// A folder scan: the folder and what was found in it.
@@ -75,7 +75,7 @@ impl DatasetView {
         self.opening = Some(dir.clone());
         self.open_error = None;
         self.scan = Some(rt.spawn("scan", move |_| {
-            let r = tasks::scan_dataset(&dir).map_err(Failure::from);
+            let r = tasks::scan_dataset(&dir);
             (dir, r)
         }));
     }

@@ -98,7 +98,7 @@ impl ModelsState {
         self.error = None;
         self.path = Some(path.clone());
         let ctx = rt.ctx().clone();
-        self.load_task = Some(rt.spawn("load-model", move |_| tasks::load_shared(&path, &ctx).map_err(Failure::from)));
+        self.load_task = Some(rt.spawn("load-model", move |_| tasks::load_shared(&path, &ctx)));
     }
 
     /// Predicts every photo of the dataset at `root` with the current model (restarting a running pass).
@@ -115,7 +115,6 @@ impl ModelsState {
             let start = std::time::Instant::now();
             tasks::predict_dataset(&root, &c, &cache, &mut |p| _ = job.report(p.clone()), job.cancel_flag())
                 .map(|p| (p, start.elapsed().as_secs_f64()))
-                .map_err(Failure::from)
         }));
     }
 
@@ -123,8 +122,7 @@ impl ModelsState {
     pub fn make_zero_shot(&mut self, rt: &Runtime, dir: PathBuf) {
         if self.zero_shot_task.is_none() {
             let ctx = rt.ctx().clone();
-            self.zero_shot_task =
-                Some(rt.spawn("zero-shot", move |_| tasks::save_zero_shot(&dir, &ctx).map_err(Failure::from)));
+            self.zero_shot_task = Some(rt.spawn("zero-shot", move |_| tasks::save_zero_shot(&dir, &ctx)));
         }
     }
 

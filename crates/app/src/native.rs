@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use gc_core::context::Context;
 
 use crate::{GenderApp, Settings, state};
@@ -24,9 +23,20 @@ impl eframe::App for GenderApp {
     }
 }
 
+/// Why the window could not open.
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    /// The folder given on the command line is not one.
+    #[error("{0} is not a folder: give a dataset folder with one sub-folder per class")]
+    NotAFolder(PathBuf),
+    /// The window system refused (no display, no GPU driver).
+    #[error("cannot open the app window: {0} (is a display available?)")]
+    Window(String),
+}
+
 /// Opens the app window, optionally on a dataset folder and with a model given on the command line;
 /// its tasks run with `ctx` (device, models folder, cache root).
-pub fn run_native(ctx: Context, dir: Option<PathBuf>, model: Option<PathBuf>) -> Result<()> {
+pub fn run_native(ctx: Context, dir: Option<PathBuf>, model: Option<PathBuf>) -> Result<(), WindowError> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Gender classifier")
@@ -39,7 +49,7 @@ pub fn run_native(ctx: Context, dir: Option<PathBuf>, model: Option<PathBuf>) ->
     };
     let dir = match dir {
         Some(d) if !d.is_dir() => {
-            anyhow::bail!("{} is not a folder: give a dataset folder with one sub-folder per class", d.display())
+            return Err(WindowError::NotAFolder(d));
         }
         d => d,
     };
@@ -55,5 +65,5 @@ pub fn run_native(ctx: Context, dir: Option<PathBuf>, model: Option<PathBuf>) ->
             Ok(Box::new(GenderApp::new(settings, dir, ctx)))
         }),
     )
-    .map_err(|e| anyhow::anyhow!("cannot open the app window: {e} (is a display available?)"))
+    .map_err(|e| WindowError::Window(e.to_string()))
 }

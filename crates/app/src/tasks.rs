@@ -5,13 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context as _, Result, bail};
-
 use gc_core::classify::Classifier;
 use gc_core::context::Context;
 use gc_core::dataset::Dataset;
 use gc_core::dataset::split::Split;
-use gc_core::error::is_cancelled;
+use gc_core::error::{describe, is_cancelled};
 use gc_core::eval::{EvalScope, evaluate_dataset};
 use gc_core::features::FeatureCache;
 use gc_core::features::extract::Progress;
@@ -55,9 +53,9 @@ pub enum Failure {
     Failed(String),
 }
 
-impl From<anyhow::Error> for Failure {
-    fn from(e: anyhow::Error) -> Self {
-        if is_cancelled(&e) { Failure::Cancelled } else { Failure::Failed(format!("{e:#}")) }
+impl From<gc_core::error::Error> for Failure {
+    fn from(e: gc_core::error::Error) -> Self {
+        if is_cancelled(&e) { Failure::Cancelled } else { Failure::Failed(describe(&e)) }
     }
 }
 
@@ -74,13 +72,13 @@ pub type Outcome<T> = Result<T, Failure>;
 // Dataset scanning
 
 /// Scans a dataset folder and says, in words, what is wrong with it.
-pub fn scan_dataset(root: &Path) -> Result<Dataset> {
+pub fn scan_dataset(root: &Path) -> Outcome<Dataset> {
     let ds = Dataset::scan(root)?;
     if ds.classes.is_empty() {
-        bail!(
+        return Err(Failure::Failed(format!(
             "{} has no class folders. A dataset is a folder with one sub-folder per class, e.g. male/ and female/, each holding photos.",
             root.display()
-        );
+        )));
     }
     Ok(ds)
 }
@@ -158,19 +156,20 @@ pub fn list_models(ctx: &Context, dataset: Option<&Path>, extra: Option<&Path>) 
 }
 
 /// Loads a model for classification, with advice when it is missing.
-pub fn load_classifier(path: &Path, ctx: &Context) -> Result<Classifier> {
+pub fn load_classifier(path: &Path, ctx: &Context) -> Outcome<Classifier> {
     let (st, _) = model_paths(path);
     if !st.exists() {
-        bail!(
+        return Err(Failure::Failed(format!(
             "model {} is missing: train one with the Train button, choose another model, or use the zero-shot head",
             st.display()
-        );
+        )));
     }
-    Classifier::load(path, ctx).with_context(|| format!("cannot load model {}", st.display()))
+    Classifier::load(path, ctx)
+        .map_err(|e| Failure::Failed(format!("cannot load model {}: {}", st.display(), describe(&e))))
 }
 
 /// Saves faceres' zero-shot head under `dir` and returns its path.
-pub fn save_zero_shot(dir: &Path, ctx: &Context) -> Result<PathBuf> {
+pub fn save_zero_shot(dir: &Path, ctx: &Context) -> Outcome<PathBuf> {
     let model = gc_core::train::run::zero_shot_model(ctx, true)?;
     let path = dir.join("zero-shot-faceres.safetensors");
     model.save(&path)?;
@@ -235,7 +234,7 @@ pub fn predict_dataset(
     cache: &FeatureCache,
     on_progress: &mut dyn FnMut(&Progress),
     cancel: &AtomicBool,
-) -> Result<Predictions> {
+) -> Outcome<Predictions> {
     let report = evaluate_dataset(root, classifier, EvalScope::All, cache, 16, on_progress, cancel)?;
     let trained_split = classifier.model.meta.split.is_some();
     let face_crop = classifier.pipeline.spec.face_crop;
@@ -340,7 +339,7 @@ pub fn pick_files(rt: &Runtime) -> Task<(), Picked> {
 }
 
 /// Loads the classifier and wraps it for sharing between workers.
-pub fn load_shared(path: &Path, ctx: &Context) -> Result<Arc<Classifier>> {
+pub fn load_shared(path: &Path, ctx: &Context) -> Outcome<Arc<Classifier>> {
     load_classifier(path, ctx).map(Arc::new)
 }
 

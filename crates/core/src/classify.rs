@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use crate::error::Result;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 

@@ -27,7 +27,7 @@ pub struct Context {
 impl Context {
     /// Resolves a context: `device` by name (`cpu`, `cuda`, `metal`), `cache` else
     /// `$GENDER_CLASSIFIER_CACHE` else the user cache folder, `models` else the shipped models.
-    pub fn resolve(device: &str, cache: Option<&Path>, models: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn resolve(device: &str, cache: Option<&Path>, models: Option<&Path>) -> crate::error::Result<Self> {
         Ok(Self {
             device: gc_engine::device::select(device)?,
             models_dir: models.map(Path::to_path_buf).unwrap_or_else(gc_engine::weights::models_dir),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Result, bail};
+use crate::error::{Result, invalid};
 use serde::{Deserialize, Serialize};
 
 use crate::classify::Classifier;
@@ -103,12 +103,12 @@ pub fn evaluate_dataset(
     let ds = Dataset::scan(dir)?;
     let classes = classifier.classes().to_vec();
     if ds.items.is_empty() {
-        bail!("{} has no photos in class folders to evaluate", dir.display());
+        invalid!("{} has no photos in class folders to evaluate", dir.display());
     }
     // Map the folder's classes onto the model's by name.
     let mapping: Vec<Option<usize>> = ds.classes.iter().map(|c| classes.iter().position(|m| m == c)).collect();
     if let Some((c, _)) = ds.classes.iter().zip(&mapping).find(|(_, m)| m.is_none()) {
-        bail!("folder class '{c}' is not one of the model's classes ({})", classes.join(", "));
+        invalid!("folder class '{c}' is not one of the model's classes ({})", classes.join(", "));
     }
     let split = classifier.model.meta.split.unwrap_or_default();
     let feats = dataset_features(&ds, &classifier.pipeline, cache, &split, batch_size, on_progress, cancel)?;
@@ -125,7 +125,7 @@ pub fn evaluate_dataset(
         })
         .collect();
     if items.is_empty() {
-        bail!("no readable images to evaluate in {} for this scope", dir.display());
+        invalid!("no readable images to evaluate in {} for this scope", dir.display());
     }
     let refs: Vec<&ItemFeatures> = items.iter().collect();
     let scored = score(&classifier.model.head, &refs)?;

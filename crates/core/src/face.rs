@@ -1,6 +1,6 @@
 //! Face-crop policy on top of BlazeFace: which regions of a photo get classified.
 
-use anyhow::Result;
+use crate::error::Result;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 

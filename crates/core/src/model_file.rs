@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{Error, IoContext, JsonContext, Result, invalid};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
@@ -86,31 +86,31 @@ impl Model {
     pub fn save(&self, path: &Path) -> Result<()> {
         let (st, js) = model_paths(path);
         if let Some(dir) = st.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create folder {}", dir.display()))?;
+            std::fs::create_dir_all(dir).io(|| format!("cannot create folder {}", dir.display()))?;
         }
         self.head.save(&st)?;
         std::fs::write(&js, serde_json::to_string_pretty(&self.meta)?)
-            .with_context(|| format!("cannot write model metadata {}", js.display()))?;
+            .io(|| format!("cannot write model metadata {}", js.display()))?;
         Ok(())
     }
 
     /// Reads a model and checks that its head fits its metadata and the installed backbone.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
         let (st, js) = model_paths(path);
-        let text = std::fs::read_to_string(&js).with_context(|| {
+        let text = std::fs::read_to_string(&js).io(|| {
             format!(
                 "cannot read model metadata {} (a model is a .safetensors file with a .json beside it)",
                 js.display()
             )
         })?;
         let meta: ModelMeta = serde_json::from_str(&text)
-            .with_context(|| format!("model metadata {} is damaged or from another program", js.display()))?;
+            .damaged(|| format!("model metadata {} is damaged or from another program", js.display()))?;
         if meta.format_version > FORMAT_VERSION {
-            bail!("model {} was written by a newer gender-classifier; update the app", js.display());
+            invalid!("model {} was written by a newer gender-classifier; update the app", js.display());
         }
         let expected = meta.preprocess.backbone.weight_file().sha256;
         if meta.backbone_sha256 != expected {
-            bail!(
+            invalid!(
                 "model {} was trained on different {} weights (sha256 {}); retrain it with this version",
                 st.display(),
                 meta.preprocess.backbone,
@@ -118,8 +118,11 @@ impl Model {
             );
         }
         let head =
-            Head::load(&st, meta.preprocess.backbone.feature_dim(), meta.classes.len(), device).with_context(|| {
-                format!("model {} does not fit its backbone {}", st.display(), meta.preprocess.backbone)
+            Head::load(&st, meta.preprocess.backbone.feature_dim(), meta.classes.len(), device).map_err(|source| {
+                Error::Model {
+                    what: format!("model {} does not fit its backbone {}", st.display(), meta.preprocess.backbone),
+                    source: Box::new(source),
+                }
             })?;
         Ok(Self { meta, head })
     }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use crate::error::Result;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use crate::error::{Result, invalid};
 use candle_core::{Device, Tensor};
 use gc_engine::BackboneKind;
 
@@ -97,7 +97,7 @@ pub fn similar_pairs<V: AsRef<[f32]>>(features: &[V], threshold: f32) -> Result<
         return Ok(Vec::new());
     }
     if let Some(bad) = features.iter().find(|v| v.as_ref().len() != d) {
-        anyhow::bail!(
+        invalid!(
             "feature vectors differ in length ({} and {d}): they come from different backbones",
             bad.as_ref().len()
         );

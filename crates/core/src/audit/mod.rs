@@ -11,7 +11,7 @@ pub mod suspects;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Result;
+use crate::error::Result;
 use serde::Serialize;
 
 use crate::context::Context;

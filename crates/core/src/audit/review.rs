@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{IoContext, JsonContext, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{Finding, FindingKind};
@@ -31,9 +31,9 @@ impl ReviewLog {
         let path = dataset_root.join(crate::dataset::journal::STATE_DIR).join(FILE);
         let mut log: ReviewLog = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is damaged: delete it to forget past review decisions", path.display()))?,
+                .damaged(|| format!("{} is damaged: delete it to forget past review decisions", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ReviewLog::default(),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(e) => return Err(e).io(|| format!("cannot read {}", path.display())),
         };
         log.path = path;
         Ok(log)
@@ -65,12 +65,11 @@ impl ReviewLog {
 
     fn save(&self) -> Result<()> {
         if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir).io(|| format!("cannot create {}", dir.display()))?;
         }
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).with_context(|| format!("cannot write {}", self.path.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).io(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).io(|| format!("cannot write {}", self.path.display()))?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Result;
+use crate::error::Result;
 
 use crate::metrics::argmax;
 use crate::train::{LabelledSet, TrainOptions, train_head};

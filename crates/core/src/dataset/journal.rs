@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{IoContext, Result, invalid};
 use serde::{Deserialize, Serialize};
 
 /// Hidden folder inside a dataset that holds the app's state (journal, review decisions).
@@ -59,7 +59,7 @@ impl Journal {
     pub fn open(dataset_root: &Path) -> Result<(Self, Recovery)> {
         let dir = dataset_root.join(STATE_DIR);
         std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {} (is the dataset folder writable?)", dir.display()))?;
+            .io(|| format!("cannot create {} (is the dataset folder writable?)", dir.display()))?;
         let path = dir.join("journal.jsonl");
         let mut pending: Vec<(u64, Move)> = Vec::new();
         let mut next_id = 0;
@@ -100,7 +100,7 @@ impl Journal {
             .create(true)
             .append(true)
             .open(&self.path)
-            .with_context(|| format!("cannot write the move journal {}", self.path.display()))?;
+            .io(|| format!("cannot write the move journal {}", self.path.display()))?;
         let mut line = serde_json::to_string(rec)?;
         line.push('\n');
         f.write_all(line.as_bytes())?;
@@ -110,8 +110,8 @@ impl Journal {
 
     /// Moves `from` into folder `to_dir`, keeping its name (adding ` (n)` if taken). Returns the move made.
     pub fn move_into(&mut self, from: &Path, to_dir: &Path) -> Result<Move> {
-        let name = from.file_name().with_context(|| format!("{} has no file name", from.display()))?;
-        std::fs::create_dir_all(to_dir).with_context(|| format!("cannot create folder {}", to_dir.display()))?;
+        let Some(name) = from.file_name() else { invalid!("{} has no file name", from.display()) };
+        std::fs::create_dir_all(to_dir).io(|| format!("cannot create folder {}", to_dir.display()))?;
         let to = unique_destination(to_dir, Path::new(name));
         self.apply(&Move { from: from.to_path_buf(), to })
     }
@@ -119,17 +119,17 @@ impl Journal {
     /// Performs one move (used for undo/redo too); refuses to overwrite anything.
     pub fn apply(&mut self, mv: &Move) -> Result<Move> {
         if !mv.from.exists() {
-            bail!("{} is no longer there (moved or renamed outside the app?); rescan the folder", mv.from.display());
+            invalid!("{} is no longer there (moved or renamed outside the app?); rescan the folder", mv.from.display());
         }
         if mv.to.exists() {
-            bail!("{} already exists; nothing was moved", mv.to.display());
+            invalid!("{} already exists; nothing was moved", mv.to.display());
         }
         let id = self.next_id;
         self.next_id += 1;
         self.append(&Record::Begin { id, from: mv.from.clone(), to: mv.to.clone() })?;
         if let Err(e) = std::fs::rename(&mv.from, &mv.to) {
             self.append(&Record::Aborted { id })?;
-            return Err(e).with_context(|| format!("cannot move {} to {}", mv.from.display(), mv.to.display()));
+            return Err(e).io(|| format!("cannot move {} to {}", mv.from.display(), mv.to.display()));
         }
         self.append(&Record::Done { id })?;
         Ok(mv.clone())
@@ -144,7 +144,7 @@ fn drop_torn_tail(path: &Path) -> Result<()> {
     }
     let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let f = OpenOptions::new().write(true).open(path)?;
-    f.set_len(keep as u64).with_context(|| format!("cannot repair the move journal {}", path.display()))?;
+    f.set_len(keep as u64).io(|| format!("cannot repair the move journal {}", path.display()))?;
     f.sync_data()?;
     Ok(())
 }

@@ -5,7 +5,7 @@ pub mod split;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::error::{IoContext, Result, invalid};
 
 use crate::imaging::has_image_extension;
 
@@ -37,15 +37,15 @@ impl Dataset {
     /// extensions directly inside it are its items.
     pub fn scan(root: &Path) -> Result<Self> {
         let meta = std::fs::metadata(root)
-            .with_context(|| format!("dataset folder {} does not exist or cannot be read", root.display()))?;
+            .io(|| format!("dataset folder {} does not exist or cannot be read", root.display()))?;
         if !meta.is_dir() {
-            bail!(
+            invalid!(
                 "{} is not a folder: a dataset is a folder with one sub-folder per class (e.g. male/ and female/)",
                 root.display()
             );
         }
         let mut classes = Vec::new();
-        for entry in std::fs::read_dir(root).with_context(|| format!("cannot list {}", root.display()))? {
+        for entry in std::fs::read_dir(root).io(|| format!("cannot list {}", root.display()))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') || name == EXCLUDED_DIR || !entry.path().is_dir() {
@@ -58,7 +58,7 @@ impl Dataset {
         for (label, class) in classes.iter().enumerate() {
             let dir = root.join(class);
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-                .with_context(|| format!("cannot list class folder {}", dir.display()))?
+                .io(|| format!("cannot list class folder {}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.is_file() && has_image_extension(p))
                 .collect();
@@ -80,7 +80,7 @@ impl Dataset {
     /// Fails with advice unless there are at least two classes with at least one image each.
     pub fn require_trainable(&self) -> Result<()> {
         if self.classes.is_empty() {
-            bail!(
+            invalid!(
                 "{} has no class folders: create one sub-folder per class (e.g. male/ and female/) and put photos in them",
                 self.root.display()
             );
@@ -89,7 +89,7 @@ impl Dataset {
         let non_empty: Vec<&str> =
             self.classes.iter().zip(&counts).filter(|(_, n)| **n > 0).map(|(c, _)| c.as_str()).collect();
         if non_empty.len() < 2 {
-            bail!(
+            invalid!(
                 "{} needs photos in at least two class folders to train (found {}): add photos to the other class",
                 self.root.display(),
                 if non_empty.is_empty() { "no photos at all".to_string() } else { format!("only '{}'", non_empty[0]) }
@@ -103,7 +103,7 @@ impl Dataset {
 pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
-        let meta = std::fs::metadata(p).with_context(|| format!("{} does not exist or cannot be read", p.display()))?;
+        let meta = std::fs::metadata(p).io(|| format!("{} does not exist or cannot be read", p.display()))?;
         if meta.is_dir() {
             walk(p, &mut out)?;
         } else {
@@ -116,7 +116,7 @@ pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+    for entry in std::fs::read_dir(dir).io(|| format!("cannot list {}", dir.display()))? {
         let path = entry?.path();
         let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if hidden {

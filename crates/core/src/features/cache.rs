@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use crate::error::{IoContext, Result};
 use sha2::{Digest, Sha256};
 
 use crate::preprocess::PreprocessSpec;
@@ -67,10 +67,10 @@ impl FeatureCache {
     pub fn put(&self, spec: &PreprocessSpec, sha: &str, value: &CachedFeatures) -> Result<()> {
         let path = self.entry_path(spec, sha);
         let dir = path.parent().expect("entry path has a parent");
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache folder {}", dir.display()))?;
+        std::fs::create_dir_all(dir).io(|| format!("cannot create cache folder {}", dir.display()))?;
         let tmp = dir.join(format!(".{sha}.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, encode(value)).with_context(|| format!("cannot write cache entry {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write cache entry {}", path.display()))?;
+        std::fs::write(&tmp, encode(value)).io(|| format!("cannot write cache entry {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).io(|| format!("cannot write cache entry {}", path.display()))?;
         Ok(())
     }
 

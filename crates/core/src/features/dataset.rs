@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Result;
+use crate::error::Result;
 
 use super::cache::{CachedFeatures, FeatureCache};
 use super::extract::{Progress, extract};

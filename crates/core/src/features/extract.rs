@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use crate::error::Result;
 use rayon::prelude::*;
 
 use super::cache::{CachedFeatures, FeatureCache};
@@ -62,10 +62,10 @@ pub struct Extracted {
 }
 
 /// Per-file results, aligned with the input list; a failure says why the file was skipped.
-pub type ExtractOutcome = Vec<Result<Extracted, FileError>>;
+pub type ExtractOutcome = Vec<std::result::Result<Extracted, FileError>>;
 
 enum Prepared {
-    Ready(Result<Extracted, FileError>),
+    Ready(std::result::Result<Extracted, FileError>),
     Pending { sha256: String, value: CachedFeatures, input: Vec<f32> },
 }
 

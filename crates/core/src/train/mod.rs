@@ -6,7 +6,7 @@ pub mod run;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Result, bail};
+use crate::error::{Result, invalid};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
@@ -61,10 +61,10 @@ impl<'a> LabelledSet<'a> {
 pub fn zero_shot_head(g: &GenderHead, classes: &[String]) -> Result<Head> {
     let pos = |name: &str| classes.iter().position(|c| c.eq_ignore_ascii_case(name));
     let (Some(m), Some(_)) = (pos("male"), pos("female")) else {
-        bail!("the faceres gender head needs classes named 'male' and 'female' (found: {})", classes.join(", "));
+        invalid!("the faceres gender head needs classes named 'male' and 'female' (found: {})", classes.join(", "));
     };
     if classes.len() != 2 {
-        bail!("the faceres gender head needs exactly two classes, male and female (found {})", classes.len());
+        invalid!("the faceres gender head needs exactly two classes, male and female (found {})", classes.len());
     }
     // softmax([0, g]) = [1 - sigmoid(g), sigmoid(g)]: the female logit is 0, the male logit is the gender logit.
     let zeros_w = g.gender_weight.zeros_like()?;
@@ -93,7 +93,7 @@ pub fn train_head(
     cancel: &AtomicBool,
 ) -> Result<(Head, Vec<EpochStats>)> {
     if train.is_empty() {
-        bail!("no training images: add photos to the class folders");
+        invalid!("no training images: add photos to the class folders");
     }
     let dev = Device::Cpu;
     let dim = train.features[0].len();
@@ -293,6 +293,6 @@ mod tests {
             &AtomicBool::new(true),
         )
         .unwrap_err();
-        assert!(e.downcast_ref::<Cancelled>().is_some());
+        assert!(matches!(e, crate::error::Error::Cancelled(Cancelled)), "{e}");
     }
 }

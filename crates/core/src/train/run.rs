@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Result, bail};
+use crate::error::{Result, invalid};
 use candle_core::Device;
 
 use super::{EpochStats, LabelledSet, TrainOptions, train_head, zero_shot_head};
@@ -100,11 +100,11 @@ pub fn train_dataset(
     let train = LabelledSet::of_split(&feats, Split::Train);
     let val = LabelledSet::of_split(&feats, Split::Validation);
     if train.is_empty() {
-        bail!("no readable training images in {}: check the class folders", dir.display());
+        invalid!("no readable training images in {}: check the class folders", dir.display());
     }
     let start = if cfg.options.warm_start {
         if cfg.backbone != BackboneKind::Faceres {
-            bail!("warm start is only available for the faceres backbone");
+            invalid!("warm start is only available for the faceres backbone");
         }
         let path = ctx.weights(&weights::FACERES);
         Some(zero_shot_head(&Faceres::load_gender_head(&path, &Device::Cpu)?, &ds.classes)?)
