@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use gc_core::classify::Classifier;
+use gc_core::eval::{EvalScope, evaluate_dataset};
 use gc_core::features::extract::Progress;
 
 use crate::tasks::{self, Failure, ModelInfo, Outcome, Predictions, Runtime, Task};
@@ -113,8 +114,17 @@ impl ModelsState {
         self.eval_progress = None;
         self.eval = Some(rt.spawn("predict-dataset", move |job| {
             let start = std::time::Instant::now();
-            tasks::predict_dataset(&root, &c, &cache, &mut |p| _ = job.report(p.clone()), job.cancel_flag())
-                .map(|p| (p, start.elapsed().as_secs_f64()))
+            evaluate_dataset(
+                &root,
+                &c,
+                EvalScope::All,
+                &cache,
+                16,
+                &mut |p| _ = job.report(p.clone()),
+                job.cancel_flag(),
+            )
+            .map(|report| (Predictions::from_eval(report, &c), start.elapsed().as_secs_f64()))
+            .map_err(Failure::from)
         }));
     }
 

@@ -10,9 +10,7 @@ use gc_core::context::Context;
 use gc_core::dataset::Dataset;
 use gc_core::dataset::split::Split;
 use gc_core::error::{describe, is_cancelled};
-use gc_core::eval::{EvalScope, evaluate_dataset};
-use gc_core::features::FeatureCache;
-use gc_core::features::extract::Progress;
+use gc_core::eval::EvalReport;
 use gc_core::model_file::{ModelMeta, model_paths};
 pub use gc_core::task::{Job, Panicked, Polled, Runtime, Task};
 use gc_core::train::run::{TrainConfig, TrainEvent, TrainReport, train_dataset};
@@ -88,7 +86,7 @@ pub fn scan_dataset(root: &Path) -> Outcome<Dataset> {
 
 /// Folder where the app saves models trained on a dataset.
 pub fn dataset_models_dir(root: &Path) -> PathBuf {
-    root.join(".gender-classifier").join("models")
+    gc_core::context::state_dir(root).join("models")
 }
 
 /// One model found on disk.
@@ -224,32 +222,25 @@ impl Predictions {
             failures: report.failures.clone(),
         }
     }
-}
 
-/// Predicts every image of the dataset at `root` with `classifier` through core's evaluation, using
-/// and filling the feature cache; keeps the face counts, which the grid's face filters need.
-pub fn predict_dataset(
-    root: &Path,
-    classifier: &Classifier,
-    cache: &FeatureCache,
-    on_progress: &mut dyn FnMut(&Progress),
-    cancel: &AtomicBool,
-) -> Outcome<Predictions> {
-    let report = evaluate_dataset(root, classifier, EvalScope::All, cache, 16, on_progress, cancel)?;
-    let trained_split = classifier.model.meta.split.is_some();
-    let face_crop = classifier.pipeline.spec.face_crop;
-    let rows = report
-        .scored
-        .into_iter()
-        .map(|s| PredictionRow {
-            path: s.path,
-            predicted: s.predicted,
-            probs: s.probs,
-            split: trained_split.then_some(s.split),
-            n_faces: face_crop.then_some(s.n_faces),
-        })
-        .collect();
-    Ok(Predictions { classes: report.classes, rows, failures: report.failures })
+    /// Predictions from core's evaluation of the whole dataset with `classifier`; keeps the face
+    /// counts (for the grid's face filters) and the split only when the model has one.
+    pub fn from_eval(report: EvalReport, classifier: &Classifier) -> Self {
+        let trained_split = classifier.model.meta.split.is_some();
+        let face_crop = classifier.pipeline.spec.face_crop;
+        let rows = report
+            .scored
+            .into_iter()
+            .map(|s| PredictionRow {
+                path: s.path,
+                predicted: s.predicted,
+                probs: s.probs,
+                split: trained_split.then_some(s.split),
+                n_faces: face_crop.then_some(s.n_faces),
+            })
+            .collect();
+        Self { classes: report.classes, rows, failures: report.failures }
+    }
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ fn anchor_table() -> &'static [[f32; 2]] {
 pub struct Detection {
     /// Face probability (sigmoid of the logit).
     pub score: f32,
-    /// `[x1, y1, x2, y2]`; from [`FaceDetector::detect`] in original image pixels (not clamped to
+    /// `[x1, y1, x2, y2]`; from [`FaceDetector::detect`](super::FaceDetector::detect) in original image pixels (not clamped to
     /// the image), from [`decode`] in pixels of the 256 input.
     pub bbox: [f32; 4],
     /// Right eye, left eye, nose tip, mouth centre, right ear tragion, left ear tragion (subject's
@@ -90,7 +90,7 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// Decodes raw rows (`896 * 17` values, row-major, as from [`BlazeFace::forward_raw`]) into
+/// Decodes raw rows (`896 * 17` values, row-major, as from [`BlazeFace::forward_raw`](super::BlazeFace::forward_raw)) into
 /// detections in pixels of the 256 input, keeping those with `score >= min_score` (in anchor order).
 ///
 /// Extra values beyond 896 rows are ignored; a shorter slice decodes the complete rows it holds.

@@ -77,7 +77,7 @@ impl FaceDetector {
     /// Detects faces, best first; boxes and keypoints in original image pixels.
     ///
     /// Pass 1 stretches the whole image to 256x256 (human's default). With `opts.tiled` and a longer
-    /// side above [`TILE_TRIGGER_SIDE`], pass 2 adds a pyramid of square tiles ([`TILE_OVERLAP`]
+    /// side above [`TILE_TRIGGER_SIDE`], pass 2 adds a pyramid of square tiles ([`TILE_OVERLAP`](super::TILE_OVERLAP)
     /// overlap, finest side [`MIN_TILE_SIDE`] image pixels or coarser to stay within [`MAX_TILES`],
     /// sides doubling per level; see `plan_levels`), each tile resized to 256x256 (no squash; tiles
     /// reaching past the image are padded black). Detections cut by an edge shared with a neighbouring
