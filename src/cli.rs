@@ -23,7 +23,7 @@ use gc_engine::BackboneKind;
 #[derive(Debug, Parser)]
 #[command(name = "gender-classifier", version, about, long_about = None)]
 pub struct Cli {
-    /// Compute device: cpu, cuda or metal (GPU ones need the matching cargo feature).
+    /// Compute device: auto (the fastest present), cpu, cuda or metal (GPU ones need the matching cargo feature).
     #[arg(long, global = true, default_value = "cpu")]
     pub device: String,
     /// Cache folder, holding `features/` and `thumbs/` (default: $GENDER_CLASSIFIER_CACHE, else the user cache dir).

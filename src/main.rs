@@ -28,6 +28,11 @@ fn main() -> std::process::ExitCode {
     // Device, models and cache are resolved once, for the app and every subcommand alike.
     let result = gc_core::context::Context::resolve(&cli.device, cli.cache.as_deref(), cli.models.as_deref())
         .map_err(anyhow::Error::from)
+        .inspect(|ctx| {
+            if cli.device == "auto" {
+                eprintln!("device: {} (picked by --device auto)", gc_engine::device::describe(&ctx.device));
+            }
+        })
         .and_then(|ctx| match &cli.command {
             None => Ok(gc_app::run_native(ctx, None, None)?),
             Some(Command::App { dir, model }) => Ok(gc_app::run_native(ctx, dir.clone(), model.clone())?),

@@ -40,6 +40,22 @@ fn faceres_pool_and_gender_match_reference() {
 }
 
 #[test]
+fn candle_ops_path_matches_the_cpu_kernels_and_the_reference() {
+    // The path a GPU takes (Candle's own ops), run here on the CPU: it must give the reference's
+    // features as the hand-written kernels do, for one image and for a batch.
+    let r = reference();
+    let net = Faceres::load(&root().join("models/faceres_deep.f32.safetensors"), &Device::Cpu).unwrap();
+    let x = &r["input"];
+    let batch = Tensor::cat(&[x, &x.flip_lr_for_test(), x], 0).unwrap();
+    let generic = gc_engine::layer::with_candle_ops(|| net.features(&batch).unwrap());
+    let kernels = net.features(&batch).unwrap();
+    let d = max_diff(&generic, &kernels);
+    assert!(d <= 1e-4, "Candle ops vs CPU kernels: max |diff| {d}");
+    let d = max_diff(&generic.get(0).unwrap().unsqueeze(0).unwrap(), &r["global_pool"]);
+    assert!(d <= 1e-4, "Candle ops vs reference: max |diff| {d}");
+}
+
+#[test]
 fn batched_forward_equals_single_forward() {
     let r = reference();
     let net = Faceres::load(&root().join("models/faceres_deep.f32.safetensors"), &Device::Cpu).unwrap();

@@ -45,6 +45,20 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 #[test]
+fn candle_ops_path_matches_the_cpu_kernels_and_the_reference() {
+    // The path a GPU takes (Candle's own ops, no NHWC kernels, no Winograd), run on the CPU.
+    let reference = load_reference();
+    let input = reference.get("input").expect("reference input").clone();
+    let model = InceptionV3::load(&weights_path(), &Device::Cpu).expect("load inception_v3");
+    let generic = gc_engine::layer::with_candle_ops(|| model.features(&input).expect("features, Candle ops"));
+    let kernels = model.features(&input).expect("features, CPU kernels");
+    let d = max_abs_diff(&generic, &kernels);
+    assert!(d <= 1e-3, "Candle ops vs CPU kernels: max |diff| {d}");
+    let d = max_abs_diff(&generic, reference.get("pool").expect("reference pool"));
+    assert!(d <= 2e-3, "Candle ops vs reference pool: max |diff| {d}");
+}
+
+#[test]
 fn matches_reference_outputs() {
     let reference = load_reference();
     let get = |name: &str| reference.get(name).unwrap_or_else(|| panic!("reference lacks tensor '{name}'")).clone();

@@ -167,6 +167,8 @@ fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
         }
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
             ui.weak("F1: shortcuts");
+            ui.separator();
+            ui.weak(gc_engine::device::describe(&app.device())).on_hover_text("Where the networks run (--device)");
             if let Some(p) = &app.data.photos {
                 ui.separator();
                 let (counts, _) = p.counts();

@@ -121,6 +121,11 @@ impl GenderApp {
         self.shell.pending.push(c);
     }
 
+    /// The device the app's networks run on.
+    pub fn device(&self) -> candle_core::Device {
+        self.rt.ctx().device.clone()
+    }
+
     /// The text of the latest status message.
     pub fn status_text(&self) -> &str {
         self.shell.status.as_ref().map_or("", |(_, t)| t.as_str())

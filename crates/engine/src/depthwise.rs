@@ -42,7 +42,7 @@ impl Depthwise3x3 {
 
     /// Runs the conv on an NCHW tensor with the given padding.
     pub fn forward(&self, x: &Tensor, pad: Padding) -> Result<Tensor> {
-        if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        if crate::layer::cpu_kernels(x) {
             let op = DepthwiseOp { layer: self, pad };
             return x.contiguous()?.apply_op1_no_bwd(&op);
         }
@@ -278,7 +278,7 @@ pub fn pointwise(x: &Tensor, weight2d: &Tensor, bias: &Tensor, act: Activation) 
 /// `y` must be a fresh result no other tensor shares (e.g. straight out of a matmul or conv).
 pub fn bias_act(y: Tensor, bias: &Tensor, act: Activation) -> Result<Tensor> {
     let c = y.dim(1)?;
-    if y.device().is_cpu() && y.dtype() == candle_core::DType::F32 && y.is_contiguous() {
+    if crate::layer::cpu_kernels(&y) && y.is_contiguous() {
         y.inplace_op1(&BiasAct { bias: bias.to_vec1::<f32>()?, act, channels: c })?;
         return Ok(y);
     }

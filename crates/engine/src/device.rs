@@ -1,4 +1,4 @@
-//! Picking the compute device from `--device cpu|cuda|metal`.
+//! Picking the compute device from `--device auto|cpu|cuda|metal`.
 
 use candle_core::Device;
 
@@ -20,16 +20,49 @@ pub fn select(name: &str) -> Result<Device> {
             }
             Device::new_metal(0).map_err(|e| Error::DeviceUnavailable { device: "Metal", reason: e.to_string() })
         }
+        "auto" => Ok(auto()),
         other => Err(Error::UnknownDevice(other.to_owned())),
+    }
+}
+
+/// The fastest device this build and machine have: a CUDA GPU, else a Metal GPU, else the CPU.
+pub fn auto() -> Device {
+    if cfg!(feature = "cuda")
+        && let Ok(d) = Device::new_cuda(0)
+    {
+        return d;
+    }
+    if cfg!(feature = "metal")
+        && let Ok(d) = Device::new_metal(0)
+    {
+        return d;
+    }
+    Device::Cpu
+}
+
+/// The device in a few words, for logs and status lines: "CPU", "CUDA GPU 0", "Metal GPU".
+pub fn describe(device: &Device) -> String {
+    match device {
+        Device::Cpu => "CPU".into(),
+        Device::Cuda(_) => "CUDA GPU 0".into(),
+        Device::Metal(_) => "Metal GPU".into(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use candle_core::Device;
+
     #[test]
     fn unknown_and_missing_devices_are_clear_errors() {
         assert!(super::select("cpu").unwrap().is_cpu());
-        assert!(super::select("tpu").unwrap_err().to_string().contains("use cpu, cuda or metal"));
+        // Without a GPU feature (or a GPU), auto is the CPU and says so.
+        let auto = super::select("auto").unwrap();
+        if !cfg!(feature = "cuda") && !cfg!(feature = "metal") {
+            assert!(auto.is_cpu());
+        }
+        assert_eq!(super::describe(&Device::Cpu), "CPU");
+        assert!(super::select("tpu").unwrap_err().to_string().contains("use auto, cpu, cuda or metal"));
         if !cfg!(feature = "cuda") {
             assert_eq!(
                 super::select("cuda").unwrap_err().to_string(),

@@ -52,8 +52,8 @@ pub enum Error {
         source: candle_core::Error,
     },
 
-    /// `--device` named something other than cpu, cuda or metal.
-    #[error("unknown device '{0}': use cpu, cuda or metal")]
+    /// `--device` named something other than auto, cpu, cuda or metal.
+    #[error("unknown device '{0}': use auto, cpu, cuda or metal")]
     UnknownDevice(String),
 
     /// A backbone name other than faceres or inception-v3.

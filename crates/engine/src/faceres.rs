@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::nhwc::conv::NhwcConv;
@@ -150,7 +150,7 @@ impl Backbone for Faceres {
             // Images per core ([`per_core::map_balanced`]): in NHWC one slice per core beat
             // splitting every layer across the cores at batch 16 in two sets of alternating runs
             // (medians 75.9 against 70.7 and 75.4 against 63.5 images/s).
-            Some(cpu) if x.device().is_cpu() && x.dtype() == DType::F32 => per_core::map_balanced(
+            Some(cpu) if crate::layer::cpu_kernels(x) => per_core::map_balanced(
                 x,
                 EARLY_IMAGES,
                 LATE_IMAGES / EARLY_IMAGES,

@@ -4,7 +4,9 @@
 //! Both the NCHW layers (`depthwise`, the networks) and the NHWC engine (`nhwc`) import this
 //! module, and it imports neither.
 
-use candle_core::{Result, Tensor};
+use std::cell::Cell;
+
+use candle_core::{DType, Result, Tensor};
 
 /// Activation fused into the conv epilogue.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,4 +74,24 @@ pub fn has_avx2_fma() -> bool {
     {
         false
     }
+}
+
+thread_local! {
+    static CANDLE_OPS_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// `true` when the hand-written CPU kernels may run on `x`: an f32 tensor on the CPU, outside
+/// [`with_candle_ops`]. Everywhere else (a GPU, another dtype) the layers use Candle's own ops.
+pub fn cpu_kernels(x: &Tensor) -> bool {
+    x.device().is_cpu() && x.dtype() == DType::F32 && !CANDLE_OPS_ONLY.get()
+}
+
+/// Runs `f` with every layer on Candle's own ops, the path a GPU takes, even on the CPU; the
+/// choice is made on the calling thread, so other threads keep their kernels. Tests use it to
+/// prove the GPU path where no GPU is lent.
+pub fn with_candle_ops<R>(f: impl FnOnce() -> R) -> R {
+    let before = CANDLE_OPS_ONLY.replace(true);
+    let out = f();
+    CANDLE_OPS_ONLY.set(before);
+    out
 }

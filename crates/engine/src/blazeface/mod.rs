@@ -172,7 +172,7 @@ impl BlazeFace {
     /// Rows 0..512 come from the 16x16 map (2 anchors per cell), rows 512..896 from the 8x8 map
     /// (6 per cell), ordered `(y, x, anchor)`; columns: logit, dx, dy, w, h, then 6 keypoints (x, y).
     pub fn forward_raw(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.forward_impl(x, x.device().is_cpu() && x.dtype() == candle_core::DType::F32)
+        self.forward_impl(x, crate::layer::cpu_kernels(x))
     }
 
     /// `cpu`: use the fused CPU kernels for the stem and the block tails (else plain candle ops).

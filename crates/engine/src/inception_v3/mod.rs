@@ -58,7 +58,7 @@ pub struct InceptionTaps {
 
 /// `true` when the hand-written CPU kernels apply to this tensor.
 fn fast_path(x: &Tensor) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32
+    crate::layer::cpu_kernels(x)
 }
 
 mod layers;
