@@ -61,5 +61,9 @@ if [ "$mode" = check ]; then
   CARGO_TARGET_DIR=target/cuda cargo check -p gc-engine --features cuda
 else
   CARGO_TARGET_DIR=target/cuda cargo build --release --features cuda
+  # What a GPU machine gets: the binary without symbols, compressed (xz: about 14 MB, from 94 MB).
+  strip -o target/cuda/gender-classifier target/cuda/release/gender-classifier
+  xz -T0 -6 -f -k target/cuda/gender-classifier
+  ls -l target/cuda/release/gender-classifier target/cuda/gender-classifier target/cuda/gender-classifier.xz >&2
 fi
 echo "cuda $mode finished in $(( $(date +%s) - start )) s (CUDA $ver, compute capability $CUDA_COMPUTE_CAP)" >&2

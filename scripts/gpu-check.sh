@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end check of the GPU path on a machine with an NVIDIA GPU (no internet needed).
 #
-#   scripts/gpu-check.sh [BINARY]            # BINARY: the CUDA build (default target/cuda/release/gender-classifier)
+#   scripts/gpu-check.sh [BINARY]            # BINARY: the CUDA build (default target/cuda/release/gender-classifier),
+#                                            # or its .xz from scripts/build-cuda.sh
 #   DEVICE=cpu scripts/gpu-check.sh BINARY   # the same checks with the CPU in place of the GPU
 #
 # 1. classify --json on assets/samples with the device and with the CPU: every probability within 1e-3;
@@ -14,9 +15,13 @@ cd "$(dirname "$0")/.."
 
 bin="${1:-target/cuda/release/gender-classifier}"
 dev="${DEVICE:-cuda}"
-[ -x "$bin" ] || { echo "error: $bin is not an executable; build it with scripts/build-cuda.sh" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+if [ "${bin%.xz}" != "$bin" ]; then
+  xz -dc "$bin" > "$work/gender-classifier" && chmod +x "$work/gender-classifier"
+  bin="$work/gender-classifier"
+fi
+[ -x "$bin" ] || { echo "error: $bin is not an executable; build it with scripts/build-cuda.sh" >&2; exit 1; }
 export GENDER_CLASSIFIER_CACHE="$work/cache"
 export GENDER_CLASSIFIER_MODELS="${GENDER_CLASSIFIER_MODELS:-$PWD/models}"
 say() { echo "== $*" >&2; }

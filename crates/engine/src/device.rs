@@ -12,17 +12,23 @@ pub fn select(name: &str) -> Result<Device> {
             if !cfg!(feature = "cuda") {
                 return Err(Error::DeviceNotBuilt { device: "CUDA", feature: "cuda" });
             }
-            Device::new_cuda(0).map_err(|e| Error::DeviceUnavailable { device: "CUDA", reason: e.to_string() })
+            Device::new_cuda(0).map_err(|e| Error::DeviceUnavailable { device: "CUDA", reason: first_line(&e) })
         }
         "metal" => {
             if !cfg!(feature = "metal") {
                 return Err(Error::DeviceNotBuilt { device: "Metal", feature: "metal" });
             }
-            Device::new_metal(0).map_err(|e| Error::DeviceUnavailable { device: "Metal", reason: e.to_string() })
+            Device::new_metal(0).map_err(|e| Error::DeviceUnavailable { device: "Metal", reason: first_line(&e) })
         }
         "auto" => Ok(auto()),
         other => Err(Error::UnknownDevice(other.to_owned())),
     }
+}
+
+/// The first line of Candle's error: it appends a backtrace to some, which a one-line message
+/// should not carry.
+fn first_line(e: &candle_core::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().trim().to_owned()
 }
 
 /// The fastest device this build and machine have: a CUDA GPU, else a Metal GPU, else the CPU.
