@@ -183,19 +183,9 @@ impl<P: Send, R: Send> Task<P, R> {
     /// Collects progress and, once, the result. `Err` means the job panicked.
     pub fn poll(&mut self) -> Result<Polled<P, R>, Panicked> {
         let progress: Vec<P> = self.progress_rx.try_iter().collect();
-        if self.finished {
-            return Ok(Polled { progress, done: None });
-        }
-        match self.done_rx.try_recv() {
-            Ok(r) => {
-                self.finished = true;
-                r.map(|r| Polled { progress, done: Some(r) })
-            }
-            Err(TryRecvError::Empty) => Ok(Polled { progress, done: None }),
-            Err(TryRecvError::Disconnected) => {
-                self.finished = true;
-                Err(Panicked { task: self.name.clone(), message: "its thread could not start".into() })
-            }
+        match self.finished() {
+            None => Ok(Polled { progress, done: None }),
+            Some(r) => r.map(|r| Polled { progress, done: Some(r) }),
         }
     }
 

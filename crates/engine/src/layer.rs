@@ -90,8 +90,13 @@ pub fn cpu_kernels(x: &Tensor) -> bool {
 /// choice is made on the calling thread, so other threads keep their kernels. Tests use it to
 /// prove the GPU path where no GPU is lent.
 pub fn with_candle_ops<R>(f: impl FnOnce() -> R) -> R {
-    let before = CANDLE_OPS_ONLY.replace(true);
-    let out = f();
-    CANDLE_OPS_ONLY.set(before);
-    out
+    /// Restores the previous choice when dropped, so a panic in `f` does not leave it set.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CANDLE_OPS_ONLY.set(self.0);
+        }
+    }
+    let _restore = Restore(CANDLE_OPS_ONLY.replace(true));
+    f()
 }
