@@ -11,6 +11,7 @@ static ALLOCATOR: gc_engine::memory::LineAligned = gc_engine::memory::LineAligne
 
 fn main() -> std::process::ExitCode {
     gc_engine::memory::keep_freed_buffers();
+    gc_core::fault::setup_from_env();
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",
