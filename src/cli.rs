@@ -57,7 +57,7 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Write faceres' own (zero-shot) gender head as a model file.
     ZeroShot {
-        /// Where to write the model (`.safetensors` + `.json`).
+        /// Where to write the model: one `.safetensors` file holding the weights and their description.
         #[arg(long, short, default_value = "zero-shot.safetensors")]
         out: PathBuf,
         /// Classify whole images instead of face crops.
@@ -82,7 +82,7 @@ pub struct TrainArgs {
     /// Backbone: faceres or inception-v3.
     #[arg(long, default_value = "faceres")]
     pub backbone: BackboneKind,
-    /// Where to write the model (`.safetensors` + `.json`).
+    /// Where to write the model: one `.safetensors` file holding the weights and their description.
     #[arg(long, short, default_value = "model.safetensors")]
     pub out: PathBuf,
     /// Do not detect and crop faces; use whole images.
@@ -205,6 +205,16 @@ pub fn install_ctrlc() -> Arc<AtomicBool> {
     flag
 }
 
+/// A reader that closes stdout (`| head`) ends the process quietly, as it does any Unix filter,
+/// instead of a panic in `println!`.
+fn quiet_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of one signal, before any other thread writes to stdout.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn progress_bar(label: &str) -> ProgressBar {
     let pb = ProgressBar::new(0);
     pb.set_style(
@@ -223,12 +233,13 @@ fn update_bar(pb: &ProgressBar, p: &Progress) {
 
 /// Runs a parsed command line (everything except `app`).
 pub fn run(cli: &Cli, ctx: &Context) -> Result<()> {
+    quiet_on_closed_stdout();
     let cancel = install_ctrlc();
     match cli.command.as_ref().expect("app handled by main") {
         Command::Train(a) => train(ctx, a, &cancel),
         Command::Eval(a) => eval(ctx, a, &cancel),
-        Command::Classify(a) => classify(ctx, a),
-        Command::Faces(a) => faces(ctx, a),
+        Command::Classify(a) => classify(ctx, a, &cancel),
+        Command::Faces(a) => faces(ctx, a, &cancel),
         Command::Audit(a) => audit(ctx, a, &cancel),
         Command::Bench(a) => crate::bench::run(a, ctx),
         Command::ZeroShot { out, no_face_crop } => {
@@ -339,10 +350,10 @@ fn eval(ctx: &Context, a: &EvalArgs, cancel: &AtomicBool) -> Result<()> {
         let wrong: Vec<_> = report.misclassified();
         let out = serde_json::json!({
             "scope": format!("{scope:?}"),
-            "model": model_path,
+            "model": model_path.to_string_lossy(),
             "metrics": report.metrics,
             "misclassified": wrong,
-            "skipped": report.failures,
+            "skipped": skipped_records(&report.failures),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -374,17 +385,14 @@ fn load_classifier(model: &Option<PathBuf>, no_face_crop: bool, ctx: &Context) -
     Ok(Classifier::new(m, ctx)?)
 }
 
-fn classify(ctx: &Context, a: &ClassifyArgs) -> Result<()> {
+fn classify(ctx: &Context, a: &ClassifyArgs, cancel: &AtomicBool) -> Result<()> {
     let classifier = load_classifier(&a.model, a.no_face_crop, ctx)?;
     let files = collect_images(&a.paths)?;
     if files.is_empty() {
-        bail!(
-            "no image files found in {}",
-            a.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
+        bail!("no image files found in {}: give photos or folders that hold photos", list_paths(&a.paths));
     }
     let classes = classifier.classes().to_vec();
-    let mut results: Vec<ImagePrediction> = Vec::new();
+    let mut results = Vec::new();
     let mut failed = 0;
     if a.csv {
         println!(
@@ -392,7 +400,12 @@ fn classify(ctx: &Context, a: &ClassifyArgs) -> Result<()> {
             classes.iter().map(|c| format!("p_{c}")).collect::<Vec<_>>().join(",")
         );
     }
+    let mut interrupted = false;
     for f in &files {
+        if cancel.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
         match classifier.classify_file(f) {
             Ok(p) => {
                 if a.csv {
@@ -400,21 +413,50 @@ fn classify(ctx: &Context, a: &ClassifyArgs) -> Result<()> {
                 } else if !a.json {
                     print_human(&p, &classes);
                 }
-                results.push(p);
+                results.push(with_path_bytes(serde_json::to_value(&p)?, &p.path));
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("skipped {}: {e:#}", f.display());
+                eprintln!("skipped {}: {}", f.display(), gc_core::error::describe(&e));
             }
         }
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "classes": classes, "images": results }))?);
     }
+    if interrupted {
+        return Err(anyhow::Error::from(gc_core::error::Cancelled).context(format!(
+            "interrupted after {} of {} photos",
+            results.len() + failed,
+            files.len()
+        )));
+    }
     if results.is_empty() {
-        bail!("none of the {failed} files could be classified");
+        bail!("none of the {failed} files could be classified (see the reasons above)");
     }
     Ok(())
+}
+
+/// `[{"path": .., "error": ..}]` for files that were skipped, with `path_bytes` where needed.
+fn skipped_records(failures: &[(PathBuf, String)]) -> Vec<serde_json::Value> {
+    let record = |(p, why): &(PathBuf, String)| {
+        let mut r = gc_core::path_text::json_record(p);
+        r.insert("error".into(), why.clone().into());
+        serde_json::Value::Object(r)
+    };
+    failures.iter().map(record).collect()
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Adds `path_bytes` to a record whose `path` is not UTF-8 (see `gc_core::path_text`).
+fn with_path_bytes(mut record: serde_json::Value, path: &Path) -> serde_json::Value {
+    if let (Some(obj), Some(bytes)) = (record.as_object_mut(), gc_core::path_text::bytes_if_not_utf8(path)) {
+        obj.insert("path_bytes".into(), bytes.into());
+    }
+    record
 }
 
 fn print_human(p: &ImagePrediction, classes: &[String]) {
@@ -487,23 +529,47 @@ fn audit(ctx: &Context, a: &AuditArgs, cancel: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
-fn faces(ctx: &Context, a: &FacesArgs) -> Result<()> {
+fn faces(ctx: &Context, a: &FacesArgs, cancel: &AtomicBool) -> Result<()> {
     let finder = gc_core::face::FaceFinder::load(ctx)?;
     let files = collect_images(&a.paths)?;
+    if files.is_empty() {
+        bail!("no image files found in {}: give photos or folders that hold photos", list_paths(&a.paths));
+    }
     let mut out = Vec::new();
+    let mut failed = 0;
     for f in &files {
-        let entry = match gc_core::imaging::load_rgb(f).map_err(anyhow::Error::from).and_then(|img| {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let mut record = gc_core::path_text::json_record(f);
+        match gc_core::imaging::load_rgb(f).map_err(gc_core::error::Error::from).and_then(|img| {
             let regions = finder.regions(&img)?;
             Ok((img.dimensions(), regions))
         }) {
             Ok((size, regions)) => {
                 let faces: Vec<_> = regions.into_iter().filter(|r| r.is_face()).collect();
-                serde_json::json!({ "path": f, "image_size": size, "faces": faces })
+                record.insert("image_size".into(), serde_json::to_value(size)?);
+                record.insert("faces".into(), serde_json::to_value(faces)?);
             }
-            Err(e) => serde_json::json!({ "path": f, "error": format!("{e:#}") }),
-        };
-        out.push(entry);
+            Err(e) => {
+                failed += 1;
+                let why = gc_core::error::describe(&e);
+                eprintln!("skipped {}: {why}", f.display());
+                record.insert("error".into(), why.into());
+            }
+        }
+        out.push(serde_json::Value::Object(record));
     }
     println!("{}", serde_json::to_string_pretty(&out).context("cannot format JSON")?);
+    if cancel.load(Ordering::Relaxed) {
+        return Err(anyhow::Error::from(gc_core::error::Cancelled).context(format!(
+            "interrupted after {} of {} photos",
+            out.len(),
+            files.len()
+        )));
+    }
+    if failed == files.len() {
+        bail!("none of the {failed} files could be read (see the reasons above)");
+    }
     Ok(())
 }

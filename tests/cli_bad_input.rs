@@ -102,14 +102,11 @@ fn crc32(data: &[u8]) -> u32 {
 fn a_model_for_another_backbone_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("m.safetensors");
-    let o = cli(&["zero-shot", "--out", model.to_str().unwrap()], &tmp.path().join("cache"));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let json = tmp.path().join("m.json");
-    let text = std::fs::read_to_string(&json).unwrap();
-    let mut meta: serde_json::Value = serde_json::from_str(&text).unwrap();
-    meta["preprocess"]["backbone"] = "inception-v3".into();
-    meta["backbone_sha256"] = gc_engine::weights::INCEPTION_V3.sha256.into();
-    std::fs::write(&json, meta.to_string()).unwrap();
+    let ctx = gc_core::context::Context::cpu_with_cache(tmp.path().join("cache"));
+    let mut m = gc_core::train::run::zero_shot_model(&ctx, true).unwrap();
+    m.meta.preprocess.backbone = gc_engine::BackboneKind::InceptionV3;
+    m.meta.backbone_sha256 = gc_engine::weights::INCEPTION_V3.sha256.into();
+    m.save(&model).unwrap();
     let sample = common::root().join("assets/samples/obama.jpg");
     let o = cli(&["classify", sample.to_str().unwrap(), "--model", model.to_str().unwrap()], &tmp.path().join("cache"));
     assert!(!o.status.success());

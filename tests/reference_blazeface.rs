@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use gc_engine::blazeface::{
-    self, BlazeFace, DetectOptions, Detection, FaceDetector, INPUT_SIZE, anchors, decode, non_max_suppression,
+    BlazeFace, DetectOptions, Detection, FaceDetector, INPUT_SIZE, anchors, decode, non_max_suppression,
 };
 use image::{Rgb, RgbImage};
 
@@ -195,27 +195,53 @@ fn detect_on_reference_image_matches_top_detection() {
     assert!(iou > 0.85, "512x512 box {:?} vs {want_512:?}: IoU {iou}", found[0].bbox);
 }
 
+/// Odd shapes and empty or flat images: no false faces, and the one face an extreme shape holds is
+/// found where it lies (pass 1 squashes such images out of shape: tiling finds the face).
 #[test]
-fn degenerate_images_do_not_panic() {
+fn degenerate_images_give_no_false_faces_and_find_the_face_they_hold() {
     let det = detector();
     let opts = DetectOptions::default();
+    let faces = test_faces(1);
+    let (_, face, _) = &faces[0];
+    let stripes = |w: u32, h: u32| RgbImage::from_fn(w, h, |x, y| Rgb([(x % 251) as u8, (y % 256) as u8, 90]));
+    let with_face = |mut img: RgbImage, width: u32, x: u32, y: u32| {
+        let rect = paste_into(&mut img, face, width, x, y);
+        (img, Some(rect))
+    };
     let cases = [
-        ("1x1", RgbImage::from_pixel(1, 1, Rgb([200, 150, 100]))),
-        ("black 640x480", RgbImage::new(640, 480)),
-        ("panorama 20000x300", RgbImage::from_fn(20000, 300, |x, y| Rgb([(x % 251) as u8, (y % 256) as u8, 90]))),
-        ("tall 1x3000", RgbImage::from_pixel(1, 3000, Rgb([30, 30, 30]))),
-        ("0x0", RgbImage::new(0, 0)),
+        ("1x1", RgbImage::from_pixel(1, 1, Rgb([200, 150, 100])), None),
+        ("black 640x480", RgbImage::new(640, 480), None),
+        ("panorama 20000x300", stripes(20000, 300), None),
+        ("tall 1x3000", RgbImage::from_pixel(1, 3000, Rgb([30, 30, 30])), None),
+        ("0x0", RgbImage::new(0, 0), None),
+        {
+            let (img, rect) = with_face(stripes(20000, 300), 150, 12345, 40);
+            ("panorama 20000x300 with a 150 px face", img, rect)
+        },
+        {
+            let (img, rect) = with_face(RgbImage::from_pixel(300, 3000, Rgb([128, 128, 128])), 150, 70, 2100);
+            ("tower 300x3000 with a 150 px face", img, rect)
+        },
     ];
-    for (name, img) in cases {
+    for (name, img, face_rect) in cases {
         let t0 = Instant::now();
         let found = det.detect(&img, &opts).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         let ms = t0.elapsed().as_secs_f64() * 1e3;
-        println!("{name}: {} faces in {ms:.0} ms", found.len());
-        assert!(found.len() <= opts.max_faces);
         assert!(ms < 60_000.0, "{name} took {ms} ms");
+        for d in &found {
+            assert!(
+                d.score >= opts.min_score && d.score <= 1.0 && d.bbox.iter().all(|v| v.is_finite()),
+                "{name}: bad detection {d:?}"
+            );
+        }
+        match face_rect {
+            None => assert!(found.is_empty(), "{name}: false faces {found:?}"),
+            Some(rect) => {
+                let (iou, _) = best_iou(&found, rect);
+                assert!(found.len() == 1 && iou >= 0.5, "{name}: want one face at {rect:?}, got {found:?} (IoU {iou})");
+            }
+        }
     }
-    let black = det.detect(&RgbImage::new(640, 480), &opts).unwrap();
-    assert!(black.is_empty(), "faces on a black image: {black:?}");
 }
 
 fn det(score: f32, bbox: [f32; 4]) -> Detection {
@@ -257,17 +283,9 @@ fn best_iou(found: &[Detection], rect: [f32; 4]) -> (f32, Option<Detection>) {
     found.iter().map(|d| (d.iou(&r), Some(d.clone()))).fold((0.0, None), |a, b| if b.0 > a.0 { b } else { a })
 }
 
-/// Pastes `face` resized to `width` px wide into a gray 2000x1500 canvas at `(x, y)`.
-fn paste(face: &RgbImage, width: u32, x: u32, y: u32) -> (RgbImage, [f32; 4]) {
-    let height = (face.height() as f32 * width as f32 / face.width() as f32).round() as u32;
-    let small = image::imageops::resize(face, width, height, image::imageops::FilterType::Triangle);
-    let mut canvas = RgbImage::from_pixel(2000, 1500, Rgb([128, 128, 128]));
-    image::imageops::replace(&mut canvas, &small, x as i64, y as i64);
-    (canvas, [x as f32, y as f32, (x + width) as f32, (y + height) as f32])
-}
-
-#[test]
-fn tiling_finds_small_face_in_large_image() {
+/// The first `count` of `face_0..40.jpg` (web-faces crops) that BlazeFace finds on their own with
+/// a score above 0.7, with their names.
+fn test_faces(count: usize) -> Vec<(String, RgbImage, Detection)> {
     let dir = faces_dir();
     assert!(
         dir.is_dir(),
@@ -277,95 +295,99 @@ fn tiling_finds_small_face_in_large_image() {
     );
     let det = detector();
     let whole = DetectOptions { tiled: false, ..DetectOptions::default() };
-    let mut chosen = None;
-    for k in 0..=20 {
-        let path = dir.join(format!("face_{k}.jpg"));
-        let Ok(img) = image::open(&path) else {
+    let mut faces = Vec::new();
+    for k in 0..40 {
+        let name = format!("face_{k}.jpg");
+        let Ok(img) = image::open(dir.join(&name)) else {
             continue;
         };
         let img = img.to_rgb8();
-        let found = det.detect(&img, &whole).unwrap();
-        if let Some(best) = found.first().filter(|d| d.score > 0.7) {
-            println!(
-                "using {} ({}x{}), own detection {:?} score {}",
-                path.display(),
-                img.width(),
-                img.height(),
-                best.bbox,
-                best.score
-            );
-            chosen = Some((img, best.clone()));
-            break;
-        }
-    }
-    let (face, own) =
-        chosen.unwrap_or_else(|| panic!("no face_0..20.jpg in {} detected with score > 0.7", dir.display()));
-
-    let tiled = DetectOptions::default();
-    for (width, x, y, must) in [
-        (250u32, 1234u32, 567u32, true),
-        (120, 301, 999, false),
-        (80, 1555, 211, false),
-        (60, 777, 1100, false),
-        (45, 1010, 404, true),
-    ] {
-        let (canvas, rect) = paste(&face, width, x, y);
-        // Where the face itself lies: the own-image detection mapped into the paste rectangle.
-        let s = width as f32 / face.width() as f32;
-        let own_box = [
-            x as f32 + own.bbox[0] * s,
-            y as f32 + own.bbox[1] * s,
-            x as f32 + own.bbox[2] * s,
-            y as f32 + own.bbox[3] * s,
-        ];
-        let t0 = Instant::now();
-        let found = det.detect(&canvas, &tiled).unwrap();
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        let pass1 = det.detect(&canvas, &whole).unwrap();
-        let (iou_rect, best) = best_iou(&found, rect);
-        let (iou_face, _) = best_iou(&found, own_box);
-        let (iou_pass1, _) = best_iou(&pass1, rect);
-        println!(
-            "face {width}px at ({x},{y}): tiled {} dets in {ms:.0} ms, best {:?}, IoU paste rect {iou_rect:.3}, \
-             IoU own face box {iou_face:.3}; pass 1 alone: {} dets, IoU {iou_pass1:.3}",
-            found.len(),
-            best.map(|d| (d.bbox, d.score)),
-            pass1.len()
-        );
-        if must {
-            assert!(
-                iou_rect >= 0.4,
-                "tiled detection missed the {width}px face: best IoU {iou_rect} with {rect:?}; got {found:?}"
-            );
-        }
-    }
-}
-
-/// A deterministic textured image (no flat tiles), like a busy photo as far as cost goes.
-fn textured(w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| {
-        let v = x.wrapping_mul(2654435761) ^ y.wrapping_mul(40503) ^ (x / 7 + y / 5);
-        Rgb([(v & 255) as u8, ((v >> 8) & 255) as u8, ((x + y) % 256) as u8])
-    })
-}
-
-#[test]
-fn timing_report() {
-    // Informative only; run alone for clean numbers:
-    // `cargo test --test reference_blazeface timing -- --nocapture`.
-    let det = detector();
-    let pass1 = DetectOptions { tiled: false, ..DetectOptions::default() };
-    let tiled = DetectOptions::default();
-    for (w, h, reps) in [(640u32, 480u32, 10), (4000, 3000, 3)] {
-        let img = textured(w, h);
-        let _ = det.detect(&img, &pass1).unwrap();
-        for (name, opts) in [("pass 1 only", pass1), ("tiled", tiled)] {
-            let t0 = Instant::now();
-            for _ in 0..reps {
-                det.detect(&img, &opts).unwrap();
+        if let Some(own) = det.detect(&img, &whole).unwrap().first().filter(|d| d.score > 0.7) {
+            faces.push((name, img, own.clone()));
+            if faces.len() == count {
+                return faces;
             }
-            let ms = t0.elapsed().as_secs_f64() * 1e3 / reps as f64;
-            println!("{w}x{h} {name}: {ms:.1} ms/image (max {} tiles)", blazeface::MAX_TILES);
         }
     }
+    panic!("fewer than {count} of face_0..40.jpg in {} detected with score > 0.7", dir.display());
+}
+
+/// Pastes `face` resized to `width` px wide into `canvas` at `(x, y)`; returns the pasted rectangle.
+fn paste_into(canvas: &mut RgbImage, face: &RgbImage, width: u32, x: u32, y: u32) -> [f32; 4] {
+    let height = (face.height() as f32 * width as f32 / face.width() as f32).round() as u32;
+    let small = image::imageops::resize(face, width, height, image::imageops::FilterType::Triangle);
+    image::imageops::replace(canvas, &small, x as i64, y as i64);
+    [x as f32, y as f32, (x + width) as f32, (y + height) as f32]
+}
+
+/// Small deterministic generator (xorshift) for the positions and the noise of the tiling test.
+struct Xs(u64);
+
+impl Xs {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u32) -> u32 {
+        (self.next() % n as u64) as u32
+    }
+}
+
+/// The face widths that [`FaceDetector::detect`] promises to find on a large photo (see the module
+/// docs of `gc_engine::blazeface`): at least 40 px and at least 1/50 of the longer side.
+fn promised_min_face(w: u32, h: u32) -> u32 {
+    40.max(w.max(h).div_ceil(50))
+}
+
+/// Recall of the tiled detector at the face sizes the module docs promise: every face of at least
+/// [`promised_min_face`] pixels, pasted at seeded positions into a plain grey or a noise canvas,
+/// must be found as the one detection (box IoU >= 0.5 with the pasted crop).
+///
+/// Smaller faces are not promised. Measured with 6 faces at seeded positions on both backgrounds,
+/// counting a face found at IoU >= 0.4: on 2000x1500 all 60 at each of 40, 35, 30 and 25 px (the
+/// lowest IoU 0.53 at 40 px, 0.44 at 30 px, 0.45 at 25 px), 35/36 at 24 px, 34/36 at 20 px,
+/// 20/36 at 16 px, 2/36 at 12 px; on 4000x3000, where the 32-tile budget makes the tiles coarser,
+/// all 24 at 120, 80 and 60 px (lowest IoU 0.52), 22/24 at 45 px, 23/24 at 40 px, 5/12 (grey) at
+/// 30 px. Pass 1 alone (no tiles) found 11 of 60 40 px faces on 2000x1500 and none of the 24 60 px
+/// faces on 4000x3000: the small sizes here are found by the tiles.
+#[test]
+fn tiling_finds_every_face_of_the_promised_sizes_in_large_photos() {
+    let faces = test_faces(3);
+    let det = detector();
+    let tiled = DetectOptions::default();
+    let mut rng = Xs(0x7111_6000_5eed_0001);
+    let mut misses = Vec::new();
+    let mut n = 0;
+    for ((w, h), widths) in [((2000u32, 1500u32), &[250u32, 120, 80, 60, 45, 40][..]), ((4000, 3000), &[160, 80][..])] {
+        for (j, &width) in widths.iter().enumerate() {
+            assert!(width >= promised_min_face(w, h), "{width} px is not promised at {w}x{h}");
+            for (i, (name, face, _)) in faces.iter().enumerate() {
+                // Both backgrounds at every size, each face on both across the sizes.
+                let noisy = (i + j) % 2 == 1;
+                let mut canvas = RgbImage::from_pixel(w, h, Rgb([128, 128, 128]));
+                if noisy {
+                    for p in canvas.pixels_mut() {
+                        let r = rng.next();
+                        *p = Rgb([r as u8, (r >> 8) as u8, (r >> 16) as u8]);
+                    }
+                }
+                let height = (face.height() as f32 * width as f32 / face.width() as f32).round() as u32;
+                let (x, y) = (rng.below(w - width), rng.below(h - height));
+                let rect = paste_into(&mut canvas, face, width, x, y);
+                let found = det.detect(&canvas, &tiled).unwrap();
+                let (iou, _) = best_iou(&found, rect);
+                n += 1;
+                if found.len() != 1 || iou < 0.5 {
+                    misses.push(format!(
+                        "{w}x{h}, {name} {width} px at ({x},{y}), noisy {noisy}: IoU {iou:.2}, {} detections",
+                        found.len()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(misses.is_empty(), "{} of {n} faces of the promised sizes missed: {misses:#?}", misses.len());
 }

@@ -359,6 +359,7 @@ mod tests {
             root: root.clone(),
             classes: vec!["female".into(), "male".into()],
             items: (0..n).map(|i| Item { path: root.join(format!("female/{i:03}.jpg")), label: 0 }).collect(),
+            ignored: Vec::new(),
         })
     }
 

@@ -343,7 +343,7 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
         ui.spacing_mut().slider_width = 90.0;
         ui.add(egui::Slider::new(&mut app.settings.thumb_size, 64.0..=220.0).show_value(false)).labelled_by(l.id);
         ui.separator();
-        let enabled = n_sel > 0 && app.data.curation.is_some();
+        let enabled = n_sel > 0 && app.data.curation.as_ref().is_some_and(|c| !c.is_read_only());
         ui.label(if n_sel > 1 { format!("Relabel {n_sel} photos as") } else { "Relabel as".into() });
         for (i, c) in classes.iter().enumerate() {
             let cmd = match c.to_ascii_lowercase().as_str() {

@@ -333,6 +333,7 @@ mod tests {
                 Item { path: root.join("male/c.jpg"), label: 1 },
                 Item { path: root.join("male/d.jpg"), label: 1 },
             ],
+            ignored: Vec::new(),
         };
         let mut p = Photos::from_dataset(&ds);
         let row = |name: &str, male: f32, faces: u32, split: Split| PredictionRow {

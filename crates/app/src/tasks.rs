@@ -115,10 +115,10 @@ impl ModelInfo {
     }
 }
 
+/// A model's metadata for the list: embedded in the `.safetensors` (only its header is read), or
+/// from the `.json` beside a model in the old two-file form.
 fn read_meta(path: &Path) -> Outcome<ModelMeta> {
-    let (_, js) = model_paths(path);
-    let text = std::fs::read_to_string(&js).map_err(|e| format!("cannot read {}: {e}", js.display()))?;
-    Ok(serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", js.display()))?)
+    Ok(gc_core::model_file::read_meta(path)?.0)
 }
 
 /// Lists the shipped default model and every model saved under the dataset's model folder
@@ -352,5 +352,22 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("Train button"), "{e}");
+    }
+
+    #[test]
+    fn the_model_list_reads_single_file_models_and_the_shipped_two_file_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::cpu_with_cache(dir.path().join("cache"));
+        let models = dataset_models_dir(dir.path());
+        let saved = save_zero_shot(&models, &ctx).unwrap();
+        // A stale sidecar that does not parse must not make the single-file model unreadable.
+        std::fs::write(saved.with_extension("json"), "{ damaged").unwrap();
+        let list = list_models(&ctx, Some(dir.path()), None);
+        let shipped = list.iter().find(|m| m.shipped).expect("the shipped model is listed");
+        assert!(shipped.meta.is_ok(), "{:?}", shipped.meta);
+        let ours = list.iter().find(|m| m.path == saved).expect("the saved model is listed");
+        let meta = ours.meta.as_ref().unwrap();
+        assert!(meta.origin.contains("zero-shot"), "{}", meta.origin);
+        assert!(load_classifier(&saved, &ctx).is_ok());
     }
 }

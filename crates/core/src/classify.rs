@@ -27,6 +27,7 @@ pub struct FacePrediction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ImagePrediction {
     /// The file.
+    #[serde(serialize_with = "crate::path_text::lossy")]
     pub path: PathBuf,
     /// Upright image size.
     pub image_size: (u32, u32),

@@ -20,6 +20,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], kind: &str) -> std::io::Result<()
     result
 }
 
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
 fn write_then_rename(tmp: &Path, path: &Path, bytes: &[u8], kind: &str) -> std::io::Result<()> {
     let mut f = File::create(tmp)?;
     f.write_all(bytes)?;

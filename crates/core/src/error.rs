@@ -51,6 +51,12 @@ pub enum Error {
         /// The engine's error.
         source: Box<gc_engine::Error>,
     },
+    /// Another window or program has the dataset open for changes; this one may only read it.
+    #[error("{what}")]
+    Locked {
+        /// Which dataset, and what to do.
+        what: String,
+    },
     /// Writing JSON failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),

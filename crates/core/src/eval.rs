@@ -20,6 +20,7 @@ use gc_engine::head::Head;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scored {
     /// The file.
+    #[serde(serialize_with = "crate::path_text::lossy")]
     pub path: PathBuf,
     /// True class index.
     pub label: usize,
@@ -78,6 +79,7 @@ pub struct EvalReport {
     /// Every scored image.
     pub scored: Vec<Scored>,
     /// Files skipped, with reasons.
+    #[serde(serialize_with = "crate::path_text::lossy_pairs")]
     pub failures: Vec<(PathBuf, String)>,
 }
 

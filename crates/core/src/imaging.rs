@@ -16,7 +16,7 @@ pub const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "webp", "bmp", "g
 #[derive(Debug, thiserror::Error)]
 pub enum ImageLoadError {
     /// The file could not be read from disk.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}; check that it exists and that you may read it")]
     Read {
         /// The file.
         path: String,
@@ -24,10 +24,10 @@ pub enum ImageLoadError {
         source: std::io::Error,
     },
     /// The file has no bytes.
-    #[error("{0} is an empty file (0 bytes)")]
+    #[error("{0} is an empty file (0 bytes); copy the photo again or remove it")]
     Empty(String),
     /// The bytes are not a supported image.
-    #[error("{path} is not a readable image ({reason}); supported: JPEG, PNG, WebP, BMP, GIF, TIFF")]
+    #[error("{path} is not a readable image ({reason}); re-save it as JPEG, PNG, WebP, BMP, GIF or TIFF, or remove it")]
     Decode {
         /// The file.
         path: String,

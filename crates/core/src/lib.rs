@@ -17,6 +17,7 @@ pub mod features;
 pub mod imaging;
 pub mod metrics;
 pub mod model_file;
+pub mod path_text;
 pub mod pipeline;
 pub mod preprocess;
 pub mod recipe;

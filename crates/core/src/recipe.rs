@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Result, invalid};
+
 /// Options of head training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
@@ -42,6 +44,35 @@ impl Default for TrainOptions {
     }
 }
 
+impl TrainOptions {
+    /// Refuses options that cannot train (called before any work starts); the error names the
+    /// option, its command-line flag and what to use instead.
+    pub fn validate(&self) -> Result<()> {
+        let d = Self::default();
+        let lr = self.learning_rate;
+        if !lr.is_finite() || lr <= 0.0 {
+            invalid!("the learning rate (--lr) is {lr}: use a finite number above 0, e.g. {}", d.learning_rate);
+        }
+        if !self.l2.is_finite() || self.l2 < 0.0 {
+            invalid!("the L2 penalty (--l2) is {}: use a finite number of 0 or more, e.g. {}", self.l2, d.l2);
+        }
+        if !self.dropout.is_finite() || !(0.0..1.0).contains(&self.dropout) {
+            invalid!(
+                "the dropout (--dropout) is {}: use a number from 0 up to (not including) 1, e.g. {}",
+                self.dropout,
+                d.dropout
+            );
+        }
+        if self.batch_size == 0 {
+            invalid!("the batch size (--batch-size) is 0: use 1 or more, e.g. {}", d.batch_size);
+        }
+        if self.epochs == 0 {
+            invalid!("the number of epochs (--epochs) is 0: use 1 or more, e.g. {}", d.epochs);
+        }
+        Ok(())
+    }
+}
+
 /// Loss and accuracy after one epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
@@ -55,4 +86,30 @@ pub struct EpochStats {
     pub val_loss: Option<f32>,
     /// Validation accuracy, if there is validation data.
     pub val_accuracy: Option<f32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_names_the_bad_option() {
+        TrainOptions::default().validate().unwrap();
+        TrainOptions { l2: 0.0, dropout: 0.0, batch_size: 1, epochs: 1, ..Default::default() }.validate().unwrap();
+        let bad = |o: TrainOptions, flag: &str| {
+            let text = o.validate().unwrap_err().to_string();
+            assert!(text.contains(flag), "{flag}: {text}");
+        };
+        for lr in [f64::NAN, f64::INFINITY, 0.0, -1.0] {
+            bad(TrainOptions { learning_rate: lr, ..Default::default() }, "--lr");
+        }
+        for l2 in [f64::NAN, f64::INFINITY, -1e-4] {
+            bad(TrainOptions { l2, ..Default::default() }, "--l2");
+        }
+        for dropout in [f32::NAN, 1.0, -0.1, f32::INFINITY] {
+            bad(TrainOptions { dropout, ..Default::default() }, "--dropout");
+        }
+        bad(TrainOptions { batch_size: 0, ..Default::default() }, "--batch-size");
+        bad(TrainOptions { epochs: 0, ..Default::default() }, "--epochs");
+    }
 }

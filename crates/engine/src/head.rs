@@ -126,7 +126,19 @@ impl Head {
     /// features or classes.
     pub fn load(path: &Path, input_dim: usize, classes: usize, device: &Device) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::model_read(path, e))?;
-        let m = candle_core::safetensors::load_buffer(&bytes, device)
+        Self::from_safetensors(path, &bytes, input_dim, classes, device)
+    }
+
+    /// Builds a head from the bytes of a safetensors file read from `path` (named in errors),
+    /// checking every shape against `input_dim` and `classes` as [`Head::load`] does.
+    pub fn from_safetensors(
+        path: &Path,
+        bytes: &[u8],
+        input_dim: usize,
+        classes: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let m = candle_core::safetensors::load_buffer(bytes, device)
             .map_err(|e| Error::model_corrupt(path, format!("is not valid safetensors ({})", candle_message(&e))))?;
         let get = |name: &str| -> Result<Tensor> {
             let t = m.get(name).ok_or_else(|| Error::model_corrupt(path, format!("lacks tensor '{name}'")))?;
@@ -134,20 +146,67 @@ impl Head {
         };
         let hidden = match (m.contains_key("hidden.weight"), m.contains_key("hidden.bias")) {
             (true, true) => Some(Dense { weight: get("hidden.weight")?, bias: get("hidden.bias")? }),
-            _ => None,
+            (false, false) => None,
+            (true, false) => return Err(Error::model_corrupt(path, "has 'hidden.weight' but lacks 'hidden.bias'")),
+            (false, true) => return Err(Error::model_corrupt(path, "has 'hidden.bias' but lacks 'hidden.weight'")),
         };
         let head = Self { hidden, out: Dense { weight: get("out.weight")?, bias: get("out.bias")? } };
-        if head.input_dim() != input_dim || head.num_classes() != classes {
-            return Err(Error::model_corrupt(
-                path,
-                format!(
-                    "is shaped for {}-d features and {} classes, but the metadata says {input_dim}-d and {classes} classes",
-                    head.input_dim(),
-                    head.num_classes()
-                ),
+        head.check_shapes(input_dim, classes).map_err(|why| Error::model_corrupt(path, why))?;
+        Ok(head)
+    }
+
+    /// Checks that every tensor is shaped to take `input_dim`-d features to `classes` logits,
+    /// so that scoring can never fail on a shape; the error says what does not fit.
+    pub fn check_shapes(&self, input_dim: usize, classes: usize) -> std::result::Result<(), String> {
+        let shape = |t: &Tensor| format!("{:?}", t.dims());
+        let (w, b) = (&self.out.weight, &self.out.bias);
+        let (Ok((rows, inner)), Ok(n)) = (w.dims2(), b.dims1()) else {
+            return Err(format!(
+                "has output tensors of shapes {} and {}, not a matrix and a vector",
+                shape(w),
+                shape(b)
+            ));
+        };
+        if rows != n {
+            return Err(format!("has an output layer with {rows} rows but {n} biases"));
+        }
+        let features = match &self.hidden {
+            None => inner,
+            Some(h) => {
+                let (Ok((units, features)), Ok(hb)) = (h.weight.dims2(), h.bias.dims1()) else {
+                    return Err(format!(
+                        "has hidden-layer tensors of shapes {} and {}, not a matrix and a vector",
+                        shape(&h.weight),
+                        shape(&h.bias)
+                    ));
+                };
+                if units != hb || units != inner {
+                    return Err(format!(
+                        "has a hidden layer of {units} units with {hb} biases feeding an output layer that takes {inner} inputs"
+                    ));
+                }
+                features
+            }
+        };
+        if features != input_dim || n != classes {
+            return Err(format!(
+                "is shaped for {features}-d features and {n} classes, but the metadata says {input_dim}-d and {classes} classes"
             ));
         }
-        Ok(head)
+        Ok(())
+    }
+
+    /// Name of the first tensor (in name order) that holds a NaN or infinite value, if any.
+    pub fn non_finite_tensor(&self) -> Result<Option<String>> {
+        let mut named: Vec<(String, Tensor)> = self.tensors().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, t) in named {
+            let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            if values.iter().any(|v| !v.is_finite()) {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -198,6 +257,38 @@ mod tests {
 
         let err = head.save(&dir.join("no-such-folder/head.safetensors")).unwrap_err();
         assert!(matches!(err, Error::ModelUnwritable { .. }), "{err:?}");
+
+        // An output layer whose inputs do not match the hidden layer's units would fail in matmul.
+        let dev = Device::Cpu;
+        let mut mlp = Head::fixed_linear(2, 4);
+        mlp.hidden = Some(Dense {
+            weight: Tensor::zeros((3, 6), DType::F32, &dev).unwrap(),
+            bias: Tensor::zeros(3, DType::F32, &dev).unwrap(),
+        });
+        mlp.save(&path).unwrap();
+        let text = Head::load(&path, 6, 2, &dev).unwrap_err().to_string();
+        assert!(
+            text.contains("3 units") && text.contains("takes 4 inputs") && text.contains(&path.display().to_string()),
+            "{text}"
+        );
+        mlp.hidden.as_mut().unwrap().weight = Tensor::zeros((4, 6), DType::F32, &dev).unwrap();
+        mlp.hidden.as_mut().unwrap().bias = Tensor::zeros(4, DType::F32, &dev).unwrap();
+        mlp.save(&path).unwrap();
+        assert_eq!(Head::load(&path, 6, 2, &dev).unwrap().input_dim(), 6);
+        let text = Head::load(&path, 4, 2, &dev).unwrap_err().to_string();
+        assert!(text.contains("6-d features") && text.contains("says 4-d"), "{text}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn non_finite_weights_are_found_by_name() {
+        let dev = Device::Cpu;
+        let mut head = Head::fixed_linear(2, 3);
+        assert_eq!(head.non_finite_tensor().unwrap(), None);
+        head.out.bias = Tensor::new(&[0.0f32, f32::NAN], &dev).unwrap();
+        assert_eq!(head.non_finite_tensor().unwrap().as_deref(), Some("out.bias"));
+        head.out.bias = Tensor::new(&[0.0f32, 0.0], &dev).unwrap();
+        head.out.weight = Tensor::new(&[[0.0f32, f32::INFINITY, 0.0], [0.0, 0.0, 0.0]], &dev).unwrap();
+        assert_eq!(head.non_finite_tensor().unwrap().as_deref(), Some("out.weight"));
     }
 }

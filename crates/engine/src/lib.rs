@@ -16,6 +16,8 @@ pub mod layer;
 pub mod memory;
 pub mod nhwc;
 pub mod per_core;
+#[cfg(test)]
+mod test_util;
 pub mod weights;
 
 pub use error::{Error, Result};

@@ -87,6 +87,7 @@ impl FindingKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Member {
     /// The file.
+    #[serde(serialize_with = "crate::path_text::lossy")]
     pub path: PathBuf,
     /// Its class folder.
     pub class: String,
@@ -141,6 +142,7 @@ pub struct AuditReport {
     /// Images audited.
     pub images: usize,
     /// Files that could not be read, with the reason.
+    #[serde(serialize_with = "crate::path_text::lossy_pairs")]
     pub unreadable: Vec<(PathBuf, String)>,
     /// Every finding, most important first.
     pub findings: Vec<Finding>,

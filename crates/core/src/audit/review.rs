@@ -67,10 +67,8 @@ impl ReviewLog {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir).io(|| format!("cannot create {}", dir.display()))?;
         }
-        let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).io(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path).io(|| format!("cannot write {}", self.path.display()))?;
-        Ok(())
+        crate::durable::write_atomic(&self.path, &serde_json::to_vec_pretty(self)?, "review")
+            .io(|| format!("cannot write {}", self.path.display()))
     }
 }
 

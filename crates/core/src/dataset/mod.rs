@@ -1,7 +1,12 @@
 //! A dataset folder: one sub-folder per class (`male/`, `female/`), plus `excluded/` for curated-out photos.
 
 pub mod journal;
+pub mod no_replace;
+pub mod path_serde;
 pub mod split;
+pub mod walk;
+
+pub use walk::collect_images;
 
 use std::path::{Path, PathBuf};
 
@@ -30,11 +35,32 @@ pub struct Dataset {
     pub classes: Vec<String>,
     /// Every image file, sorted by class then path.
     pub items: Vec<Item>,
+    /// Sub-folders that are not classes, and why.
+    pub ignored: Vec<Ignored>,
+}
+
+/// A sub-folder of a dataset that is not a class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The folder.
+    pub path: PathBuf,
+    /// Why it is not a class.
+    pub why: &'static str,
+}
+
+impl Ignored {
+    fn new(path: &Path, why: &'static str) -> Self {
+        Self { path: path.to_path_buf(), why }
+    }
 }
 
 impl Dataset {
-    /// Scans `root`: every non-hidden sub-folder except `excluded/` is a class; files with image
-    /// extensions directly inside it are its items.
+    /// Scans `root`: every non-hidden sub-folder except `excluded/` that holds images is a class;
+    /// files with image extensions directly inside it are its items.
+    ///
+    /// A class folder may be a symbolic link to a folder, and links to photos inside a class folder
+    /// are followed. A sub-folder that holds no images, whose name is not UTF-8, or that links back to
+    /// the dataset or above it, is not a class: it is listed in [`Dataset::ignored`] and logged.
     pub fn scan(root: &Path) -> Result<Self> {
         let meta = std::fs::metadata(root)
             .io(|| format!("dataset folder {} does not exist or cannot be read", root.display()))?;
@@ -44,28 +70,49 @@ impl Dataset {
                 root.display()
             );
         }
-        let mut classes = Vec::new();
+        let real_root = root.canonicalize().io(|| format!("cannot resolve {}", root.display()))?;
+        let mut candidates = Vec::new();
+        let mut ignored = Vec::new();
         for entry in std::fs::read_dir(root).io(|| format!("cannot list {}", root.display()))? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name == EXCLUDED_DIR || !entry.path().is_dir() {
+            let entry = entry.io(|| format!("cannot list {}", root.display()))?;
+            let path = entry.path();
+            let raw = entry.file_name();
+            if raw.as_encoded_bytes().starts_with(b".") || raw == EXCLUDED_DIR || !path.is_dir() {
                 continue;
             }
-            classes.push(name);
+            let Some(name) = raw.to_str() else {
+                ignored.push(Ignored::new(&path, "its name is not UTF-8 text, so it cannot name a class; rename it"));
+                continue;
+            };
+            if path.canonicalize().is_ok_and(|real| real_root.starts_with(&real)) {
+                ignored.push(Ignored::new(&path, "it links back to the dataset folder or above it (a loop)"));
+                continue;
+            }
+            candidates.push(name.to_string());
         }
-        classes.sort();
+        candidates.sort();
+        let mut classes = Vec::new();
         let mut items = Vec::new();
-        for (label, class) in classes.iter().enumerate() {
-            let dir = root.join(class);
+        for class in candidates {
+            let dir = root.join(&class);
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .io(|| format!("cannot list class folder {}", dir.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.is_file() && has_image_extension(p))
                 .collect();
+            if files.is_empty() {
+                ignored.push(Ignored::new(&dir, "it holds no photos, so it is not a class"));
+                continue;
+            }
             files.sort();
+            let label = classes.len();
+            classes.push(class);
             items.extend(files.into_iter().map(|path| Item { path, label }));
         }
-        Ok(Self { root: root.to_path_buf(), classes, items })
+        for i in &ignored {
+            tracing::warn!("{} is not a class: {}", i.path.display(), i.why);
+        }
+        Ok(Self { root: root.to_path_buf(), classes, items, ignored })
     }
 
     /// Number of items per class, in class order.
@@ -99,38 +146,6 @@ impl Dataset {
     }
 }
 
-/// Collects image files from files and folders (folders searched recursively), sorted, de-duplicated.
-pub fn collect_images(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).io(|| format!("{} does not exist or cannot be read", p.display()))?;
-        if meta.is_dir() {
-            walk(p, &mut out)?;
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).io(|| format!("cannot list {}", dir.display()))? {
-        let path = entry?.path();
-        let hidden = path.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if has_image_extension(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +164,32 @@ mod tests {
         assert_eq!(ds.classes, vec!["female", "male"]);
         assert_eq!(ds.counts(), vec![1, 1]);
         ds.require_trainable().unwrap();
+    }
+
+    #[test]
+    fn empty_folders_and_loops_are_not_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["male", "female", "other"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("male/a.jpg"), b"x").unwrap();
+        std::fs::write(dir.path().join("female/b.jpg"), b"x").unwrap();
+        std::fs::write(dir.path().join("other/notes.txt"), b"x").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(".", dir.path().join("loop")).unwrap();
+            std::os::unix::fs::symlink("female", dir.path().join("women")).unwrap();
+            std::os::unix::fs::symlink("a.jpg", dir.path().join("male/link.jpg")).unwrap();
+        }
+        let ds = Dataset::scan(dir.path()).unwrap();
+        let ignored: Vec<_> = ds.ignored.iter().map(|i| i.path.file_name().unwrap().to_owned()).collect();
+        assert!(ignored.contains(&"other".into()), "{ignored:?}");
+        #[cfg(unix)]
+        {
+            assert_eq!(ds.classes, vec!["female", "male", "women"]);
+            assert_eq!(ds.counts(), vec![1, 2, 1]);
+            assert!(ignored.contains(&"loop".into()), "{ignored:?}");
+        }
     }
 
     #[test]

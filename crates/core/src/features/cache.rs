@@ -63,15 +63,42 @@ impl FeatureCache {
         }
     }
 
-    /// Writes an entry atomically (temp file + rename).
+    /// Writes an entry atomically (temp file + rename); on any error the temp file is removed.
+    ///
+    /// No fsync: a torn entry after a power cut fails its checksum and is recomputed. Fault points:
+    /// `cache::write` (the temp file written, not renamed) and `cache::renamed`.
     pub fn put(&self, spec: &PreprocessSpec, sha: &str, value: &CachedFeatures) -> Result<()> {
         let path = self.entry_path(spec, sha);
         let dir = path.parent().expect("entry path has a parent");
         std::fs::create_dir_all(dir).io(|| format!("cannot create cache folder {}", dir.display()))?;
-        let tmp = dir.join(format!(".{sha}.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, encode(value)).io(|| format!("cannot write cache entry {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).io(|| format!("cannot write cache entry {}", path.display()))?;
-        Ok(())
+        let tmp = crate::durable::temp_path(&path);
+        let written = (|| -> std::io::Result<()> {
+            std::fs::write(&tmp, encode(value))?;
+            crate::fault_point!("cache::write");
+            std::fs::rename(&tmp, &path)?;
+            crate::fault_point!("cache::renamed");
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.io(|| format!("cannot write cache entry {}", path.display()))
+    }
+
+    /// Entries that fail their checksum or length check (a torn or corrupt write), for tests and
+    /// tools; temp files (hidden names) are not entries and are not listed.
+    pub fn damaged_entries(&self) -> Vec<PathBuf> {
+        let entries = walkdir::WalkDir::new(&self.root).into_iter().filter_map(|e| e.ok());
+        entries
+            .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "bin"))
+            .filter(|e| !e.file_name().as_encoded_bytes().starts_with(b"."))
+            .filter(|e| {
+                let bytes = std::fs::read(e.path()).unwrap_or_default();
+                let dim = bytes.get(4..8).map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+                decode(&bytes, dim).is_none()
+            })
+            .map(|e| e.into_path())
+            .collect()
     }
 
     /// The file an entry is stored in (for tests and tools).
@@ -150,11 +177,30 @@ mod tests {
         // Flip a byte: detected.
         let path = cache.path_of(&spec, &sha);
         let mut bytes = std::fs::read(&path).unwrap();
+        assert!(cache.damaged_entries().is_empty());
         bytes[100] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
         assert!(cache.get(&spec, &sha).is_none());
+        assert_eq!(cache.damaged_entries(), vec![path.clone()]);
         // Truncate: detected.
         std::fs::write(&path, &bytes[..50]).unwrap();
         assert!(cache.get(&spec, &sha).is_none());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = FeatureCache::new(dir.path());
+        let spec = PreprocessSpec::new(BackboneKind::Faceres, true);
+        let v =
+            CachedFeatures { features: vec![0.0; 1024], n_faces: 0, crop: None, face_score: 0.0, image_size: (1, 1) };
+        let sha = "cd".repeat(32);
+        // A folder in the entry's place makes the rename fail after the temp file is written.
+        std::fs::create_dir_all(cache.path_of(&spec, &sha)).unwrap();
+        std::fs::write(cache.path_of(&spec, &sha).join("x"), b"x").unwrap();
+        assert!(cache.put(&spec, &sha, &v).is_err());
+        let shard = cache.path_of(&spec, &sha).parent().unwrap().to_path_buf();
+        let names: Vec<_> = std::fs::read_dir(shard).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "only the blocking folder is left: {names:?}");
     }
 }

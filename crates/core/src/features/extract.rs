@@ -99,6 +99,7 @@ pub fn extract(
                 }
             }
         });
+        let mut caching = true;
         while let Some(chunk) = producer.next_progress() {
             if cancel.load(Ordering::Relaxed) {
                 producer.cancel();
@@ -128,8 +129,13 @@ pub fn extract(
                     }
                     Prepared::Pending { sha256, mut value, .. } => {
                         value.features = feats.next().expect("one feature vector per input");
-                        if let Err(e) = cache.put(&pipeline.spec, &sha256, &value) {
-                            tracing::warn!("cannot cache features: {e:#}");
+                        if caching && let Err(e) = cache.put(&pipeline.spec, &sha256, &value) {
+                            // Once, not once per photo: a full disk fails every write alike.
+                            tracing::warn!(
+                                "{}; going on without the feature cache for this run",
+                                crate::error::describe(&e)
+                            );
+                            caching = false;
                         }
                         progress.computed += 1;
                         Ok(Extracted { sha256, value })

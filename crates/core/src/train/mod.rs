@@ -83,6 +83,8 @@ pub fn zero_shot_head(g: &GenderHead, classes: &[String]) -> Result<Head> {
 ///
 /// `start` is the warm-start head, if any; otherwise a zero-initialised linear softmax is used.
 /// Calls `on_epoch` after every epoch; returns [`Cancelled`] as an error when `cancel` is set.
+/// Refuses invalid options before it starts ([`TrainOptions::validate`]) and stops with an error,
+/// returning no head, when the loss becomes NaN or infinite.
 pub fn train_head(
     train: &LabelledSet,
     val: &LabelledSet,
@@ -92,6 +94,7 @@ pub fn train_head(
     on_epoch: &mut dyn FnMut(&EpochStats),
     cancel: &AtomicBool,
 ) -> Result<(Head, Vec<EpochStats>)> {
+    opts.validate()?;
     if train.is_empty() {
         invalid!("no training images: add photos to the class folders");
     }
@@ -137,12 +140,12 @@ pub fn train_head(
     let mut history = Vec::new();
     let mut best: Option<(f32, Vec<Tensor>)> = None;
     let mut since_best = 0;
-    for epoch in 1..=opts.epochs.max(1) {
+    for epoch in 1..=opts.epochs {
         if cancel.load(Ordering::Relaxed) {
             return Err(Cancelled.into());
         }
         rng.shuffle(&mut order);
-        for idx in order.chunks(opts.batch_size.max(1)) {
+        for idx in order.chunks(opts.batch_size) {
             let (mut x, y) = train.tensors(idx, &dev)?;
             if opts.dropout > 0.0 {
                 let keep = 1.0 - opts.dropout;
@@ -156,6 +159,7 @@ pub fn train_head(
                     loss = (loss + (w.sqr()?.sum_all()? * opts.l2)?)?;
                 }
             }
+            check_loss(loss.to_scalar::<f32>()?, "training", epoch, opts)?;
             opt.backward_step(&loss)?;
         }
         let (train_loss, train_accuracy) = evaluate(&head, train, &all_train, &class_w, &dev)?;
@@ -165,6 +169,10 @@ pub fn train_head(
             let (l, a) = evaluate(&head, val, &all_val, &class_w, &dev)?;
             (Some(l), Some(a))
         };
+        check_loss(train_loss, "training", epoch, opts)?;
+        if let Some(vl) = val_loss {
+            check_loss(vl, "validation", epoch, opts)?;
+        }
         let stats = EpochStats { epoch, train_loss, train_accuracy, val_loss, val_accuracy };
         on_epoch(&stats);
         history.push(stats);
@@ -191,6 +199,20 @@ pub fn train_head(
         }
     }
     Ok((head, history))
+}
+
+/// Stops training when the `which` loss is NaN or infinite: the weights are lost from there on.
+fn check_loss(loss: f32, which: &str, epoch: usize, opts: &TrainOptions) -> Result<()> {
+    if !loss.is_finite() {
+        let what = if loss.is_nan() { "NaN" } else { "infinite" };
+        tracing::warn!(epoch, which, "loss became {what}; training stopped");
+        invalid!(
+            "the {which} loss became {what} at epoch {epoch}; training stopped and no model was made: \
+             lower the learning rate (--lr, now {}) and train again",
+            opts.learning_rate
+        );
+    }
+    Ok(())
 }
 
 /// Class-weighted mean negative log-likelihood of `y` under `logits`.
@@ -278,6 +300,29 @@ mod tests {
         assert!((loss - want_loss).abs() < 1e-5, "{loss} vs {want_loss}");
         assert_eq!(acc, hits as f32 / idx.len() as f32);
         assert!(acc > 0.0 && acc < 1.0, "a head that gets some rows right and some wrong: {acc}");
+    }
+
+    #[test]
+    fn bad_options_are_refused_and_a_diverging_loss_stops_training() {
+        let (tr, va) = (toy(40, 1), toy(10, 2));
+        let run = |opts: &TrainOptions| {
+            let mut epochs = 0;
+            let r = train_head(&tr, &va, 2, None, opts, &mut |_| epochs += 1, &AtomicBool::new(false));
+            (r.map(|_| ()).map_err(|e| e.to_string()), epochs)
+        };
+        let (r, epochs) = run(&TrainOptions { learning_rate: f64::NAN, ..Default::default() });
+        assert!(r.unwrap_err().contains("--lr") && epochs == 0);
+        let (r, _) = run(&TrainOptions { batch_size: 0, ..Default::default() });
+        assert!(r.unwrap_err().contains("--batch-size"));
+
+        // A feature value so large that the logits overflow: the loss is not finite at epoch 1.
+        let mut huge = toy(40, 1);
+        huge.features[3] = vec![f32::MAX; 8].into();
+        let e = train_head(&huge, &va, 2, None, &TrainOptions::default(), &mut |_| {}, &AtomicBool::new(false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at epoch 1") && e.contains("lower the learning rate"), "{e}");
+        assert!(e.contains("NaN") || e.contains("infinite"), "{e}");
     }
 
     #[test]

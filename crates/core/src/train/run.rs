@@ -72,7 +72,7 @@ pub struct TrainReport {
     pub failures: Vec<(PathBuf, String)>,
 }
 
-/// Trains a model on the dataset folder `dir`.
+/// Trains a model on the dataset folder `dir`; bad options are refused before any work starts.
 pub fn train_dataset(
     dir: &Path,
     cfg: &TrainConfig,
@@ -80,6 +80,7 @@ pub fn train_dataset(
     on_event: &mut dyn FnMut(TrainEvent),
     cancel: &AtomicBool,
 ) -> Result<TrainReport> {
+    cfg.options.validate()?;
     let mut ds = Dataset::scan(dir)?;
     ds.require_trainable()?;
     if let Some(max) = cfg.max_per_class {

@@ -399,21 +399,31 @@ impl Backbone for InceptionV3 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::Rng;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         assert_eq!(a.dims(), b.dims());
         (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
     }
 
-    fn random_conv(c_in: usize, c_out: usize, k: (usize, usize), s: usize, p: (usize, usize), relu: usize) -> ConvBn {
+    fn random_conv(
+        rng: &mut Rng,
+        c_in: usize,
+        c_out: usize,
+        k: (usize, usize),
+        s: usize,
+        p: (usize, usize),
+        relu: usize,
+    ) -> ConvBn {
         let dev = Device::Cpu;
-        let w = Tensor::randn(0f32, 1.0, (c_out, c_in * k.0 * k.1), &dev).unwrap();
-        let b = Tensor::randn(0f32, 1.0, c_out, &dev).unwrap();
+        let w = rng.randn(0.0, 1.0, (c_out, c_in * k.0 * k.1), &dev);
+        let b = rng.randn(0.0, 1.0, c_out, &dev);
         ConvBn::from_parts(w, b, c_in, k, s, p, relu).unwrap()
     }
 
     #[test]
     fn cpu_conv_matches_generic_conv() {
+        let mut rng = Rng::new(0x5eed_000c);
         let dev = Device::Cpu;
         let cases = [
             ((3, 3), 2, (0, 0), 9, 9),
@@ -429,10 +439,10 @@ mod tests {
         for (k, s, p, h, w) in cases {
             // A channel slice of a wider NHWC tensor (read in place or copied), and an NCHW
             // tensor seen as NHWC (gathered), both with batch 2.
-            let big = Tensor::randn(0f32, 1.0, (2, h, w, 6), &dev).unwrap();
-            let nchw = Tensor::randn(0f32, 1.0, (2, 4, h, w), &dev).unwrap();
+            let big = rng.randn(0.0, 1.0, (2, h, w, 6), &dev);
+            let nchw = rng.randn(0.0, 1.0, (2, 4, h, w), &dev);
             for x in [big.narrow(3, 2, 4).unwrap(), nchw.permute((0, 2, 3, 1)).unwrap()] {
-                let conv = random_conv(4, 5, k, s, p, 3);
+                let conv = random_conv(&mut rng, 4, 5, k, s, p, 3);
                 let got = conv.forward_cpu(&x).unwrap();
                 let want = conv.forward_generic(&x).unwrap();
                 let d = max_diff(&got, &want);
@@ -441,22 +451,48 @@ mod tests {
         }
     }
 
+    /// A batch of images in one call of the CPU kernels gives each image what it gets alone (and
+    /// what the generic path gives), for each kernel family `ConvBn` picks: the direct GEMM (2 -> 4,
+    /// 1x1 and 3x3 stride 2), Winograd F(2x2, 3x3) (3x3 stride 1 with c_in >= 32, c_out >= 64) and
+    /// F(2, 7) (1x7, 7x1). Images 17x15 make several GEMM tasks and Winograd blocks per image.
     #[test]
-    fn batch_chunking_matches_single_pass() {
+    fn batch_matches_single_images() {
+        let mut rng = Rng::new(0x5eed_000d);
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (3, 9, 9, 2), &dev).unwrap();
-        let conv = random_conv(2, 4, (3, 3), 1, (1, 1), 4);
-        let want = conv.forward_generic(&x).unwrap();
-        // Force one image per chunk by narrowing each image separately.
-        let parts: Vec<Tensor> = (0..3).map(|n| conv.forward_cpu(&x.narrow(0, n, 1).unwrap()).unwrap()).collect();
-        let got = Tensor::cat(&parts, 0).unwrap();
-        assert!(max_diff(&got, &want) < 1e-4);
+        let n = 5;
+        // (c_in, c_out, kernel, stride, padding)
+        let cases = [
+            (2, 4, (3, 3), 1, (1, 1)),
+            (2, 4, (1, 1), 1, (0, 0)),
+            (6, 8, (3, 3), 2, (0, 0)),
+            (32, 64, (3, 3), 1, (1, 1)),
+            (8, 16, (1, 7), 1, (0, 3)),
+            (8, 16, (7, 1), 1, (3, 0)),
+        ];
+        for (c_in, c_out, k, s, p) in cases {
+            let what = format!("{c_in}->{c_out} kernel {k:?} stride {s}");
+            let conv = random_conv(&mut rng, c_in, c_out, k, s, p, c_out);
+            let x = rng.randn(0.0, 1.0, (n, 17, 15, c_in), &dev);
+            let batch = conv.forward_cpu(&x).unwrap();
+            assert_eq!(batch.dim(0).unwrap(), n, "{what}");
+            let generic = conv.forward_generic(&x).unwrap();
+            // Sums of up to 288 unit products: compare relative to the output's scale.
+            let scale = generic.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1.0);
+            let d = max_diff(&batch, &generic) / scale;
+            assert!(d < 1e-5, "{what}: batch of {n} vs generic path: relative diff {d}");
+            for i in 0..n {
+                let one = conv.forward_cpu(&x.narrow(0, i, 1).unwrap()).unwrap();
+                let d = max_diff(&batch.narrow(0, i, 1).unwrap(), &one) / scale;
+                assert!(d < 1e-6, "{what}: image {i} of a batch of {n} vs alone: relative diff {d}");
+            }
+        }
     }
 
     #[test]
     fn avg_pool_excludes_padding() {
+        let mut rng = Rng::new(0x5eed_000e);
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (2, 6, 5, 3), &dev).unwrap();
+        let x = rng.randn(0.0, 1.0, (2, 6, 5, 3), &dev);
         let got = avg_pool3x3_relu(&x).unwrap().permute((0, 3, 1, 2)).unwrap();
         // Generic reference on NCHW: pad, sum, divide by the valid count.
         let ones = Tensor::ones((1, 1, 6, 5), DType::F32, &dev).unwrap();
@@ -478,9 +514,10 @@ mod tests {
 
     #[test]
     fn max_pool_matches_candle() {
+        let mut rng = Rng::new(0x5eed_000f);
         let dev = Device::Cpu;
         for (h, w) in [(7, 7), (8, 9), (3, 3)] {
-            let x = Tensor::randn(0f32, 1.0, (2, h, w, 3), &dev).unwrap();
+            let x = rng.randn(0.0, 1.0, (2, h, w, 3), &dev);
             let got = max_pool3x3s2(&x).unwrap();
             let want = x.permute((0, 3, 1, 2)).unwrap().max_pool2d_with_stride(3, 2).unwrap();
             let want = want.permute((0, 2, 3, 1)).unwrap();

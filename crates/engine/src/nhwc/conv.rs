@@ -440,6 +440,7 @@ unsafe fn run_partial(t: &Tile, mv: usize, nv: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::Rng;
     use candle_core::Device;
 
     /// Stock Candle conv on the NCHW view, as the reference (ReLU on every channel).
@@ -460,6 +461,7 @@ mod tests {
 
     #[test]
     fn matches_candle_conv_for_kernels_strides_paddings_and_layouts() {
+        let mut rng = Rng::new(0x5eed_000a);
         let dev = Device::Cpu;
         // (kernel, stride, padding, h, w, c_in, c_out)
         let cases = [
@@ -480,13 +482,13 @@ mod tests {
             // Weights of variance 1/depth keep the outputs near 1 at every depth, so that one
             // absolute tolerance fits all cases (sums of 700 unit products reach 1e-4 rounding).
             let depth = c_in * k.0 * k.1;
-            let wt = Tensor::randn(0f32, 1.0 / (depth as f32).sqrt(), (c_out, depth), &dev).unwrap();
-            let b = Tensor::randn(0f32, 1.0, c_out, &dev).unwrap();
+            let wt = rng.randn(0.0, 1.0 / (depth as f32).sqrt(), (c_out, depth), &dev);
+            let b = rng.randn(0.0, 1.0, c_out, &dev);
             let conv = NhwcConv::new(&wt, &b, c_in, k, s, Activation::Relu, c_out).unwrap();
             // Batch 2 as: a contiguous tensor, a channel slice of a wider one (offset and pixel
             // stride), and an NCHW tensor seen as NHWC.
-            let wide = Tensor::randn(0f32, 1.0, (2, h, w, c_in + 5), &dev).unwrap();
-            let nchw = Tensor::randn(0f32, 1.0, (2, c_in, h, w), &dev).unwrap();
+            let wide = rng.randn(0.0, 1.0, (2, h, w, c_in + 5), &dev);
+            let nchw = rng.randn(0.0, 1.0, (2, c_in, h, w), &dev);
             let slice = wide.narrow(3, 2, c_in).unwrap();
             for x in [slice.contiguous().unwrap(), slice, nchw.permute((0, 2, 3, 1)).unwrap()] {
                 let got = conv.forward(&x, pad).unwrap();
@@ -499,10 +501,11 @@ mod tests {
 
     #[test]
     fn activation_covers_only_the_leading_channels() {
+        let mut rng = Rng::new(0x5eed_000b);
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (1, 4, 4, 6), &dev).unwrap();
-        let wt = Tensor::randn(0f32, 1.0, (20, 6), &dev).unwrap();
-        let b = Tensor::randn(0f32, 1.0, 20, &dev).unwrap();
+        let x = rng.randn(0.0, 1.0, (1, 4, 4, 6), &dev);
+        let wt = rng.randn(0.0, 1.0, (20, 6), &dev);
+        let b = rng.randn(0.0, 1.0, 20, &dev);
         let conv = NhwcConv::new(&wt, &b, 6, (1, 1), 1, Activation::Relu6, 18).unwrap();
         let got = conv.forward(&x, (0, 0, 0, 0)).unwrap();
         let linear =

@@ -393,6 +393,7 @@ fn channel_blocks<const B: usize>(
 mod tests {
     use super::*;
     use crate::layer::same_padding_3x3;
+    use crate::test_util::Rng;
     use candle_core::Device;
 
     /// The AVX2 row kernel against the generic per-pixel path, over pixel ranges that start and
@@ -400,6 +401,7 @@ mod tests {
     /// run the generic path.)
     #[test]
     fn row_kernel_matches_the_generic_path() {
+        let mut rng = Rng::new(0x5eed_0009);
         let dev = Device::Cpu;
         let cases = [
             (1, 7, 9, 8),
@@ -412,10 +414,9 @@ mod tests {
         ];
         for (stride, h, w, c) in cases {
             let n = 2;
-            let x =
-                Tensor::randn(0f32, 1.0, (n, h, w, c), &dev).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let wt = Tensor::randn(0f32, 1.0, (c, 1, 3, 3), &dev).unwrap();
-            let b = Tensor::randn(0f32, 1.0, c, &dev).unwrap();
+            let x = rng.randn(0.0, 1.0, (n, h, w, c), &dev).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let wt = rng.randn(0.0, 1.0, (c, 1, 3, 3), &dev);
+            let b = rng.randn(0.0, 1.0, c, &dev);
             let layer = NhwcDepthwise::new(&wt, &b, stride, Activation::Relu6).unwrap();
             let geo = layer.geometry((h, w, c), same_padding_3x3(stride, h, w)).unwrap();
             let pixels = n * geo.out.0 * geo.out.1;

@@ -118,10 +118,12 @@ impl CustomOp1 for SeparableOp<'_> {
 mod tests {
     use super::*;
     use crate::layer::{Activation, same_padding_3x3};
+    use crate::test_util::Rng;
     use candle_core::Device;
 
     #[test]
     fn fused_block_equals_the_two_convs_in_turn_with_and_without_fusion() {
+        let mut rng = Rng::new(0x5eed_0008);
         let dev = Device::Cpu;
         // Many pixels (each task covers every channel: fused) and a few pixels with many
         // channels (channels split across tasks: run in turn), each also at 512 channels, where
@@ -135,11 +137,11 @@ mod tests {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         pool.install(|| {
             for ((n, h, w, c, c_out, stride), fused) in cases {
-                let x = Tensor::randn(0f32, 1.0, (n, h, w, c), &dev).unwrap();
-                let dw_w = Tensor::randn(0f32, 1.0, (c, 1, 3, 3), &dev).unwrap();
-                let dw_b = Tensor::randn(0f32, 1.0, c, &dev).unwrap();
-                let pw_w = Tensor::randn(0f32, 1.0, (c_out, c), &dev).unwrap();
-                let pw_b = Tensor::randn(0f32, 1.0, c_out, &dev).unwrap();
+                let x = rng.randn(0.0, 1.0, (n, h, w, c), &dev);
+                let dw_w = rng.randn(0.0, 1.0, (c, 1, 3, 3), &dev);
+                let dw_b = rng.randn(0.0, 1.0, c, &dev);
+                let pw_w = rng.randn(0.0, 1.0, (c_out, c), &dev);
+                let pw_b = rng.randn(0.0, 1.0, c_out, &dev);
                 let dw = NhwcDepthwise::new(&dw_w, &dw_b, stride, Activation::Relu6).unwrap();
                 let pw = NhwcConv::new(&pw_w, &pw_b, c, (1, 1), 1, Activation::Relu6, c_out).unwrap();
                 let pad = same_padding_3x3(stride, h, w);

@@ -276,10 +276,12 @@ unsafe fn transform_output_avx2(
 mod tests {
     use super::super::assert_matches_direct;
     use super::*;
+    use crate::test_util::Rng;
     use candle_core::{DType, Device};
 
     #[test]
     fn matches_the_direct_conv_for_odd_and_even_sizes_paddings_and_blocks() {
+        let mut rng = Rng::new(0x5eed_0006);
         let dev = Device::Cpu;
         // (h, w, c_in, c_out, padding, batch)
         let cases = [
@@ -290,11 +292,11 @@ mod tests {
             (46, 45, 8, 16, (1, 1, 1, 1), 3),
         ];
         for (h, w, c_in, c_out, pad, n) in cases {
-            let wt = Tensor::randn(0f32, 1.0 / (9.0 * c_in as f32).sqrt(), (c_out, c_in * 9), &dev).unwrap();
-            let b = Tensor::randn(0f32, 1.0, c_out, &dev).unwrap();
+            let wt = rng.randn(0.0, 1.0 / (9.0 * c_in as f32).sqrt(), (c_out, c_in * 9), &dev);
+            let b = rng.randn(0.0, 1.0, c_out, &dev);
             let direct = NhwcConv::new(&wt, &b, c_in, (3, 3), 1, Activation::Relu, c_out).unwrap();
             let wino = Winograd3x3::new(&wt, &b, c_in, Activation::Relu).unwrap();
-            let wide = Tensor::randn(0f32, 1.0, (n, h, w, c_in + 3), &dev).unwrap();
+            let wide = rng.randn(0.0, 1.0, (n, h, w, c_in + 3), &dev);
             for x in [wide.narrow(3, 1, c_in).unwrap().contiguous().unwrap(), wide.narrow(3, 1, c_in).unwrap()] {
                 let what = format!("{h}x{w} {c_in}->{c_out} pad {pad:?}");
                 assert_matches_direct(&wino.forward(&x, pad).unwrap(), &direct.forward(&x, pad).unwrap(), &what);
