@@ -215,6 +215,44 @@ fn quiet_on_closed_stdout() {
     }
 }
 
+/// A fault point that stands in for the user's Ctrl-C, so that a test interrupts a run at a known
+/// place instead of racing a signal against the work: where `FAILPOINTS` sets `$name` to
+/// `return(sigint)` (`cli::progress=2*off->return(sigint)` fires on the third call), the process
+/// sends itself SIGINT, which goes through the real handler of [`install_ctrlc`], and waits until
+/// that handler has set `$cancel`, so the next check of the flag stops the run. Nothing is compiled
+/// in unless the tests build the binary with the `fail` crate's `failpoints` feature.
+///
+/// The points: `cli::progress` after each chunk of feature extraction reports progress (`train`,
+/// `eval`, `audit`; the first call is the report before any chunk), `cli::classified` after each
+/// photo of `classify`.
+macro_rules! interrupt_point {
+    ($name:literal, $cancel:expr) => {
+        let fire = || -> bool {
+            fail::fail_point!($name, |arg: Option<String>| arg.as_deref() == Some("sigint"));
+            false
+        };
+        if fire() {
+            interrupt_self($cancel);
+        }
+    };
+}
+
+/// Sends this process SIGINT and waits (at most 10 s) until the Ctrl-C handler has set `cancel`.
+fn interrupt_self(cancel: &AtomicBool) {
+    #[cfg(unix)]
+    // SAFETY: `raise` sends a signal to this thread; the handler that `install_ctrlc` installed
+    // only writes to a pipe, which the ctrlc crate's thread reads before it sets the flag.
+    unsafe {
+        libc::raise(libc::SIGINT);
+    }
+    #[cfg(not(unix))]
+    cancel.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cancel.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 fn progress_bar(label: &str) -> ProgressBar {
     let pb = ProgressBar::new(0);
     pb.set_style(
@@ -229,6 +267,12 @@ fn progress_bar(label: &str) -> ProgressBar {
 fn update_bar(pb: &ProgressBar, p: &Progress) {
     pb.set_length(p.total as u64);
     pb.set_position(p.done as u64);
+}
+
+/// What every subcommand does when feature extraction reports progress.
+fn on_extract_progress(pb: &ProgressBar, p: &Progress, cancel: &AtomicBool) {
+    update_bar(pb, p);
+    interrupt_point!("cli::progress", cancel);
 }
 
 /// Runs a parsed command line (everything except `app`).
@@ -286,7 +330,7 @@ fn train(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
             TrainEvent::Loading => pb.set_message("loading"),
             TrainEvent::Extracting(p) => {
                 pb.set_message("features");
-                update_bar(&pb, &p);
+                on_extract_progress(&pb, &p, cancel);
             }
             TrainEvent::Epoch(s) => {
                 if last_epoch.is_none() {
@@ -339,9 +383,16 @@ fn eval(ctx: &Context, a: &EvalArgs, cancel: &AtomicBool) -> Result<()> {
         None => EvalScope::All,
     };
     let pb = progress_bar("features");
-    let report =
-        evaluate_dataset(&a.dir, &classifier, scope, &ctx.feature_cache(), 16, &mut |p| update_bar(&pb, p), cancel)
-            .map_err(cancelled_or)?;
+    let report = evaluate_dataset(
+        &a.dir,
+        &classifier,
+        scope,
+        &ctx.feature_cache(),
+        16,
+        &mut |p| on_extract_progress(&pb, p, cancel),
+        cancel,
+    )
+    .map_err(cancelled_or)?;
     pb.finish_and_clear();
     for (path, why) in &report.failures {
         eprintln!("skipped {}: {why}", path.display());
@@ -420,6 +471,7 @@ fn classify(ctx: &Context, a: &ClassifyArgs, cancel: &AtomicBool) -> Result<()> 
                 eprintln!("skipped {}: {}", f.display(), gc_core::error::describe(&e));
             }
         }
+        interrupt_point!("cli::classified", cancel);
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "classes": classes, "images": results }))?);
@@ -512,7 +564,7 @@ fn audit(ctx: &Context, a: &AuditArgs, cancel: &AtomicBool) -> Result<()> {
         gc_core::preprocess::PreprocessSpec::new(a.backbone, !a.no_face_crop),
         &opts,
         ctx,
-        &mut |p| update_bar(&pb, p),
+        &mut |p| on_extract_progress(&pb, p, cancel),
         cancel,
     )
     .map_err(cancelled_or)?;

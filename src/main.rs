@@ -36,7 +36,14 @@ fn main() -> std::process::ExitCode {
         })
         .and_then(|ctx| match &cli.command {
             None => Ok(gc_app::run_native(ctx, None, None)?),
-            Some(Command::App { dir, model }) => Ok(gc_app::run_native(ctx, dir.clone(), model.clone())?),
+            Some(Command::App { dir, model }) => {
+                // A model given by name is checked before the window opens, as the CLI checks it:
+                // a typo fails here with the file named, not later inside the app.
+                if let Some(m) = model {
+                    gc_core::model_file::Model::load(m, &ctx.device)?;
+                }
+                Ok(gc_app::run_native(ctx, dir.clone(), model.clone())?)
+            }
             Some(_) => cli::run(&cli, &ctx),
         });
     match result {

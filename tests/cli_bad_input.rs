@@ -71,8 +71,19 @@ fn bad_files_in_a_folder_are_reported_and_skipped() {
     let o = cli(&["classify", dir.to_str().unwrap(), "--csv"], &tmp.path().join("cache"));
     let err = stderr(&o);
     assert!(o.status.success(), "one good image makes the run succeed: {err}");
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("good.png"), "{out}");
+    // Exactly one row, the good file's, and it parses: every column of the header, probabilities
+    // that sum to 1.
+    let mut rows = csv::Reader::from_reader(o.stdout.as_slice());
+    let header = rows.headers().unwrap().clone();
+    assert_eq!(header.len(), 10, "{header:?}");
+    let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.expect("a row that parses")).collect();
+    let paths: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(paths, [dir.join("good.png").to_str().unwrap()], "one row, for the good file only");
+    let row = &rows[0];
+    assert_eq!(row.len(), header.len(), "{row:?}");
+    let p: f64 = (8..10).map(|i| row[i].parse::<f64>().unwrap()).sum();
+    assert!((p - 1.0).abs() < 1e-4, "probabilities sum to 1: {row:?}");
+    assert!(["female", "male"].contains(&&row[7]), "{row:?}");
     for (name, why) in [
         ("text.jpg", "not a readable image"),
         ("empty.jpg", "empty file"),
@@ -113,42 +124,64 @@ fn a_model_for_another_backbone_is_refused() {
     assert!(stderr(&o).contains("does not fit its backbone inception-v3"), "{}", stderr(&o));
 }
 
+/// Runs the binary with the fault point `point` set to interrupt it (SIGINT through its own Ctrl-C
+/// handler) on its `n`-th call: `n-1` calls pass, then the process signals itself and waits until
+/// the handler has set the cancel flag (see `interrupt_point!` in `src/cli.rs`). No sleep, no race.
+fn cli_interrupted_at(point: &str, n: usize, args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
+        .args(args)
+        .env("GENDER_CLASSIFIER_CACHE", cache)
+        .env("GENDER_CLASSIFIER_MODELS", common::root().join("models"))
+        .env("FAILPOINTS", format!("{point}={}*off->return(sigint)", n - 1))
+        .output()
+        .expect("binary runs")
+}
+
 #[test]
 fn ctrl_c_during_extraction_stops_and_the_next_run_resumes_from_the_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    common::synthetic_dataset(&data, &["female", "male"], 120);
+    common::synthetic_dataset(&data, &["female", "male"], 20);
     let cache = tmp.path().join("cache");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
-        .args(["train", data.to_str().unwrap(), "--no-face-crop", "--out", tmp.path().join("m").to_str().unwrap()])
-        .env("GENDER_CLASSIFIER_CACHE", &cache)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let count = || walk_count(&cache);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    while count() < 20 {
-        assert!(std::time::Instant::now() < deadline, "extraction made no progress");
-        assert!(child.try_wait().unwrap().is_none(), "finished before it could be interrupted");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let model = tmp.path().join("m.safetensors");
+    let train = ["train", data.to_str().unwrap(), "--no-face-crop", "--extract-batch", "8", "--out"];
+    let train: Vec<&str> = train.into_iter().chain([model.to_str().unwrap()]).collect();
+    // Progress is reported before the first chunk and after each chunk of 8: the third report comes
+    // after 16 photos, and Ctrl-C there stops the run before the third chunk is computed.
+    let out = cli_interrupted_at("cli::progress", 3, &train, &cache);
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
-    let cached = count();
-    assert!((20..240).contains(&cached), "partial cache: {cached}");
-    assert!(!tmp.path().join("m.safetensors").exists(), "no model from an interrupted run");
+    assert_eq!(walk_count(&cache), 16, "the cache holds the two chunks finished before Ctrl-C");
+    assert!(!model.exists(), "no model from an interrupted run");
 
-    let o = cli(
-        &["-v", "train", data.to_str().unwrap(), "--no-face-crop", "--out", tmp.path().join("m").to_str().unwrap()],
-        &cache,
-    );
+    let mut rerun = vec!["-v"];
+    rerun.extend_from_slice(&train);
+    let o = cli(&rerun, &cache);
     assert!(o.status.success(), "{}", stderr(&o));
     let log = stderr(&o);
     let line = log.lines().find(|l| l.contains("features ready")).unwrap_or_else(|| panic!("no summary: {log}"));
-    assert!(line.contains(&format!("from_cache={cached}")), "resumed from the {cached} cached entries: {line}");
+    assert!(line.contains("from_cache=16") && line.contains("computed=24"), "resumed from the 16 cached: {line}");
+    assert_eq!(walk_count(&cache), 40);
+    assert!(model.exists());
+}
+
+#[test]
+fn ctrl_c_during_classify_exits_130_with_valid_json_of_the_photos_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let samples = common::root().join("assets/samples");
+    // After the third of the six photos.
+    let out = cli_interrupted_at("cli::classified", 3, &["classify", "--json", samples.to_str().unwrap()], tmp.path());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted after 3 of 6 photos"), "{err}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON after Ctrl-C");
+    let done: Vec<&str> = doc["images"].as_array().unwrap().iter().map(|i| i["path"].as_str().unwrap()).collect();
+    let first3: Vec<String> = ["astronaut-eileen-collins.png", "biden.jpg", "cameraman.png"]
+        .map(|f| samples.join(f).display().to_string())
+        .into();
+    assert_eq!(done, first3, "exactly the photos classified before Ctrl-C");
+    assert_eq!(doc["classes"], serde_json::json!(["female", "male"]));
 }
 
 fn walk_count(dir: &Path) -> usize {

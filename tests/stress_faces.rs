@@ -1,6 +1,6 @@
 //! Issue 4's stress set: web-faces photos pasted at 10-20% of the width into 2000x1500 canvases of
 //! plain or noisy background. Measures face-detection recall (IoU ≥ 0.5) and accuracy with the face
-//! crop on and off, against the accuracy on the original crops. `STRESS_PER_CLASS` (default 30)
+//! crop on and off, against the accuracy on the original crops; each has a floor. `STRESS_PER_CLASS` (default 30)
 //! sets the size; the closing note of issue 4 quotes a larger run.
 
 mod common;
@@ -106,6 +106,13 @@ fn stress_set_detection_recall_and_accuracy_with_and_without_face_crop() {
         pct(found_face, with_face)
     );
     assert!(pct(found_paste, n) >= 90.0, "detection recall {:.1}% < 90%", pct(found_paste, n));
+    // Floors just below what the default set (30 per class) measured on the CPU: originals 98.3%
+    // (59 of 60 right), a face found in 55 of 60 originals (91.7%), and in the canvas the face
+    // found in the original recovered in 48 of those 55 (87.3%). One more miss in 60 still passes.
+    let (orig, recall) = (pct(right_orig, n), pct(found_face, with_face));
+    assert!(orig >= 96.0, "accuracy on the original photos {orig:.1}% < 96%");
+    assert!(pct(with_face, n) >= 88.0, "a face found in only {with_face} of {n} original photos");
+    assert!(recall >= 85.0, "recall of the face found in the original {recall:.1}% < 85%");
     assert!(pct(right_on, n) + 5.0 >= pct(right_orig, n), "face crop on is more than 5 points below the originals");
     assert!(pct(right_on, n) >= pct(right_off, n) + 10.0, "cropping the face must beat the whole canvas clearly");
 }

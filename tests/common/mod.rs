@@ -66,3 +66,85 @@ pub fn web_faces_sample(class: &str, n: usize) -> Vec<PathBuf> {
     let spread = n.clamp(250, files.len());
     (0..n.min(files.len())).map(|i| files[i * files.len() / spread].clone()).collect()
 }
+
+/// A bundled sample photo (`assets/samples/`, see its PROVENANCE.md).
+pub fn sample(name: &str) -> PathBuf {
+    root().join("assets/samples").join(name)
+}
+
+/// The expected class of a single-person sample photo, from `assets/samples/labels.csv`.
+pub fn sample_label(name: &str) -> String {
+    let csv = std::fs::read_to_string(sample("labels.csv")).unwrap();
+    csv.lines()
+        .filter_map(|l| l.split_once(','))
+        .find(|(file, _)| *file == name)
+        .map(|(_, class)| class.trim().to_string())
+        .unwrap_or_else(|| panic!("{name} is not in assets/samples/labels.csv"))
+}
+
+/// `img` as JPEG bytes at `quality` (deterministic: the same pixels give the same bytes).
+pub fn jpeg_bytes(img: &RgbImage, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(img).unwrap();
+    out
+}
+
+/// A JPEG with an EXIF APP1 segment holding only the orientation tag (1-8), inserted after SOI.
+pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], [0xFF, 0xD8], "not a JPEG");
+    // APP1 length 34 = 2 (length) + 6 ("Exif\0\0") + 8 (TIFF header) + 2 (count) + 12 (entry) + 4 (next IFD).
+    let mut app1 = vec![0xFF, 0xE1, 0, 34];
+    app1.extend_from_slice(b"Exif\0\0MM\0\x2A\0\0\0\x08\0\x01");
+    app1.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+    app1.extend_from_slice(&orientation.to_be_bytes());
+    app1.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// The most confident face BlazeFace finds in `img`, `[x1, y1, x2, y2]` in pixels; panics when none.
+pub fn face_box(finder: &gc_core::face::FaceFinder, img: &RgbImage) -> [f32; 4] {
+    let regions = finder.regions(img).unwrap();
+    regions[0].detection.as_ref().expect("a face in the sample").bbox
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes.
+pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: [f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    inter / (area(a) + area(b) - inter).max(1e-6)
+}
+
+/// A photo of two people made from two licensed samples (see `assets/samples/PROVENANCE.md`):
+/// the face of `obama.jpg` (Barack Obama, White House photo, public domain, from the
+/// `face_recognition==1.3.0` sdist) on the left and of `astronaut-eileen-collins.png` (Eileen
+/// Collins, NASA portrait, public domain, from the `scikit-image==0.25.2` wheel) on the right, each
+/// cropped to a square of twice the face's size around it, scaled to 300 pixels and pasted on a
+/// plain grey 760x420 canvas. (`grace-hopper.jpg` is a known miss of the shipped model, called male:
+/// docs/PERFORMANCE.md.) Returns the canvas and, per pasted face (left first), the face box
+/// BlazeFace finds in the sample mapped to where it was pasted, and the sample's label (`labels.csv`).
+pub fn two_face_photo(finder: &gc_core::face::FaceFinder) -> (RgbImage, Vec<([f32; 4], String)>) {
+    const SIDE: u32 = 300;
+    let mut canvas = RgbImage::from_pixel(760, 420, Rgb([128, 128, 128]));
+    let mut faces = Vec::new();
+    for (name, at) in [("obama.jpg", (40u32, 60u32)), ("astronaut-eileen-collins.png", (420, 60))] {
+        let img = gc_core::imaging::load_rgb(&sample(name)).unwrap();
+        let b = face_box(finder, &img);
+        let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
+        let half = (b[2] - b[0]).max(b[3] - b[1]);
+        let (x0, y0) = ((cx - half).max(0.0) as u32, (cy - half).max(0.0) as u32);
+        let side = ((2.0 * half) as u32).min(img.width() - x0).min(img.height() - y0);
+        let crop = image::imageops::crop_imm(&img, x0, y0, side, side).to_image();
+        let scaled = image::imageops::resize(&crop, SIDE, SIDE, image::imageops::FilterType::Triangle);
+        image::imageops::replace(&mut canvas, &scaled, at.0 as i64, at.1 as i64);
+        let s = SIDE as f32 / side as f32;
+        let map = |v: f32, from: u32, to: u32| to as f32 + (v - from as f32) * s;
+        let pasted = [map(b[0], x0, at.0), map(b[1], y0, at.1), map(b[2], x0, at.0), map(b[3], y0, at.1)];
+        faces.push((pasted, sample_label(name)));
+    }
+    (canvas, faces)
+}

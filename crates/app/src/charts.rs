@@ -55,22 +55,12 @@ pub fn curves(ui: &mut egui::Ui, history: &[EpochStats], height: f32) {
 
 /// Test accuracy (with its 95% interval) of every saved model that has one, oldest first.
 pub fn history(ui: &mut egui::Ui, models: &[ModelInfo], current: Option<&std::path::Path>, height: f32) {
-    // (created, accuracy, interval, is current, label)
-    type Row = (String, f64, (f64, f64), bool, String);
-    let mut rows: Vec<Row> = models
-        .iter()
-        .filter_map(|m| {
-            let meta = m.meta.as_ref().ok()?;
-            let t = meta.test_metrics.as_ref()?;
-            Some((meta.created.clone(), t.accuracy, t.accuracy_ci95, current == Some(m.path.as_path()), m.label()))
-        })
-        .collect();
+    let rows = history_points(models, current);
     if rows.is_empty() {
         ui.weak("No trained model with test metrics yet: train one to start the history.");
         return;
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let names: Vec<String> = rows.iter().map(|r| r.4.clone()).collect();
+    let names: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
     Plot::new("history-chart")
         .height(height)
         .legend(Legend::default())
@@ -86,19 +76,60 @@ pub fn history(ui: &mut egui::Ui, models: &[ModelInfo], current: Option<&std::pa
             Some(format!("{name}\n{:.1}%", position.y))
         })
         .show(ui, |p| {
-            let acc: Vec<[f64; 2]> = rows.iter().enumerate().map(|(i, r)| [(i + 1) as f64, r.1 * 100.0]).collect();
+            let acc: Vec<[f64; 2]> =
+                rows.iter().enumerate().map(|(i, r)| [(i + 1) as f64, r.accuracy * 100.0]).collect();
             p.line(Line::new("test accuracy", PlotPoints::new(acc.clone())).color(TRAIN).width(2.0));
             p.points(Points::new("test accuracy", PlotPoints::new(acc)).color(TRAIN).radius(4.0));
             for (i, r) in rows.iter().enumerate() {
                 let x = (i + 1) as f64;
                 p.line(
-                    Line::new("95% interval", PlotPoints::new(vec![[x, r.2.0 * 100.0], [x, r.2.1 * 100.0]]))
+                    Line::new("95% interval", PlotPoints::new(vec![[x, r.ci95.0 * 100.0], [x, r.ci95.1 * 100.0]]))
                         .color(TRAIN.gamma_multiply(0.5))
                         .width(6.0),
                 );
-                if r.3 {
-                    p.points(Points::new("current", PlotPoints::new(vec![[x, r.1 * 100.0]])).color(VALID).radius(7.0));
+                if r.current {
+                    p.points(
+                        Points::new("current", PlotPoints::new(vec![[x, r.accuracy * 100.0]])).color(VALID).radius(7.0),
+                    );
                 }
             }
         });
+}
+
+/// One point of the accuracy history: a saved model with test metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPoint {
+    /// The model file.
+    pub path: std::path::PathBuf,
+    /// When it was made (RFC 3339), the order of the chart.
+    pub created: String,
+    /// Its test accuracy.
+    pub accuracy: f64,
+    /// The 95% interval of that accuracy.
+    pub ci95: (f64, f64),
+    /// True for the current model.
+    pub current: bool,
+    /// Its name in the list.
+    pub label: String,
+}
+
+/// The points [`history`] draws: every listed model with test metrics, oldest first.
+pub fn history_points(models: &[ModelInfo], current: Option<&std::path::Path>) -> Vec<HistoryPoint> {
+    let mut rows: Vec<HistoryPoint> = models
+        .iter()
+        .filter_map(|m| {
+            let meta = m.meta.as_ref().ok()?;
+            let t = meta.test_metrics.as_ref()?;
+            Some(HistoryPoint {
+                path: m.path.clone(),
+                created: meta.created.clone(),
+                accuracy: t.accuracy,
+                ci95: t.accuracy_ci95,
+                current: current == Some(m.path.as_path()),
+                label: m.label(),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| a.created.cmp(&b.created));
+    rows
 }

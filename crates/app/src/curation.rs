@@ -113,12 +113,48 @@ pub struct Curation {
     root: PathBuf,
 }
 
-/// Opens the journal, waiting up to [`LOCK_WAIT`] while another holder closes.
-fn open_journal(dir: &Path) -> gc_core::error::Result<(Journal, Recovery)> {
+/// How long a worker waits for the lock while an older worker of this process on the same
+/// folder (a rescan or reopen) is still finishing its last batch.
+const SAME_PROCESS_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Dataset folders with a curation worker alive in this process, one entry per worker.
+static WORKERS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Marks a curation worker alive for a folder from creation to drop.
+struct Alive(PathBuf);
+
+impl Alive {
+    fn new(dir: &Path) -> Self {
+        WORKERS.lock().unwrap_or_else(|e| e.into_inner()).push(dir.to_path_buf());
+        Alive(dir.to_path_buf())
+    }
+
+    /// True while another worker of this process works on the same folder.
+    fn others(&self) -> bool {
+        WORKERS.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|d| **d == self.0).count() > 1
+    }
+}
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        let mut w = WORKERS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = w.iter().position(|d| *d == self.0) {
+            w.swap_remove(i);
+        }
+    }
+}
+
+/// Opens the journal, waiting while another holder closes: up to [`LOCK_WAIT`] for another
+/// program, and up to [`SAME_PROCESS_LOCK_WAIT`] while this process's previous worker finishes.
+fn open_journal(dir: &Path, alive: &Alive) -> gc_core::error::Result<(Journal, Recovery)> {
     let start = Instant::now();
     loop {
         match Journal::open(dir) {
-            Err(Error::Locked { .. }) if start.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(50)),
+            Err(Error::Locked { .. })
+                if start.elapsed() < LOCK_WAIT || (alive.others() && start.elapsed() < SAME_PROCESS_LOCK_WAIT) =>
+            {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             r => return r,
         }
     }
@@ -158,7 +194,9 @@ impl Curation {
         let (tx, job_rx) = crossbeam_channel::unbounded::<Job>();
         let dir = root.to_path_buf();
         let task = rt.spawn("curation", move |worker: &gc_core::task::Job<Reply>| {
-            let mut journal = match open_journal(&dir) {
+            // Declared first, so dropped last: after the journal has released the lock.
+            let alive = Alive::new(&dir);
+            let mut journal = match open_journal(&dir, &alive) {
                 Ok((j, rec)) => match j.undo_history() {
                     Ok(history) => {
                         worker.report(Reply::Opened(Ok((rec, history))));
@@ -514,7 +552,8 @@ mod journal_tests {
         dir
     }
 
-    /// Pumps until the worker is idle; returns every notice.
+    /// Pumps until the worker is idle; returns every notice. The deadline is a safety net against
+    /// a hang, never what decides the test.
     fn settle(cur: &mut Curation, photos: &mut Photos) -> Vec<Notice> {
         let start = Instant::now();
         let mut notices = Vec::new();
@@ -523,7 +562,7 @@ mod journal_tests {
             if !cur.is_busy() {
                 return notices;
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "curation never settled: {notices:?}");
+            assert!(start.elapsed() < Duration::from_secs(120), "curation never settled: {notices:?}");
             std::thread::sleep(Duration::from_millis(5));
         }
     }

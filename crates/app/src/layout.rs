@@ -372,6 +372,23 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
 
 // ------------------------------------------------------------------------------------------------
 
+impl GenderApp {
+    /// The dataset's facts (label, prediction, split, faces) about the photo the viewer shows: the
+    /// grid's cursor in the Photos tab, the finding's photo in the Review tab.
+    pub fn shown_facts(&self) -> Option<DatasetFacts> {
+        let p = self.data.photos.as_ref()?;
+        let shown = self.data.viewer.shown.as_ref()?;
+        let e = &p.entries[p.index_of_path(&shown.path)?];
+        Some(DatasetFacts {
+            label: p.label_name(e).to_string(),
+            probs: e.pred.as_ref().map(|pr| (p.predicted_name(e).unwrap_or("?").to_string(), pr.probs.clone())),
+            classes: p.pred_classes.clone(),
+            split: e.split.map(|s| s.name()),
+            n_faces: e.n_faces,
+        })
+    }
+}
+
 fn right_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.selectable_value(&mut app.shell.side, SidePage::Photo, RichText::new("Photo").size(15.0));
@@ -382,16 +399,7 @@ fn right_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.separator();
     match app.shell.side {
         SidePage::Photo => {
-            let facts = app.data.photos.as_ref().and_then(|p| {
-                let e = p.by_id(app.data.grid.cursor?)?;
-                Some(DatasetFacts {
-                    label: p.label_name(e).to_string(),
-                    probs: e.pred.as_ref().map(|pr| (p.predicted_name(e).unwrap_or("?").to_string(), pr.probs.clone())),
-                    classes: p.pred_classes.clone(),
-                    split: e.split.map(|s| s.name()),
-                    n_faces: e.n_faces,
-                })
-            });
+            let facts = app.shown_facts();
             let n_sel = app.data.photos.as_ref().map_or(0, |p| app.data.grid.selected_ids(p).len());
             egui::ScrollArea::vertical().id_salt("viewer-scroll").auto_shrink([false, false]).show(ui, |ui| {
                 viewer::show(ui, &app.data.viewer, facts.as_ref(), n_sel);

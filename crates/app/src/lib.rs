@@ -44,7 +44,7 @@ use curation::{Notice, Op};
 use dataset_view::DatasetView;
 pub use input::parse_pasted_paths;
 use models::{ModelEvent, ModelsState};
-pub use native::{WindowError, run_native};
+pub use native::{WindowError, run_native, settings_from_storage};
 use shell::Shell;
 use state::Filters;
 pub use state::Settings;

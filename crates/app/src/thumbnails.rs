@@ -310,6 +310,53 @@ fn short_reason(reason: &str, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    /// Longest any wait below may take: a safety net against a hang, never what decides a test.
+    const SAFETY_NET: Duration = Duration::from_secs(120);
+
+    /// Overwrites `path` in place with bytes no decoder reads, keeping what the disk-cache key is
+    /// made of (the inode, the length and the modification time), so only the cache can still
+    /// give its thumbnail.
+    fn make_undecodable_keeping_the_key(path: &Path) {
+        let meta = std::fs::metadata(path).unwrap();
+        let mtime = meta.modified().unwrap();
+        std::fs::write(path, vec![0u8; meta.len() as usize]).unwrap();
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(mtime).unwrap();
+        assert!(gc_core::imaging::load_rgb(path).is_err(), "the source must be unreadable now");
+    }
+
+    /// A pool on a runtime whose wake-ups arrive on the returned channel.
+    fn pool(disk: Option<PathBuf>, cache_root: &Path) -> (Thumbnails, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel();
+        let tx = Mutex::new(tx);
+        let rt = Runtime::new(
+            gc_core::context::Context::cpu_with_cache(cache_root),
+            Arc::new(move || {
+                let _ = tx.lock().map(|t| t.send(()));
+            }),
+        );
+        (Thumbnails::new(2, disk, &rt), rx)
+    }
+
+    /// Runs frames asking for `paths` until every one is ready or failed; each next frame waits for
+    /// a worker's wake-up (the deadline is only a safety net).
+    fn settle(t: &mut Thumbnails, woken: &mpsc::Receiver<()>, paths: &[&Path]) -> Vec<Thumb> {
+        let ctx = egui::Context::default();
+        let deadline = Instant::now() + SAFETY_NET;
+        loop {
+            ctx.run_ui(Default::default(), |_| {}).textures_delta.clear();
+            t.begin_frame(&ctx);
+            let got: Vec<Thumb> = paths.iter().map(|p| t.get(p)).collect();
+            t.end_frame();
+            if got.iter().all(|g| !matches!(g, Thumb::Loading)) {
+                return got;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(woken.recv_timeout(left).is_ok(), "the thumbnail pool never delivered");
+        }
+    }
 
     #[test]
     fn thumbnails_are_cached_on_disk_and_bad_files_explain_themselves() {
@@ -321,9 +368,18 @@ mod tests {
         let t = make_thumbnail(&p, Some(&disk)).unwrap();
         assert_eq!(t.size, [THUMB_PX as usize, THUMB_PX as usize / 2]);
         let key = cache_key(&p, THUMB_PX).unwrap();
-        assert!(cache_file(&disk, &key).exists());
-        let again = make_thumbnail(&p, Some(&disk)).unwrap();
-        assert_eq!(again.size, t.size);
+        let file = cache_file(&disk, &key);
+        assert!(file.exists());
+
+        // The second call reads the disk cache: the source no longer decodes, yet the thumbnail
+        // comes back, pixel for pixel the cached JPEG.
+        make_undecodable_keeping_the_key(&p);
+        assert_eq!(cache_key(&p, THUMB_PX).unwrap(), key, "same inode, length and time: same key");
+        let again = make_thumbnail(&p, Some(&disk)).expect("the thumbnail comes from the disk cache");
+        let cached = image::open(&file).unwrap().to_rgb8();
+        assert_eq!(again.size, [cached.width() as usize, cached.height() as usize]);
+        assert!(again == ColorImage::from_rgb(again.size, cached.as_raw()), "the pixels are the cached JPEG's");
+        assert!(make_thumbnail(&p, None).is_err(), "without the cache the file cannot be read");
 
         // A rename keeps the key (same inode, size and time).
         let q = dir.path().join("b.png");
@@ -339,28 +395,38 @@ mod tests {
     }
 
     #[test]
+    fn a_second_pool_shows_the_thumbnail_from_the_disk_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.png");
+        image::RgbImage::from_fn(300, 240, |x, y| image::Rgb([(x % 256) as u8, 40, (y % 256) as u8])).save(&p).unwrap();
+        let disk = dir.path().join("thumbs");
+        {
+            let (mut first, woken) = pool(Some(disk.clone()), dir.path());
+            let got = settle(&mut first, &woken, &[&p]);
+            assert!(matches!(got[0], Thumb::Ready(_)), "the first pool decodes the photo");
+        }
+        make_undecodable_keeping_the_key(&p);
+        let (mut second, woken) = pool(Some(disk), dir.path());
+        let got = settle(&mut second, &woken, &[&p]);
+        match &got[0] {
+            Thumb::Ready(t) => assert_eq!(t.size, egui::vec2(THUMB_PX as f32, 128.0)),
+            Thumb::Failed(why) => panic!("the disk cache was not read: {why}"),
+            Thumb::Loading => unreachable!(),
+        }
+        assert_eq!(second.texture_count(), 1);
+    }
+
+    #[test]
     fn pool_delivers_and_failures_do_not_block() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("g.png");
         image::RgbImage::from_pixel(50, 50, image::Rgb([200, 10, 10])).save(&good).unwrap();
         let bad = dir.path().join("b.png");
         std::fs::write(&bad, b"").unwrap();
-        let ctx = egui::Context::default();
-        let mut t = Thumbnails::new(2, None, &Runtime::headless(gc_core::context::Context::cpu_with_cache(dir.path())));
-        let mut ok = false;
-        for _ in 0..400 {
-            ctx.run_ui(Default::default(), |_| {}).textures_delta.clear();
-            t.begin_frame(&ctx);
-            let g = t.get(&good);
-            let b = t.get(&bad);
-            t.end_frame();
-            if matches!(g, Thumb::Ready(_)) && matches!(b, Thumb::Failed(_)) {
-                ok = true;
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(ok);
+        let (mut t, woken) = pool(None, dir.path());
+        let got = settle(&mut t, &woken, &[&good, &bad]);
+        assert!(matches!(got[0], Thumb::Ready(_)));
+        assert!(matches!(got[1], Thumb::Failed(_)));
         assert_eq!(t.texture_count(), 1);
     }
 }

@@ -2,6 +2,7 @@
 //! epochs), cancel, and the live curves.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use egui::RichText;
 
@@ -64,6 +65,10 @@ pub enum Finished {
     Failed(String),
 }
 
+/// Called on the training thread with each event before the app sees it. A test hook: a test
+/// pauses a run at a known point with it, so what it checks never depends on timing.
+pub type EventHook = Arc<dyn Fn(&TrainEvent) + Send + Sync>;
+
 /// Training state.
 #[derive(Default)]
 pub struct Training {
@@ -73,6 +78,8 @@ pub struct Training {
     pub history: Vec<EpochStats>,
     /// How the last run ended.
     pub last: Option<LastRun>,
+    /// Sees every event of the runs started from now on, on the training thread (tests only).
+    pub event_hook: Option<EventHook>,
 }
 
 impl Training {
@@ -89,8 +96,15 @@ impl Training {
         let max_epochs = cfg.options.epochs;
         self.history.clear();
         self.last = None;
+        let hook = self.event_hook.clone();
         let task = rt.spawn("training", move |job| {
-            train_and_save(&root, &cfg, &ctx, &mut |e| _ = job.report(e), job.cancel_flag())
+            let mut on_event = |e: TrainEvent| {
+                if let Some(h) = &hook {
+                    h(&e);
+                }
+                _ = job.report(e);
+            };
+            train_and_save(&root, &cfg, &ctx, &mut on_event, job.cancel_flag())
         });
         self.running = Some(Running { task, phase: Phase::Loading, max_epochs });
     }

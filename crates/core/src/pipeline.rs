@@ -4,6 +4,7 @@
 //! image when none is found) and prediction (one vector per face).
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Result;
 use candle_core::{Device, Tensor};
@@ -21,6 +22,8 @@ pub struct Pipeline {
     backbone: Box<dyn Backbone>,
     faces: Option<FaceFinder>,
     device: Device,
+    /// Images run through the backbone so far (for tests: a cached file must cost none).
+    forward_passes: AtomicU64,
 }
 
 impl Pipeline {
@@ -28,7 +31,7 @@ impl Pipeline {
     pub fn load(spec: PreprocessSpec, ctx: &Context) -> Result<Self> {
         let backbone = spec.backbone.load(&ctx.models_dir, &ctx.device)?;
         let faces = if spec.face_crop { Some(FaceFinder::load(ctx)?) } else { None };
-        Ok(Self { spec, backbone, faces, device: ctx.device.clone() })
+        Ok(Self { spec, backbone, faces, device: ctx.device.clone(), forward_passes: AtomicU64::new(0) })
     }
 
     /// The backbone kind.
@@ -64,7 +67,14 @@ impl Pipeline {
         let flat: Vec<f32> = inputs.concat();
         let x = Tensor::from_vec(flat, (inputs.len(), 3, size, size), &self.device)?;
         let f = self.backbone.features(&x)?;
+        self.forward_passes.fetch_add(inputs.len() as u64, Ordering::Relaxed);
         Ok(f.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
+    }
+
+    /// How many images this pipeline has run through the backbone since it was loaded (one per
+    /// prepared input, whatever the batching).
+    pub fn forward_passes(&self) -> u64 {
+        self.forward_passes.load(Ordering::Relaxed)
     }
 
     /// Decodes a file and returns its upright RGB pixels (see [`crate::imaging::load_rgb`]).

@@ -44,6 +44,7 @@ fn journal_kill_child() {
     let Some(root) = std::env::var_os(CHILD_DATASET).map(PathBuf::from) else { return };
     let seed: u64 = std::env::var(CHILD_SEED).ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let mut rng = Rng(seed | 1);
+    gc_core::fault::setup_from_env();
     let (mut journal, _) = Journal::open(&root).unwrap();
     std::fs::write(ready_marker(&root), b"").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -98,27 +99,11 @@ fn a_killed_process_loses_and_duplicates_nothing() {
     for round in 0..ROUNDS {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        let mut firsts = Vec::new();
-        for (i, class) in (0..PHOTOS).map(|i| (i, CLASSES[i % 2])) {
-            std::fs::create_dir_all(root.join(class)).unwrap();
-            // Names repeat across the classes, so moves meet name clashes.
-            let path = root.join(class).join(format!("p{:03}.jpg", i / 4));
-            let path = if path.exists() { root.join(class).join(format!("p{:03}-{i}.jpg", i / 4)) } else { path };
-            std::fs::write(&path, format!("photo {i} of round {round}").repeat(1 + i % 7)).unwrap();
-            firsts.push((sha(&path), path));
-        }
+        let firsts = make_dataset(root, round);
         let original = digests(root);
         let seed = rng.next();
         let delay = Duration::from_millis(2 + rng.below(200));
-        let mut child = Command::new(&exe)
-            .args(["--exact", "journal_kill_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_DATASET, root)
-            .env(CHILD_SEED, seed.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_child(&exe, root, seed, None);
         let started = Instant::now();
         while !ready_marker(root).exists() {
             if let Some(status) = child.try_wait().unwrap() {
@@ -132,22 +117,88 @@ fn a_killed_process_loses_and_duplicates_nothing() {
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(still_running, "round {round}: the child stopped by itself (seed {seed})");
-
-        let (mut journal, recovery) = Journal::open(root).unwrap();
-        let journal_text = std::fs::read_to_string(root.join(STATE_DIR).join("journal.jsonl")).unwrap_or_default();
-        moves_seen += journal_text.matches("\"op\":\"begin\"").count();
-        assert_eq!(digests(root), original, "round {round} (seed {seed}, delay {delay:?}, {recovery:?})");
-
-        while let Some(last) = journal.undo_history().unwrap().pop() {
-            journal.start_batch("undo", Some(last.id)).unwrap();
-            for mv in last.moves.iter().rev() {
-                journal.apply(&mv.reversed()).unwrap();
-            }
-        }
-        for (digest, path) in &firsts {
-            assert_eq!(&sha(path), digest, "round {round} (seed {seed}): {} is not back", path.display());
-        }
-        assert_eq!(digests(root), original, "round {round}: after undoing everything");
+        moves_seen +=
+            recover_and_check(root, &original, &firsts, &format!("round {round} (seed {seed}, delay {delay:?})"));
     }
     assert!(moves_seen > 0, "the children never moved anything; the test tests nothing");
+}
+
+/// A kill (abort, as sudden as `kill -9`) at each fault point of the journal, on its 40th pass.
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_kill_at_each_journal_fault_point_loses_and_duplicates_nothing() {
+    if std::env::var_os(CHILD_DATASET).is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for (round, point) in
+        ["journal::batch", "journal::begin", "journal::begun", "journal::renamed"].into_iter().enumerate()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let firsts = make_dataset(root, round as u64);
+        let original = digests(root);
+        let mut child = spawn_child(&exe, root, 7 + round as u64, Some(&format!("{point}=39*off->return(abort)")));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{point}: the fault point was never reached");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(status.code(), None, "{point}: the child died at the fault point, by a signal");
+        let seen = recover_and_check(root, &original, &firsts, point);
+        assert!(seen > 0, "{point}: nothing was moved before the kill");
+    }
+}
+
+/// Writes `PHOTOS` photos over the two class folders; returns each one's sha256 and first path.
+fn make_dataset(root: &Path, round: u64) -> Vec<([u8; 32], PathBuf)> {
+    let mut firsts = Vec::new();
+    for (i, class) in (0..PHOTOS).map(|i| (i, CLASSES[i % 2])) {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        // Names repeat across the classes, so moves meet name clashes.
+        let path = root.join(class).join(format!("p{:03}.jpg", i / 4));
+        let path = if path.exists() { root.join(class).join(format!("p{:03}-{i}.jpg", i / 4)) } else { path };
+        std::fs::write(&path, format!("photo {i} of round {round}").repeat(1 + i % 7)).unwrap();
+        firsts.push((sha(&path), path));
+    }
+    firsts
+}
+
+fn spawn_child(exe: &Path, root: &Path, seed: u64, failpoints: Option<&str>) -> std::process::Child {
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", "journal_kill_child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_DATASET, root)
+        .env(CHILD_SEED, seed.to_string())
+        .env_remove("FAILPOINTS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(f) = failpoints {
+        cmd.env("FAILPOINTS", f);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Recovers the journal after a kill and checks that the class folders hold exactly the original
+/// photos, then that undoing the whole history puts each back at its first path. Returns the
+/// number of moves the child began.
+fn recover_and_check(root: &Path, original: &[[u8; 32]], firsts: &[([u8; 32], PathBuf)], what: &str) -> usize {
+    let (mut journal, recovery) = Journal::open(root).unwrap();
+    let journal_text = std::fs::read_to_string(root.join(STATE_DIR).join("journal.jsonl")).unwrap_or_default();
+    let began = journal_text.matches("\"op\":\"begin\"").count();
+    assert_eq!(digests(root), original, "{what}: {recovery:?}");
+    while let Some(last) = journal.undo_history().unwrap().pop() {
+        journal.start_batch("undo", Some(last.id)).unwrap();
+        for mv in last.moves.iter().rev() {
+            journal.apply(&mv.reversed()).unwrap();
+        }
+    }
+    for (digest, path) in firsts {
+        assert_eq!(&sha(path), digest, "{what}: {} is not back", path.display());
+    }
+    assert_eq!(digests(root), original, "{what}: after undoing everything");
+    began
 }

@@ -67,7 +67,18 @@ where
     let take = |i: usize| x.narrow(0, i * unit, len(i));
     let pools = pools();
     let cores = pools.len().min(n / MIN_IMAGES_PER_CORE);
-    if cores < 2 {
+    // One balanced map at a time: two at once would each hold one core's pool while waiting for
+    // its other core's chunks, queued behind the other map's job (a deadlock). A map that finds
+    // the cores taken runs on one pool instead, which waits on nothing of another map's.
+    static BALANCED: Mutex<()> = Mutex::new(());
+    let balanced = match BALANCED.try_lock() {
+        Ok(guard) => Some(guard),
+        Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(std::sync::TryLockError::WouldBlock) => None,
+    };
+    #[cfg(test)]
+    tests::LAST_BALANCED.set(cores >= 2 && balanced.is_some());
+    if cores < 2 || balanced.is_none() {
         return on_pool(|| {
             let parts = (0..units).map(|i| early(&take(i)?)).collect::<Result<Vec<_>>>()?;
             late(&cat_all(parts)?)
@@ -230,8 +241,18 @@ mod tests {
         .unwrap()
     }
 
+    /// Tests that check which path a map took run one at a time (a map running elsewhere in
+    /// this process sends the next to one pool).
+    static PATH_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    thread_local! {
+        /// Whether this thread's last map took the per-core path.
+        pub(super) static LAST_BALANCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     #[test]
     fn units_come_back_in_order_and_small_batches_run_whole() {
+        let _one_at_a_time = PATH_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let x = Tensor::arange(0f32, 14.0, &Device::Cpu).unwrap().reshape((7, 2)).unwrap();
         let seen = std::sync::Mutex::new(Vec::new());
         let y = run(&x, 2, &seen);
@@ -249,8 +270,7 @@ mod tests {
         let sizes: Vec<usize> = seen.iter().map(|s| s.0).collect();
         assert_eq!(sizes.iter().sum::<usize>(), 7);
         assert_eq!(sizes.iter().filter(|&&s| s == 2).count(), 3, "units of 2 and a last one of 1: {sizes:?}");
-        let cores = pools().len().min(7 / MIN_IMAGES_PER_CORE);
-        if cores >= 2 {
+        if LAST_BALANCED.get() {
             assert!(seen.iter().all(|&(_, threads)| threads == 1), "units run on single-thread pools");
             assert!(late_rows <= 4, "late chunks hold at most 2 units of 2 images: {got:?}");
         } else {
@@ -265,7 +285,33 @@ mod tests {
     }
 
     #[test]
+    fn maps_from_several_threads_at_once_all_finish_with_their_own_rows() {
+        // Two balanced maps at once used to deadlock: each held one core's pool and waited for
+        // chunks queued behind the other's job. The deadline only stops a hang.
+        let _one_at_a_time = PATH_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let (tx, rx) = std::sync::mpsc::channel();
+        for t in 0..3 {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for round in 0..20 {
+                    let base = (t * 100 + round) as f32;
+                    let x = (Tensor::arange(0f32, 16.0, &Device::Cpu).unwrap() + f64::from(base)).unwrap();
+                    let x = x.reshape((8, 2)).unwrap();
+                    let y = map_balanced(&x, 1, 2, |u| u * 2.0, |v| Ok(v.clone())).unwrap();
+                    assert_eq!(y.to_vec2::<f32>().unwrap(), (&x * 2.0).unwrap().to_vec2::<f32>().unwrap());
+                }
+                tx.send(t).unwrap();
+            });
+        }
+        drop(tx);
+        let deadline = std::time::Duration::from_secs(120);
+        let finished: Vec<_> = (0..3).map(|_| rx.recv_timeout(deadline).expect("a map hung")).collect();
+        assert_eq!(finished.len(), 3);
+    }
+
+    #[test]
     fn an_error_in_any_unit_or_late_pass_is_returned() {
+        let _one_at_a_time = PATH_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let x = Tensor::zeros((8, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
         let first = |u: &Tensor| u.narrow(0, 0, 1)?.to_vec2::<f32>().map(|v| v[0][0]);
         // Image 6 is marked: whichever core takes its unit fails.
