@@ -535,6 +535,42 @@ mod tests {
     }
 
     #[test]
+    fn a_header_length_past_the_end_of_the_file_is_refused_as_damaged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.safetensors");
+        // Claims a 1000-byte header in a file of 18 bytes; and a header of exactly the file's size.
+        for (claimed, body) in [(1000u64, 10usize), (11, 10)] {
+            let mut bytes = claimed.to_le_bytes().to_vec();
+            bytes.extend(std::iter::repeat_n(b' ', body));
+            std::fs::write(&path, &bytes).unwrap();
+            let e = read_meta(&path).unwrap_err();
+            let text = crate::error::describe(&e);
+            assert!(text.contains("header length is out of range"), "{claimed}: {text}");
+        }
+    }
+
+    #[test]
+    fn a_model_from_a_newer_version_is_refused_and_this_version_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.safetensors");
+        let mut m = model(&["female", "male"]);
+        m.save(&path).unwrap();
+        Model::load(&path, &Device::Cpu).expect("this version's model loads");
+        m.meta.format_version = FORMAT_VERSION + 1;
+        m.save(&path).unwrap();
+        let text = load_err(&path);
+        assert!(text.contains("newer gender-classifier") && text.contains(&path.display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn the_creation_time_is_rfc3339_utc() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+        assert!(humantime::parse_rfc3339(&t).is_ok(), "{t}");
+    }
+
+    #[test]
     fn damaged_and_missing_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.safetensors");

@@ -194,3 +194,28 @@ fn a_refused_move_is_recorded_as_aborted_and_not_undoable() {
     j.move_into(&root.join("male/a.jpg"), &root.join("female")).unwrap();
     assert!(j.undo_history().unwrap().is_empty(), "a move outside a batch is not undoable");
 }
+
+#[test]
+fn every_move_gets_its_own_id_and_ids_go_on_after_a_reopen() {
+    let dir = dataset();
+    let root = dir.path();
+    for name in ["a.jpg", "b.jpg", "c.jpg"] {
+        std::fs::write(root.join("male").join(name), name).unwrap();
+    }
+    {
+        let (mut j, _) = Journal::open(root).unwrap();
+        j.move_into(&root.join("male/a.jpg"), &root.join("female")).unwrap();
+        j.move_into(&root.join("male/b.jpg"), &root.join("female")).unwrap();
+    }
+    let (mut j, _) = Journal::open(root).unwrap();
+    j.move_into(&root.join("male/c.jpg"), &root.join("female")).unwrap();
+    drop(j);
+    let text = std::fs::read_to_string(root.join(STATE_DIR).join("journal.jsonl")).unwrap();
+    let ids: Vec<u64> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["op"] == "begin")
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2], "{text}");
+}

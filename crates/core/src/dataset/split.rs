@@ -63,6 +63,17 @@ mod tests {
     use gc_engine::weights::sha256_hex;
 
     #[test]
+    fn splits_have_their_lowercase_names_and_exact_boundaries() {
+        let names: Vec<_> = [Split::Train, Split::Validation, Split::Test].iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["train", "validation", "test"]);
+        // A hash prefix exactly at a boundary belongs to the split above it.
+        let spec = SplitSpec { validation_pct: 25.0, test_pct: 25.0 };
+        assert_eq!(spec.assign(&format!("{:012x}", 0)), Split::Validation);
+        assert_eq!(spec.assign(&format!("{:012x}", 1u64 << 46)), Split::Test, "25% exactly");
+        assert_eq!(spec.assign(&format!("{:012x}", 1u64 << 47)), Split::Train, "50% exactly");
+    }
+
+    #[test]
     fn proportions_are_close_and_assignment_is_a_pure_function() {
         let spec = SplitSpec::default();
         let mut counts = [0usize; 3];
