@@ -57,12 +57,12 @@ fn bad_files_in_a_folder_are_reported_and_skipped() {
     bomb.extend_from_slice(&20000u32.to_be_bytes());
     bomb.extend_from_slice(&20000u32.to_be_bytes());
     bomb.extend_from_slice(&[8, 2, 0, 0, 0]);
-    let crc = crc32(&bomb[12..]);
+    let crc = common::crc32(&bomb[12..]);
     bomb.extend_from_slice(&crc.to_be_bytes());
     // A tiny IDAT and IEND so the header parses as a complete PNG structure.
     let idat = [0u8, 0, 0, 4, b'I', b'D', b'A', b'T', 0x78, 0x9c, 0x03, 0x00];
     bomb.extend_from_slice(&idat);
-    bomb.extend_from_slice(&crc32(&idat[4..]).to_be_bytes());
+    bomb.extend_from_slice(&common::crc32(&idat[4..]).to_be_bytes());
     bomb.extend_from_slice(&[0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
     std::fs::write(dir.join("bomb.png"), &bomb).unwrap();
     std::os::unix::fs::symlink(dir.join("gone.jpg"), dir.join("dangling.jpg")).unwrap();
@@ -96,17 +96,6 @@ fn bad_files_in_a_folder_are_reported_and_skipped() {
     }
     let after: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(before.len(), after.len(), "no file was touched");
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 #[test]

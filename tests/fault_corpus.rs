@@ -32,37 +32,13 @@ fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
     out
 }
 
-/// A JPEG with an EXIF APP1 segment giving `orientation` (1..=8), as a phone writes it.
-fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
-    let mut app1 = vec![0xFF, 0xE1, 0, 34];
-    app1.extend_from_slice(b"Exif\0\0MM\0\x2A\0\0\0\x08\0\x01");
-    app1.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
-    app1.extend_from_slice(&orientation.to_be_bytes());
-    app1.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
-}
-
 fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
     let mut c = (data.len() as u32).to_be_bytes().to_vec();
     c.extend_from_slice(kind);
     c.extend_from_slice(data);
-    let crc = crc32(&c[4..]);
+    let crc = common::crc32(&c[4..]);
     c.extend_from_slice(&crc.to_be_bytes());
     c
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 /// A PNG whose header claims `w`x`h` pixels, with no pixel data.
@@ -188,7 +164,7 @@ fn make_corpus(dir: &Path) -> Vec<Case> {
     }
     add("animated.gif", gif, Read);
     for o in 1..=8 {
-        add(&format!("exif-orientation-{o}.jpg"), with_exif_orientation(&jpeg, o), Read);
+        add(&format!("exif-orientation-{o}.jpg"), common::with_exif_orientation(&jpeg, o), Read);
     }
     // Names a shell or a CSV reader trips on.
     add("comma, and \"quotes\".jpg", jpeg.clone(), Read);

@@ -5,6 +5,8 @@
 //! described in `blazeface.md` and `MODELS.md` section 3 (astronaut.png, 512x512).
 //! Small-face data: `../shared/datasets/web-faces/male/face_*.jpg`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -320,22 +322,6 @@ fn paste_into(canvas: &mut RgbImage, face: &RgbImage, width: u32, x: u32, y: u32
     [x as f32, y as f32, (x + width) as f32, (y + height) as f32]
 }
 
-/// Small deterministic generator (xorshift) for the positions and the noise of the tiling test.
-struct Xs(u64);
-
-impl Xs {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % n as u64) as u32
-    }
-}
-
 /// The face widths that [`FaceDetector::detect`] promises to find on a large photo (see the module
 /// docs of `gc_engine::blazeface`): at least 40 px and at least 1/50 of the longer side.
 fn promised_min_face(w: u32, h: u32) -> u32 {
@@ -358,7 +344,7 @@ fn tiling_finds_every_face_of_the_promised_sizes_in_large_photos() {
     let faces = test_faces(3);
     let det = detector();
     let tiled = DetectOptions::default();
-    let mut rng = Xs(0x7111_6000_5eed_0001);
+    let mut rng = common::Xs(0x7111_6000_5eed_0001);
     let mut misses = Vec::new();
     let mut n = 0;
     for ((w, h), widths) in [((2000u32, 1500u32), &[250u32, 120, 80, 60, 45, 40][..]), ((4000, 3000), &[160, 80][..])] {

@@ -13,23 +13,8 @@ use image::{Rgb, RgbImage, imageops};
 
 const CANVAS: (u32, u32) = (2000, 1500);
 
-/// Small deterministic generator (xorshift) so the stress set is the same on every machine.
-struct Xs(u64);
-
-impl Xs {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % n as u64) as u32
-    }
-}
-
 /// Pastes `face` at 10-20% of the canvas width at a random spot; returns the canvas and the paste box.
-fn paste(face: &RgbImage, rng: &mut Xs, noisy: bool) -> (RgbImage, [f32; 4]) {
+fn paste(face: &RgbImage, rng: &mut common::Xs, noisy: bool) -> (RgbImage, [f32; 4]) {
     let (cw, ch) = CANVAS;
     let base = Rgb([rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8]);
     let mut canvas = RgbImage::from_pixel(cw, ch, base);
@@ -62,7 +47,7 @@ fn stress_set_detection_recall_and_accuracy_with_and_without_face_crop() {
     let no_crop = Classifier::new(Model { meta, head: with_crop.model.head.clone() }, &ctx).unwrap();
     let classes = with_crop.classes().to_vec();
 
-    let mut rng = Xs(0x5eed_f00d_1234_5678);
+    let mut rng = common::Xs(0x5eed_f00d_1234_5678);
     let (mut n, mut right_orig, mut right_on, mut right_off) = (0usize, 0usize, 0usize, 0usize);
     let (mut found_paste, mut found_face, mut with_face) = (0usize, 0usize, 0usize);
     for class in ["female", "male"] {

@@ -89,6 +89,18 @@ pub fn jpeg_bytes(img: &RgbImage, quality: u8) -> Vec<u8> {
     out
 }
 
+/// The CRC-32 of PNG chunks (for hand-made, possibly lying, PNG files).
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 /// A JPEG with an EXIF APP1 segment holding only the orientation tag (1-8), inserted after SOI.
 pub fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     assert_eq!(&jpeg[..2], [0xFF, 0xD8], "not a JPEG");
@@ -147,4 +159,22 @@ pub fn two_face_photo(finder: &gc_core::face::FaceFinder) -> (RgbImage, Vec<([f3
         faces.push((pasted, sample_label(name)));
     }
     (canvas, faces)
+}
+
+/// A small deterministic generator (xorshift), so generated test sets are the same on every machine.
+pub struct Xs(pub u64);
+
+impl Xs {
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u32) -> u32 {
+        (self.next() % n as u64) as u32
+    }
 }

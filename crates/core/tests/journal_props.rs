@@ -232,7 +232,7 @@ proptest! {
     // kept in journal_props.proptest-regressions and replayed first).
     #![proptest_config(ProptestConfig {
         cases: 64,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(0x6a6f_7572_6e61_6c),
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x006a_6f75_726e_616c),
         ..ProptestConfig::default()
     })]
 
