@@ -185,3 +185,35 @@ fn walk_count(dir: &Path) -> usize {
         })
         .sum()
 }
+
+#[test]
+fn a_reader_that_closes_stdout_early_ends_the_run_quietly() {
+    use std::io::{BufRead, Read};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("photos");
+    std::fs::create_dir(&dir).unwrap();
+    for i in 0..6 {
+        common::synthetic(i + 1, 80, 60).save(dir.join(format!("p{i}.png"))).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
+        .args(["classify", "--csv", "--no-face-crop"])
+        .arg(&dir)
+        .env("GENDER_CLASSIFIER_CACHE", tmp.path().join("cache"))
+        .env("GENDER_CLASSIFIER_MODELS", common::root().join("models"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Like `| head -1`: read the header, then close the pipe.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut header = String::new();
+    out.read_line(&mut header).unwrap();
+    assert!(header.starts_with("path,"), "{header}");
+    drop(out);
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(status.success() || status.signal() == Some(libc::SIGPIPE), "{status:?}: {err}");
+}
