@@ -1,8 +1,10 @@
 //! `gender-classifier bench`: extraction images/s per backbone and batch size (decode included and
 //! excluded), achieved GFLOP/s, face detection ms/image and head training time on cached vectors.
+//! Ctrl-C stops it between two forward passes (or two photos): the table keeps the rows measured,
+//! and `--json` prints the results measured so far as a whole document.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use std::collections::HashMap;
@@ -19,6 +21,8 @@ use gc_core::preprocess::{PreprocessSpec, whole_image};
 use gc_core::train::{LabelledSet, TrainOptions, train_head};
 use gc_engine::BackboneKind;
 
+use crate::cli::BackboneArg;
+
 /// `bench` arguments.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -26,8 +30,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub images: Option<PathBuf>,
     /// Backbones to time.
-    #[arg(long, value_delimiter = ',', default_value = "faceres,inception-v3")]
-    pub backbones: Vec<BackboneKind>,
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "faceres,inception-v3")]
+    pub backbones: Vec<BackboneArg>,
     /// Batch sizes to time.
     #[arg(long, value_delimiter = ',', default_value = "1,16")]
     pub batches: Vec<usize>,
@@ -77,6 +81,14 @@ pub struct ExtractionReport {
     pub results: Vec<ExtractionResult>,
 }
 
+/// Stops with the typed `Cancelled` (exit code 130) once Ctrl-C has set `cancel`.
+fn check(cancel: &AtomicBool) -> Result<()> {
+    if cancel.load(Ordering::Relaxed) {
+        return Err(anyhow::Error::from(gc_core::error::Cancelled).context("bench interrupted"));
+    }
+    Ok(())
+}
+
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
     v.sort_by(f64::total_cmp);
     (v[v.len() / 2], v[0], v[v.len() - 1])
@@ -114,6 +126,7 @@ fn time_extraction(
     batch: usize,
     repeats: usize,
     with_decode: bool,
+    cancel: &AtomicBool,
 ) -> Result<ExtractionResult> {
     let spec = pipeline.spec;
     let b = batch.max(1);
@@ -123,12 +136,14 @@ fn time_extraction(
     for _ in 0..repeats.max(1) {
         let t = Instant::now();
         for chunk in inputs.chunks(b) {
+            check(cancel)?;
             pipeline.features(chunk)?;
         }
         no_decode.push(inputs.len() as f64 / t.elapsed().as_secs_f64());
         if with_decode {
             let t = Instant::now();
             for chunk in files.chunks(b) {
+                check(cancel)?;
                 pipeline.features(&prepared_inputs(chunk, &spec))?;
             }
             decode.push(files.len() as f64 / t.elapsed().as_secs_f64());
@@ -146,47 +161,45 @@ fn time_extraction(
 }
 
 /// Writes the prepared inputs and Candle's features of every backbone for an outside runtime to check.
-fn export(a: &BenchArgs, dir: &Path, files: &[PathBuf], ctx: &Context) -> Result<()> {
+fn export(a: &BenchArgs, dir: &Path, files: &[PathBuf], ctx: &Context, cancel: &AtomicBool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for &bk in &a.backbones {
-        let spec = PreprocessSpec::new(bk, false);
+        let spec = PreprocessSpec::new(bk.into(), false);
         let pipeline = Pipeline::load(spec, ctx)?;
         let inputs = prepared_inputs(files, &spec);
-        let feats = pipeline.features(&inputs)?;
+        let mut feats = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(16) {
+            check(cancel)?;
+            feats.extend(pipeline.features(chunk)?);
+        }
         let s = spec.input_size();
         let n = inputs.len();
         let input = Tensor::from_vec(inputs.concat(), (n, 3, s, s), &Device::Cpu)?;
         let d = feats.first().map_or(0, Vec::len);
         let features = Tensor::from_vec(feats.concat(), (n, d), &Device::Cpu)?;
-        let path = dir.join(format!("{}.safetensors", bk.id()));
+        let path = dir.join(format!("{}.safetensors", BackboneKind::from(bk).id()));
         candle_core::safetensors::save(&HashMap::from([("input", input), ("features", features)]), &path)?;
         tracing::info!("wrote {n} inputs and features to {}", path.display());
     }
     Ok(())
 }
 
-/// Runs the benchmark and prints a table (or JSON, or an export).
-pub fn run(a: &BenchArgs, ctx: &Context) -> Result<()> {
-    let device = &ctx.device;
-    let (dir, files) = bench_images(a)?;
-    if let Some(out) = &a.export {
-        return export(a, out, &files, ctx);
-    }
-    let threads = rayon::current_num_threads();
-    let mut report = ExtractionReport { threads, count: files.len(), results: Vec::new() };
-    if !a.json {
-        println!("images: {} from {} | threads: {threads} | device: {device:?}", files.len(), dir.display());
-        println!(
-            "{:<13} {:>5} {:>22} {:>16} {:>9}",
-            "backbone", "batch", "img/s (no decode)", "img/s (decode)", "GFLOP/s"
-        );
-    }
+/// Times extraction for every backbone and batch size asked, printing a table row per measurement
+/// unless `--json`; the results go into `report` as they are measured.
+fn measure_extraction(
+    a: &BenchArgs,
+    ctx: &Context,
+    files: &[PathBuf],
+    report: &mut ExtractionReport,
+    cancel: &AtomicBool,
+) -> Result<()> {
     for &bk in &a.backbones {
-        let spec = PreprocessSpec::new(bk, false);
+        check(cancel)?;
+        let spec = PreprocessSpec::new(bk.into(), false);
         let pipeline = Pipeline::load(spec, ctx)?;
-        let inputs = prepared_inputs(&files, &spec);
+        let inputs = prepared_inputs(files, &spec);
         for &b in &a.batches {
-            let r = time_extraction(&pipeline, &inputs, &files, b, a.repeats, !a.json)?;
+            let r = time_extraction(&pipeline, &inputs, files, b, a.repeats, !a.json, cancel)?;
             if !a.json {
                 let (m, lo, hi) = median(r.images_per_s.clone());
                 let md = r.median_images_per_s_with_decode.unwrap_or(f64::NAN);
@@ -198,19 +211,45 @@ pub fn run(a: &BenchArgs, ctx: &Context) -> Result<()> {
             report.results.push(r);
         }
     }
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        return Ok(());
+    Ok(())
+}
+
+/// Runs the benchmark and prints a table (or JSON, or an export); Ctrl-C (`cancel`) stops it.
+pub fn run(a: &BenchArgs, ctx: &Context, cancel: &AtomicBool) -> Result<()> {
+    let device = &ctx.device;
+    let (dir, files) = bench_images(a)?;
+    if let Some(out) = &a.export {
+        return export(a, out, &files, ctx, cancel);
     }
+    let threads = rayon::current_num_threads();
+    let mut report = ExtractionReport { threads, count: files.len(), results: Vec::new() };
+    if !a.json {
+        println!("images: {} from {} | threads: {threads} | device: {device:?}", files.len(), dir.display());
+        println!(
+            "{:<13} {:>5} {:>22} {:>16} {:>9}",
+            "backbone", "batch", "img/s (no decode)", "img/s (decode)", "GFLOP/s"
+        );
+    }
+    let measured = measure_extraction(a, ctx, &files, &mut report, cancel);
+    if a.json {
+        // After Ctrl-C too: the document then holds the measurements finished before it.
+        if measured.as_ref().err().is_none_or(|e| gc_core::error::is_cancelled(e.as_ref())) {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        return measured;
+    }
+    measured?;
     // Face detection speed.
     if let Ok(finder) = gc_core::face::FaceFinder::load(ctx) {
         let imgs: Vec<_> = files.iter().take(16).filter_map(|f| gc_core::imaging::load_rgb(f).ok()).collect();
         let big = image::RgbImage::from_pixel(4000, 3000, image::Rgb([120, 120, 120]));
         let t = Instant::now();
         for i in &imgs {
+            check(cancel)?;
             finder.regions(i)?;
         }
         let small_ms = t.elapsed().as_secs_f64() * 1e3 / imgs.len().max(1) as f64;
+        check(cancel)?;
         let t = Instant::now();
         finder.regions(&big)?;
         println!(
@@ -219,6 +258,7 @@ pub fn run(a: &BenchArgs, ctx: &Context) -> Result<()> {
         );
     }
     // Dataset audit on cached-size vectors (duplicates, 5-fold out-of-fold suspects, outliers).
+    check(cancel)?;
     {
         let mut rng = gc_core::train::rng::Rng::new(11);
         let d = BackboneKind::Faceres.feature_dim();
@@ -243,7 +283,7 @@ pub fn run(a: &BenchArgs, ctx: &Context) -> Result<()> {
         let near_duplicates = gc_core::similarity::similar_pairs(&vectors, gc_core::similarity::NEAR_DUPLICATE_COSINE)?;
         let data = gc_core::features::dataset::DatasetFeatures { items, failures: Vec::new(), near_duplicates };
         let opts = gc_core::audit::AuditOptions::default();
-        let r = gc_core::audit::audit_items(&data, &classes, true, &opts, &AtomicBool::new(false))?;
+        let r = gc_core::audit::audit_items(&data, &classes, true, &opts, cancel)?;
         println!(
             "dataset audit: {} cached {d}-d vectors, {} findings: {:.2} s",
             a.train_vectors,
@@ -254,6 +294,7 @@ pub fn run(a: &BenchArgs, ctx: &Context) -> Result<()> {
     // Head training on cached-size vectors.
     let mut rng = gc_core::train::rng::Rng::new(7);
     for bk in [BackboneKind::Faceres, BackboneKind::InceptionV3] {
+        check(cancel)?;
         let d = bk.feature_dim();
         let mut set = LabelledSet::default();
         for i in 0..a.train_vectors {
@@ -262,7 +303,7 @@ pub fn run(a: &BenchArgs, ctx: &Context) -> Result<()> {
         }
         let opts = TrainOptions { epochs: 60, patience: 0, ..Default::default() };
         let t = Instant::now();
-        train_head(&set, &LabelledSet::default(), 2, None, &opts, &mut |_| {}, &AtomicBool::new(false))?;
+        train_head(&set, &LabelledSet::default(), 2, None, &opts, &mut |_| {}, cancel)?;
         println!(
             "head training: {} vectors x {d}-d, {} epochs: {:.2} s",
             a.train_vectors,

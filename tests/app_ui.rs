@@ -17,7 +17,7 @@ use egui_kittest::kittest::Queryable;
 use gc_app::charts::history_points;
 use gc_app::classify_panel::{ClassifiedPhoto, ClassifyState};
 use gc_app::commands::shortcuts;
-use gc_app::tasks::{PredictionRow, Predictions, dataset_models_dir};
+use gc_app::tasks::{PredictionRow, Predictions};
 use gc_app::train_panel::LastRun;
 use gc_app::viewer::Faces;
 use gc_app::{GenderApp, Settings, SidePage, Tab};
@@ -238,7 +238,7 @@ fn training_can_be_cancelled_and_writes_no_model() {
     let app = h.state();
     assert_eq!(app.training.last, Some(LastRun::Cancelled));
     assert!(app.status_text().to_lowercase().contains("cancelled"), "{}", app.status_text());
-    let models = root.join(".gender-classifier/models");
+    let models = gc_core::context::Context::cpu_with_cache(tmp.path().join("cache")).trained_models_dir();
     let written = std::fs::read_dir(&models).map(|d| d.flatten().count()).unwrap_or(0);
     assert_eq!(written, 0, "a cancelled run saves no model");
 }
@@ -264,7 +264,9 @@ fn a_finished_training_saves_the_model_makes_it_current_and_adds_it_to_the_histo
         panic!("the run did not finish: {:?}; status: {}", app.training.last, app.status_text());
     };
     assert!(path.is_file(), "the model is saved: {}", path.display());
-    assert_eq!(path.parent(), Some(dataset_models_dir(&root).as_path()), "under the dataset's models folder");
+    let data = gc_core::context::Context::cpu_with_cache(tmp.path().join("cache")).trained_models_dir();
+    assert_eq!(path.parent(), Some(data.as_path()), "in the data folder, not the photo folder");
+    assert!(!root.join(".gender-classifier/models").exists(), "nothing saved in the photo folder");
     assert!(!app.training.history.is_empty(), "the curves have their epochs");
     assert_eq!(app.settings.model.as_ref(), Some(&path), "the new model is the one remembered");
     assert_eq!(app.models.path.as_ref(), Some(&path), "and the one loading now");
@@ -714,7 +716,9 @@ fn a_model_chosen_from_the_list_and_the_zero_shot_head_become_current() {
     assert_eq!(app.data.photos.as_ref().unwrap().predicted_count(), 4);
 
     pick_model(&mut h, "Use faceres' zero-shot head");
-    let zero_shot = dataset_models_dir(&root).join("zero-shot-faceres.safetensors");
+    let zero_shot = gc_core::context::Context::cpu_with_cache(tmp.path().join("cache"))
+        .trained_models_dir()
+        .join("zero-shot-faceres.safetensors");
     assert!(h.state().models.zero_shot_task.is_some() || zero_shot.exists(), "the click makes the zero-shot head");
     pump(&mut h, "the zero-shot head to be saved", |a| a.models.zero_shot_task.is_none());
     assert_eq!(

@@ -115,7 +115,7 @@ fn a_model_for_another_backbone_is_refused() {
 
 /// Runs the binary with the fault point `point` set to interrupt it (SIGINT through its own Ctrl-C
 /// handler) on its `n`-th call: `n-1` calls pass, then the process signals itself and waits until
-/// the handler has set the cancel flag (see `interrupt_point!` in `src/cli.rs`). No sleep, no race.
+/// the handler has set the cancel flag (see `interrupt_point!` in `src/cli/mod.rs`). No sleep, no race.
 fn cli_interrupted_at(point: &str, n: usize, args: &[&str], cache: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gender-classifier"))
         .args(args)

@@ -407,7 +407,8 @@ fn the_app_lists_its_options_and_refuses_a_bad_model_device_or_folder_before_any
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let help = ok(&run(&["app", "--help"], &cache));
-    for opt in ["[DIR]", "--model <MODEL>", "--device <DEVICE>", "--cache <CACHE>", "--models <MODELS>"] {
+    for opt in ["[FOLDER_OR_PHOTO]...", "--model <MODEL>", "--device <DEVICE>", "--cache <CACHE>", "--models <MODELS>"]
+    {
         assert!(help.contains(opt), "{opt} missing from: {help}");
     }
     // No display: were a check to move past the window, the run would fail on the window instead
@@ -420,25 +421,42 @@ fn the_app_lists_its_options_and_refuses_a_bad_model_device_or_folder_before_any
     assert!(err.contains(&missing.display().to_string()) && err.contains("cannot read"), "{err}");
     assert!(!err.contains("window"), "refused before the window: {err}");
 
-    let err = fails_cleanly(&app(&["app", "--device", "tpu"]), 1);
-    assert!(err.contains("unknown device 'tpu'") && err.contains("auto, cpu, cuda or metal"), "{err}");
+    // A device that is not a choice is clap's usage error; one this build lacks is refused with advice.
+    let err = fails_cleanly(&app(&["app", "--device", "tpu"]), 2);
+    assert!(err.contains("invalid value 'tpu'") && err.contains("[possible values: auto, cpu, cuda, metal]"), "{err}");
+    if !cfg!(feature = "metal") {
+        let err = fails_cleanly(&app(&["app", "--device", "metal"]), 1);
+        assert!(err.contains("this build has no Metal support"), "{err}");
+    }
 
     let err = fails_cleanly(&app(&["app", tmp.path().join("nowhere").to_str().unwrap()]), 1);
     assert!(err.contains("nowhere"), "{err}");
 }
 
 #[test]
-fn a_bad_device_exits_1_with_the_choices_and_a_usage_error_exits_2() {
+fn a_device_this_build_lacks_exits_1_with_what_to_do_and_a_usage_error_exits_2() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    // `--device` takes any word; the device is resolved, and refused, before any file is read.
-    let o = run(&["--device", "tpu", "classify", "x.jpg"], &cache);
+    // The device is resolved, and refused, before any file is read.
+    let (device, name) = if cfg!(feature = "metal") { ("cuda", "CUDA") } else { ("metal", "Metal") };
+    let o = run(&["--device", device, "classify", "x.jpg"], &cache);
     let err = fails_cleanly(&o, 1);
-    assert_eq!(err.trim(), "error: unknown device 'tpu': use auto, cpu, cuda or metal", "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: this build has no {name} support: rebuild with `cargo build --release --features {device}`, or use --device cpu"
+        ),
+        "{err}"
+    );
     assert!(o.stdout.is_empty());
 
-    // Usage errors are clap's: exit 2 with the usage.
-    for args in [&["classify"][..], &["classify", "--json", "--csv", "x.jpg"], &["classify", "--nope", "x.jpg"]] {
+    // Usage errors are clap's: exit 2 with the usage (`tests/cli_conventions.rs` checks the choices).
+    for args in [
+        &["classify"][..],
+        &["classify", "--json", "--csv", "x.jpg"],
+        &["classify", "--jsonl", "--json", "x.jpg"],
+        &["classify", "--nope", "x.jpg"],
+    ] {
         let err = fails_cleanly(&run(args, &cache), 2);
         assert!(err.contains("Usage:"), "{args:?}: {err}");
     }

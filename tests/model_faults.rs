@@ -60,9 +60,10 @@ fn a_save_that_fails_or_is_killed_at_any_point_leaves_a_model_that_loads() {
                 std::fs::create_dir_all(&dir).unwrap();
                 let path = dir.join("m.safetensors");
                 if old_form {
-                    // The shipped default model is in the old form: weights plus a .json beside them.
-                    std::fs::copy(common::root().join("models/default.safetensors"), &path).unwrap();
-                    std::fs::copy(common::root().join("models/default.json"), dir.join("m.json")).unwrap();
+                    // A model in the old form (the shipped default before it became one file): weights plus a .json beside them.
+                    std::fs::copy(common::root().join("tests/fixtures/two-file-model/m.safetensors"), &path).unwrap();
+                    std::fs::copy(common::root().join("tests/fixtures/two-file-model/m.json"), dir.join("m.json"))
+                        .unwrap();
                 } else {
                     let o = zero_shot(&path, false, None);
                     assert!(o.status.success(), "{case}: the first save failed: {}", stderr(&o));

@@ -1,7 +1,7 @@
 //! Plots: live loss and accuracy curves of a training run, and accuracy over past trainings.
 
 use egui::Color32;
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{Corner, GridMark, Legend, Line, Plot, PlotMemory, PlotPoints, Points};
 
 use gc_core::train::EpochStats;
 
@@ -19,6 +19,10 @@ pub fn curves(ui: &mut egui::Ui, history: &[EpochStats], height: f32) {
     let val_loss = pts(&|e| e.val_loss);
     let train_acc = pts(&|e| Some(e.train_accuracy * 100.0));
     let val_acc = pts(&|e| e.val_accuracy.map(|a| a * 100.0));
+    // Head room for the legends, which sit where the curves are not: top right over the falling
+    // loss, bottom right under the rising accuracy.
+    let max_loss = train_loss.iter().chain(&val_loss).map(|p| p[1]).fold(0.0, f64::max);
+    let min_acc = train_acc.iter().chain(&val_acc).map(|p| p[1]).fold(100.0, f64::min);
     let width = (ui.available_width() - 12.0) / 2.0;
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
@@ -26,9 +30,10 @@ pub fn curves(ui: &mut egui::Ui, history: &[EpochStats], height: f32) {
             Plot::new("loss-curve")
                 .height(height)
                 .width(width)
-                .legend(Legend::default())
+                .legend(Legend::default().position(Corner::RightTop).background_alpha(0.6))
                 .x_axis_label("epoch")
                 .include_y(0.0)
+                .include_y(max_loss * 1.35)
                 .allow_scroll(false)
                 .show(ui, |p| {
                     p.line(Line::new("train", PlotPoints::new(train_loss)).color(TRAIN).width(2.0));
@@ -40,9 +45,9 @@ pub fn curves(ui: &mut egui::Ui, history: &[EpochStats], height: f32) {
             Plot::new("accuracy-curve")
                 .height(height)
                 .width(width)
-                .legend(Legend::default())
+                .legend(Legend::default().position(Corner::RightBottom).background_alpha(0.6))
                 .x_axis_label("epoch")
-                .include_y(50.0)
+                .include_y(min_acc.min(50.0) - 12.0)
                 .include_y(100.0)
                 .allow_scroll(false)
                 .show(ui, |p| {
@@ -53,7 +58,27 @@ pub fn curves(ui: &mut egui::Ui, history: &[EpochStats], height: f32) {
     });
 }
 
-/// Test accuracy (with its 95% interval) of every saved model that has one, oldest first.
+/// The x range of the accuracy-history chart with `runs` training runs: exactly the runs that
+/// exist, run 1 to run `runs`, with half a run of margin on each side.
+pub fn history_x_range(runs: usize) -> (f64, f64) {
+    (0.5, runs.max(1) as f64 + 0.5)
+}
+
+/// The id of the accuracy-history chart with `runs` runs (a new run makes a new chart, whose x
+/// range starts over).
+pub fn history_plot_id(runs: usize) -> egui::Id {
+    egui::Id::NULL.with(("history-chart", runs))
+}
+
+/// The x range the accuracy-history chart with `runs` runs showed last, if it was drawn.
+pub fn shown_history_x_range(ctx: &egui::Context, runs: usize) -> Option<(f64, f64)> {
+    let memory = PlotMemory::load(ctx, history_plot_id(runs))?;
+    let b = memory.bounds();
+    Some((b.min()[0], b.max()[0]))
+}
+
+/// Test accuracy (with its 95% interval) of every saved model that has one, oldest first; the x
+/// axis spans the runs that exist, one tick per run.
 pub fn history(ui: &mut egui::Ui, models: &[ModelInfo], current: Option<&std::path::Path>, height: f32) {
     let rows = history_points(models, current);
     if rows.is_empty() {
@@ -61,13 +86,28 @@ pub fn history(ui: &mut egui::Ui, models: &[ModelInfo], current: Option<&std::pa
         return;
     }
     let names: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
+    let (x0, x1) = history_x_range(rows.len());
+    let lowest = rows.iter().map(|r| r.ci95.0 * 100.0).fold(100.0, f64::min);
+    let step = (rows.len() as f64 / 10.0).ceil().max(1.0);
     Plot::new("history-chart")
+        .id(history_plot_id(rows.len()))
         .height(height)
-        .legend(Legend::default())
         .x_axis_label("training run")
-        .include_y(50.0)
+        .default_x_bounds(x0, x1)
+        .include_y((lowest - 5.0).clamp(0.0, 50.0))
         .include_y(100.0)
+        .x_grid_spacer(move |input| {
+            let (lo, hi) = input.bounds;
+            let first = lo.ceil().max(1.0) as i64;
+            (first..=hi.floor() as i64)
+                .filter(|i| (*i as f64 - 1.0) % step == 0.0)
+                .map(|i| GridMark { value: i as f64, step_size: step })
+                .collect()
+        })
+        .x_axis_formatter(|mark, _| format!("{}", mark.value.round() as i64))
         .allow_scroll(false)
+        .allow_drag(false)
+        .allow_zoom(false)
         .label_formatter(move |hover| {
             let (egui_plot::HoverPosition::NearDataPoint { position, .. }
             | egui_plot::HoverPosition::Elsewhere { position }) = hover;
@@ -94,6 +134,24 @@ pub fn history(ui: &mut egui::Ui, models: &[ModelInfo], current: Option<&std::pa
                 }
             }
         });
+    // The legend goes under the chart: inside it, it would cover a run's interval.
+    ui.horizontal(|ui| {
+        legend_key(ui, TRAIN, false, "test accuracy");
+        legend_key(ui, TRAIN.gamma_multiply(0.5), true, "95% interval");
+        legend_key(ui, VALID, false, "current model");
+    });
+}
+
+/// A legend entry drawn beside a chart: a dot (or a bar) in `color`, then `text`.
+fn legend_key(ui: &mut egui::Ui, color: Color32, bar: bool, text: &str) {
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
+    if bar {
+        ui.painter().rect_filled(egui::Rect::from_center_size(rect.center(), egui::vec2(5.0, 12.0)), 1.0, color);
+    } else {
+        ui.painter().circle_filled(rect.center(), 4.5, color);
+    }
+    ui.weak(text);
+    ui.add_space(8.0);
 }
 
 /// One point of the accuracy history: a saved model with test metrics.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crossbeam_channel::Sender;
-use egui::{Color32, RichText, Sense, Vec2};
+use egui::{Color32, FontId, Pos2, Rect, RichText, Sense, Stroke, StrokeKind, Vec2};
 
 use gc_core::classify::{Classifier, ImagePrediction};
 
@@ -14,6 +14,10 @@ use super::commands::{Command, tooltip};
 use super::tasks::{Failure, Job, Outcome, Runtime, Task};
 use super::thumbnails::{Thumb, Thumbnails};
 use super::widgets;
+use crate::Level;
+
+/// The tallest a classified photo is drawn in its card, in points.
+pub const CARD_IMAGE_MAX_HEIGHT: f32 = 240.0;
 
 /// Where a classified photo stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +92,8 @@ pub struct ClassifyPanel {
     pub selected: Option<usize>,
     worker: Option<Worker>,
     next_id: u64,
+    /// Ids queued since the last summary in the status bar.
+    batch: Vec<u64>,
 }
 
 impl ClassifyPanel {
@@ -103,6 +109,7 @@ impl ClassifyPanel {
                 classes: Vec::new(),
                 added_as: None,
             });
+            self.batch.push(id);
             self.selected = Some(self.items.len() - 1);
         }
     }
@@ -112,8 +119,9 @@ impl ClassifyPanel {
         self.items.iter().filter(|i| matches!(i.state, ClassifyState::Waiting | ClassifyState::Running)).count()
     }
 
-    /// Sends waiting photos to the worker (when a model is loaded) and collects results.
-    pub fn pump(&mut self, classifier: Option<&Arc<Classifier>>, rt: &Runtime) {
+    /// Sends waiting photos to the worker (when a model is loaded) and collects results; once the
+    /// last photo queued is done, returns the status line that says so.
+    pub fn pump(&mut self, classifier: Option<&Arc<Classifier>>, rt: &Runtime) -> Option<(Level, String)> {
         if let Some(c) = classifier
             && self.items.iter().any(|i| i.state == ClassifyState::Waiting)
         {
@@ -151,6 +159,12 @@ impl ClassifyPanel {
                 }
             }
         }
+        if self.batch.is_empty() || self.pending() > 0 {
+            return None;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let done: Vec<&ClassifiedPhoto> = self.items.iter().filter(|i| batch.contains(&i.id)).collect();
+        (!done.is_empty()).then(|| batch_summary(&done))
     }
 
     /// Records that item `index` was copied into the dataset at `path`.
@@ -158,6 +172,35 @@ impl ClassifyPanel {
         if let Some(item) = self.items.iter_mut().rev().find(|i| i.path == from && i.added_as.is_none()) {
             item.added_as = Some(path);
         }
+    }
+}
+
+/// The status line of a finished batch: "Classified 4 photo(s): 3 male, 1 female", plus the first
+/// failure's reason when some could not be classified.
+pub fn batch_summary(done: &[&ClassifiedPhoto]) -> (Level, String) {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for class in done.iter().filter_map(|i| i.predicted()) {
+        match counts.iter_mut().find(|(c, _)| *c == class) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((class, 1)),
+        }
+    }
+    let ok: usize = counts.iter().map(|(_, n)| n).sum();
+    let mut text = format!("Classified {ok} photo(s)");
+    if !counts.is_empty() {
+        let parts: Vec<String> = counts.iter().map(|(c, n)| format!("{n} {c}")).collect();
+        text += &format!(": {}", parts.join(", "));
+    }
+    let failed: Vec<&str> = done
+        .iter()
+        .filter_map(|i| match &i.state {
+            ClassifyState::Failed(e) => Some(e.as_str()),
+            _ => None,
+        })
+        .collect();
+    match failed.first() {
+        None => (Level::Info, text),
+        Some(first) => (Level::Warning, format!("{text}; {} could not be classified: {first}", failed.len())),
     }
 }
 
@@ -210,92 +253,128 @@ pub fn show(
             });
             frame.show(ui, |ui| {
                 ui.set_width(ui.available_width());
-                ui.horizontal_top(|ui| {
-                    let size = Vec2::splat(72.0);
-                    let (r, thumb_resp) = ui.allocate_exact_size(size, Sense::click());
-                    match thumbs.get(&item.path) {
-                        Thumb::Ready(t) => {
-                            widgets::paint_texture_fit(ui, r, t);
-                        }
-                        Thumb::Loading => {
-                            ui.painter().rect_filled(r, 4.0, ui.visuals().extreme_bg_color);
-                        }
-                        Thumb::Failed(_) => widgets::paint_broken(ui, r),
-                    }
-                    if thumb_resp
-                        .on_hover_text("Select (A adds the selected photo under its predicted class)")
-                        .clicked()
-                    {
-                        select = Some(index);
-                    }
-                    ui.vertical(|ui| {
-                        let name = item.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                        ui.label(RichText::new(name).strong()).on_hover_text(item.path.display().to_string());
-                        match &item.state {
-                            ClassifyState::Waiting => {
-                                ui.weak("waiting for a model…");
-                            }
-                            ClassifyState::Running => {
-                                ui.horizontal(|ui| {
-                                    ui.spinner();
-                                    ui.weak("classifying…");
-                                });
-                            }
-                            ClassifyState::Failed(e) => {
-                                ui.colored_label(ui.visuals().error_fg_color, e);
-                            }
-                            ClassifyState::Done(p) => {
-                                if p.faces.iter().all(|f| !f.region.is_face()) {
-                                    ui.weak("no face found: the whole photo was classified");
-                                }
-                                for (k, face) in p.faces.iter().enumerate() {
-                                    let class = item.classes.get(face.class).map_or("?", String::as_str);
-                                    let conf = face.probs.get(face.class).copied().unwrap_or(0.0);
-                                    ui.horizontal(|ui| {
-                                        if p.faces.len() > 1 {
-                                            ui.label(format!("Face {}", k + 1));
-                                        }
-                                        widgets::confidence_bar(ui, class, conf, 150.0);
-                                    });
-                                }
-                            }
-                        }
-                        if let Some(added) = &item.added_as {
-                            ui.colored_label(
-                                Color32::from_rgb(90, 170, 90),
-                                format!("Added to the dataset as {}", added.display()),
-                            );
-                        } else if !dataset_classes.is_empty() && matches!(item.state, ClassifyState::Done(_)) {
-                            ui.horizontal_wrapped(|ui| {
-                                ui.weak("Add to dataset as:");
-                                for class in dataset_classes {
-                                    let cmd = Command::AddClassified { index, class: class.clone() };
-                                    let is_pred = item.predicted() == Some(class.as_str());
-                                    let text =
-                                        if is_pred { RichText::new(class).strong() } else { RichText::new(class) };
-                                    let mut hover = cmd.describe();
-                                    if is_pred {
-                                        hover = format!(
-                                            "{hover} ({})",
-                                            super::commands::shortcut_text(
-                                                ui.ctx(),
-                                                &Command::AddClassifiedAsPredicted
-                                            )
-                                            .unwrap_or_default()
-                                        );
-                                    }
-                                    if ui.button(text).on_hover_text(hover).clicked() {
-                                        commands.push(cmd);
-                                    }
-                                }
-                            });
-                        }
-                    });
-                });
+                if card(ui, item, index, thumbs, dataset_classes, commands) {
+                    select = Some(index);
+                }
             });
         }
     });
     if select.is_some() {
         panel.selected = select;
+    }
+}
+
+/// One classified photo: its name, the photo with a box around every face found, one bar per
+/// face, and the buttons that copy it into the dataset. Returns true when the photo was clicked.
+fn card(
+    ui: &mut egui::Ui,
+    item: &ClassifiedPhoto,
+    index: usize,
+    thumbs: &mut Thumbnails,
+    dataset_classes: &[String],
+    commands: &mut Vec<Command>,
+) -> bool {
+    let name = item.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    ui.add(egui::Label::new(RichText::new(name).strong()).truncate()).on_hover_text(item.path.display().to_string());
+    let thumb = thumbs.get(&item.path);
+    let aspect = match (&item.state, &thumb) {
+        (ClassifyState::Done(p), _) if p.image_size.0 > 0 => p.image_size.1 as f32 / p.image_size.0 as f32,
+        (_, Thumb::Ready(t)) if t.size.x > 0.0 => t.size.y / t.size.x,
+        _ => 0.75,
+    };
+    let width = ui.available_width();
+    let size = Vec2::new(width, (width * aspect).clamp(48.0, CARD_IMAGE_MAX_HEIGHT));
+    let (rect, resp) = ui.allocate_exact_size(size, Sense::click());
+    match thumb {
+        Thumb::Ready(t) => {
+            let shown = widgets::paint_texture_fit(ui, rect, t);
+            if let ClassifyState::Done(p) = &item.state {
+                paint_face_boxes(ui, shown, p, &item.classes);
+            }
+        }
+        Thumb::Loading => {
+            ui.painter().rect_filled(rect, 4.0, ui.visuals().extreme_bg_color);
+        }
+        Thumb::Failed(_) => widgets::paint_broken(ui, rect),
+    }
+    let clicked = resp.on_hover_text("Select (A adds the selected photo under its predicted class)").clicked();
+    match &item.state {
+        ClassifyState::Waiting => {
+            ui.weak("waiting for a model…");
+        }
+        ClassifyState::Running => {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.weak("classifying…");
+            });
+        }
+        ClassifyState::Failed(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        ClassifyState::Done(p) => {
+            if p.faces.iter().all(|f| !f.region.is_face()) {
+                ui.weak("no face found: the whole photo was classified");
+            }
+            for (k, face) in p.faces.iter().enumerate() {
+                let class = item.classes.get(face.class).map_or("?", String::as_str);
+                let conf = face.probs.get(face.class).copied().unwrap_or(0.0);
+                ui.horizontal(|ui| {
+                    if p.faces.len() > 1 {
+                        ui.label(format!("Face {}", k + 1));
+                    }
+                    let w = ui.available_width().min(320.0);
+                    widgets::confidence_bar(ui, class, conf, w);
+                });
+            }
+        }
+    }
+    if let Some(added) = &item.added_as {
+        ui.colored_label(Color32::from_rgb(90, 170, 90), format!("Added to the dataset as {}", added.display()));
+    } else if !dataset_classes.is_empty() && matches!(item.state, ClassifyState::Done(_)) {
+        ui.horizontal_wrapped(|ui| {
+            ui.weak("Add to dataset as:");
+            for class in dataset_classes {
+                let cmd = Command::AddClassified { index, class: class.clone() };
+                let is_pred = item.predicted() == Some(class.as_str());
+                let text = if is_pred { RichText::new(class).strong() } else { RichText::new(class) };
+                let mut hover = cmd.describe();
+                if is_pred {
+                    let key = super::commands::shortcut_text(ui.ctx(), &Command::AddClassifiedAsPredicted);
+                    hover = format!("{hover} ({})", key.unwrap_or_default());
+                }
+                if ui.button(text).on_hover_text(hover).clicked() {
+                    commands.push(cmd);
+                }
+            }
+        });
+    }
+    clicked
+}
+
+/// Draws a numbered box, in its class colour, around every detected face of `pred` over the photo
+/// drawn at `shown` (faces classified as the whole photo get no box).
+fn paint_face_boxes(ui: &egui::Ui, shown: Rect, pred: &ImagePrediction, classes: &[String]) {
+    if pred.image_size.0 == 0 {
+        return;
+    }
+    let scale = shown.width() / pred.image_size.0 as f32;
+    let painter = ui.painter_at(shown);
+    let numbered = pred.faces.len() > 1;
+    for (k, face) in pred.faces.iter().enumerate() {
+        let Some(d) = &face.region.detection else { continue };
+        let b = d.bbox;
+        let r = Rect::from_min_max(
+            Pos2::new(shown.left() + b[0] * scale, shown.top() + b[1] * scale),
+            Pos2::new(shown.left() + b[2] * scale, shown.top() + b[3] * scale),
+        );
+        let class = classes.get(face.class).map_or("?", String::as_str);
+        let color = widgets::class_color(class);
+        painter.rect_stroke(r, 2.0, Stroke::new(2.0, color), StrokeKind::Outside);
+        if numbered {
+            let galley = painter.layout_no_wrap(format!("{}", k + 1), FontId::proportional(12.0), Color32::WHITE);
+            let pos = Pos2::new(r.left(), (r.top() - galley.size().y - 2.0).max(shown.top()));
+            painter.rect_filled(Rect::from_min_size(pos, galley.size() + Vec2::new(6.0, 2.0)), 2.0, color);
+            painter.galley(pos + Vec2::new(3.0, 1.0), galley, Color32::WHITE);
+        }
     }
 }

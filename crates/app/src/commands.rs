@@ -22,6 +22,8 @@ pub enum Tab {
     Evaluation,
     /// The dataset audit and the review queue.
     Review,
+    /// The models: list, details, rename, export, delete, compare.
+    Models,
 }
 
 /// Something to do, from a key, a button, a drop or a background task.
@@ -183,6 +185,7 @@ pub fn shortcuts() -> Vec<(Command, Vec<KeyboardShortcut>)> {
         (Command::ShowTab(Tab::Training), vec![k(cmd, Key::Num2)]),
         (Command::ShowTab(Tab::Evaluation), vec![k(cmd, Key::Num3)]),
         (Command::ShowTab(Tab::Review), vec![k(cmd, Key::Num4)]),
+        (Command::ShowTab(Tab::Models), vec![k(cmd, Key::Num5)]),
         (Command::ReviewSuspects, vec![k(cmd, Key::R)]),
         (Command::Evaluate, vec![k(cmd, Key::E)]),
         (Command::ToggleRightPanel, vec![k(cmd, Key::B)]),
@@ -227,18 +230,25 @@ pub fn tooltip(ctx: &egui::Context, command: &Command) -> String {
     }
 }
 
+/// True for keys a focused text field needs for itself: plain keys, and the editing chords
+/// (select all, undo, redo, copy, cut, paste), so Ctrl+A selects the text, not every photo.
+fn belongs_to_text_field(key: &KeyboardShortcut) -> bool {
+    let chord = key.modifiers.command || key.modifiers.ctrl;
+    if !chord {
+        return !matches!(key.logical_key, Key::F1 | Key::F5);
+    }
+    matches!(key.logical_key, Key::A | Key::Z | Key::Y | Key::C | Key::X | Key::V)
+}
+
 /// Consumes this frame's key presses that match a shortcut and returns their commands.
 ///
-/// When `text_focus` is set (a text field is being edited), shortcuts without Ctrl/Cmd are left alone.
+/// When `text_focus` is set (a text field is being edited), the keys the field needs for itself
+/// (see `belongs_to_text_field`) are left to it.
 pub fn take_shortcut_commands(input: &mut egui::InputState, text_focus: bool) -> Vec<Command> {
     let mut out = Vec::new();
     for (command, keys) in shortcuts() {
         for key in keys {
-            if text_focus
-                && !key.modifiers.command
-                && !key.modifiers.ctrl
-                && !matches!(key.logical_key, Key::F1 | Key::F5)
-            {
+            if text_focus && belongs_to_text_field(&key) {
                 continue;
             }
             if input.consume_shortcut(&key) {
@@ -252,6 +262,19 @@ pub fn take_shortcut_commands(input: &mut egui::InputState, text_focus: bool) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_focused_text_field_keeps_its_editing_chords() {
+        let chord = |key| KeyboardShortcut::new(egui::Modifiers::COMMAND, key);
+        for key in [Key::A, Key::Z, Key::Y, Key::C, Key::X, Key::V] {
+            assert!(belongs_to_text_field(&chord(key)), "{key:?}");
+        }
+        assert!(belongs_to_text_field(&KeyboardShortcut::new(egui::Modifiers::NONE, Key::M)));
+        assert!(!belongs_to_text_field(&KeyboardShortcut::new(egui::Modifiers::NONE, Key::F1)));
+        assert!(!belongs_to_text_field(&chord(Key::O)), "Ctrl+O opens a folder even from a field");
+        // Ctrl+A is bound (select all photos): with a field focused it must not be consumed.
+        assert!(shortcuts().iter().any(|(_, keys)| keys.contains(&chord(Key::A))));
+    }
 
     #[test]
     fn no_two_commands_share_a_shortcut() {

@@ -8,7 +8,8 @@ use super::commands::{Command, Tab, shortcut_text, shortcuts, tooltip};
 use super::state::SortOrder;
 use super::viewer::DatasetFacts;
 use super::{
-    GenderApp, Level, SidePage, classify_panel, evaluation_tab, left_panel, review_panel, train_panel, viewer, widgets,
+    GenderApp, Level, SidePage, classify_panel, evaluation_tab, left_panel, path_field, review_panel, train_panel,
+    viewer, widgets,
 };
 
 /// Draws the whole frame.
@@ -17,7 +18,7 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
     egui::Panel::bottom("status-bar").show(ui, |ui| status_bar(app, ui));
     egui::Panel::left("side-panel")
         .default_size(290.0)
-        .size_range(240.0..=420.0)
+        .size_range(260.0..=420.0)
         .show(ui, |ui| left_panel::draw(app, ui));
     if app.settings.show_right_panel {
         egui::Panel::right("details-panel")
@@ -28,6 +29,7 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
     egui::CentralPanel::default().show(ui, |ui| central(app, ui));
     drop_overlay(ui.ctx());
     help_window(app, ui.ctx());
+    path_field::draw(app, ui.ctx());
 }
 
 pub(crate) fn button(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>, cmd: &Command, enabled: bool) -> bool {
@@ -138,37 +140,12 @@ fn model_picker(app: &mut GenderApp, ui: &mut egui::Ui) {
 fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
     ui.horizontal(|ui| {
         ui.set_min_height(22.0);
-        if let Some((level, text)) = &app.shell.status {
-            let (icon, color) = match level {
-                Level::Info => ("", ui.visuals().text_color()),
-                Level::Warning => ("Warning:", ui.visuals().warn_fg_color),
-                Level::Error => ("Error:", ui.visuals().error_fg_color),
-            };
-            let log = app.shell.log.clone();
-            ui.add(
-                egui::Label::new(
-                    RichText::new(if icon.is_empty() { text.clone() } else { format!("{icon} {text}") }).color(color),
-                )
-                .truncate(),
-            )
-            .on_hover_ui(|ui| {
-                ui.label(RichText::new("Messages of this session").strong());
-                for (l, t) in log.iter().rev().take(20) {
-                    let c = match l {
-                        Level::Info => ui.visuals().text_color(),
-                        Level::Warning => ui.visuals().warn_fg_color,
-                        Level::Error => ui.visuals().error_fg_color,
-                    };
-                    ui.colored_label(c, t);
-                }
-            });
-        } else {
-            ui.weak("Ready");
-        }
         ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
             ui.weak("F1: shortcuts");
             ui.separator();
             ui.weak(gc_engine::device::describe(&app.device())).on_hover_text("Where the networks run (--device)");
+            ui.separator();
+            ui.label(app.models.status_text()).on_hover_text("The model used for predictions (Models tab: Ctrl+5)");
             if let Some(p) = &app.data.photos {
                 ui.separator();
                 let (counts, _) = p.counts();
@@ -208,8 +185,43 @@ fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
             {
                 ui.spinner();
             }
+            // The message gets what the right-hand items leave, and is cut short to fit it.
+            ui.with_layout(Layout::left_to_right(Align::Center), |ui| status_message(app, ui));
         });
     });
+}
+
+/// The latest status message (its colour by level, the session's messages on hover), and the
+/// offer to type a path after a file dialog came back empty.
+fn status_message(app: &mut GenderApp, ui: &mut egui::Ui) {
+    path_field::offer_button(app, ui);
+    if let Some((level, text)) = &app.shell.status {
+        let (icon, color) = match level {
+            Level::Info => ("", ui.visuals().text_color()),
+            Level::Warning => ("Warning:", ui.visuals().warn_fg_color),
+            Level::Error => ("Error:", ui.visuals().error_fg_color),
+        };
+        let log = app.shell.log.clone();
+        ui.add(
+            egui::Label::new(
+                RichText::new(if icon.is_empty() { text.clone() } else { format!("{icon} {text}") }).color(color),
+            )
+            .truncate(),
+        )
+        .on_hover_ui(|ui| {
+            ui.label(RichText::new("Messages of this session").strong());
+            for (l, t) in log.iter().rev().take(20) {
+                let c = match l {
+                    Level::Info => ui.visuals().text_color(),
+                    Level::Warning => ui.visuals().warn_fg_color,
+                    Level::Error => ui.visuals().error_fg_color,
+                };
+                ui.colored_label(c, t);
+            }
+        });
+    } else {
+        ui.weak("Ready");
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -221,6 +233,7 @@ fn central(app: &mut GenderApp, ui: &mut egui::Ui) {
             (Tab::Training, "Training"),
             (Tab::Evaluation, "Evaluation"),
             (Tab::Review, "Review"),
+            (Tab::Models, "Models"),
         ] {
             let r = ui.selectable_label(app.shell.tab == tab, RichText::new(name).size(15.0));
             if r.on_hover_text(tooltip(ui.ctx(), &Command::ShowTab(tab))).clicked() {
@@ -240,6 +253,7 @@ fn central(app: &mut GenderApp, ui: &mut egui::Ui) {
         }
         Tab::Evaluation => evaluation_tab::draw(app, ui),
         Tab::Review => review_panel::tab(app, ui),
+        Tab::Models => super::model_panel::tab(app, ui),
     }
 }
 
@@ -317,14 +331,30 @@ fn photos_tab(app: &mut GenderApp, ui: &mut egui::Ui) {
     }
 }
 
+/// Width of `text` on a button, in points.
+fn button_width(ui: &egui::Ui, text: &str) -> f32 {
+    let galley = egui::WidgetText::from(text).into_galley(
+        ui,
+        Some(egui::TextWrapMode::Extend),
+        f32::INFINITY,
+        egui::TextStyle::Button,
+    );
+    galley.size().x + 2.0 * ui.spacing().button_padding.x + ui.spacing().item_spacing.x
+}
+
+/// The grid's toolbar, on one line at any width: count, sort and size on the left; the relabel
+/// buttons on the right, folded into a "Relabel" menu when the line is too narrow for them.
 fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
     let Some(p) = &app.data.photos else { return };
     let classes = p.classes.clone();
     let (counts, _) = p.counts();
     let total: usize = counts.iter().sum();
     let n_sel = app.data.grid.selected_ids(p).len();
-    ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new(format!("{} of {total} photos", app.data.grid.view.len())).strong());
+    let enabled = n_sel > 0 && app.data.curation.as_ref().is_some_and(|c| !c.is_read_only());
+    let relabel_text = if n_sel > 1 { format!("Relabel {n_sel} photos as") } else { "Relabel as".into() };
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(format!("{} of {total}", app.data.grid.view.len())).strong())
+            .on_hover_text("Photos shown (after the filters) of all photos in the dataset");
         if !app.settings.filters.is_default() && ui.small_button("Clear filters").clicked() {
             app.shell.pending.push(Command::ClearFilters);
         }
@@ -332,6 +362,8 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
         let l = ui.label("Sort");
         egui::ComboBox::from_id_salt("sort")
             .selected_text(app.settings.sort.label())
+            .width(110.0)
+            .truncate()
             .show_ui(ui, |ui| {
                 for s in SortOrder::ALL {
                     ui.selectable_value(&mut app.settings.sort, s, s.label());
@@ -340,34 +372,54 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
             .response
             .labelled_by(l.id);
         let l = ui.label("Size");
-        ui.spacing_mut().slider_width = 90.0;
+        ui.spacing_mut().slider_width = 70.0;
         ui.add(egui::Slider::new(&mut app.settings.thumb_size, 64.0..=220.0).show_value(false)).labelled_by(l.id);
         ui.separator();
-        let enabled = n_sel > 0 && app.data.curation.as_ref().is_some_and(|c| !c.is_read_only());
-        ui.label(if n_sel > 1 { format!("Relabel {n_sel} photos as") } else { "Relabel as".into() });
-        for (i, c) in classes.iter().enumerate() {
-            let cmd = match c.to_ascii_lowercase().as_str() {
-                "male" => Command::RelabelMale,
-                "female" => Command::RelabelFemale,
-                _ => Command::RelabelClass(i),
-            };
-            let mut t = tooltip(ui.ctx(), &cmd);
-            if let Some(k) = shortcut_text(ui.ctx(), &Command::RelabelClass(i)) {
-                t = format!(
-                    "Move the selection into {c}/ ({}{k})",
-                    if matches!(cmd, Command::RelabelClass(_)) { "" } else { "also " }
-                );
-            }
-            let r =
-                ui.add_enabled(enabled, egui::Button::new(RichText::new(c.as_str()).color(widgets::class_color(c))));
-            if r.on_hover_text(&t).clicked() {
-                app.shell.pending.push(cmd);
-            }
-        }
-        if button(ui, "Exclude", &Command::Exclude, enabled) {
-            app.shell.pending.push(Command::Exclude);
+        let full: f32 = button_width(ui, &relabel_text)
+            + classes.iter().map(|c| button_width(ui, c)).sum::<f32>()
+            + button_width(ui, "Exclude");
+        if ui.available_width() >= full {
+            ui.label(&relabel_text);
+            relabel_buttons(app, ui, &classes, enabled);
+        } else {
+            let menu = if n_sel > 1 { format!("Relabel {n_sel}…") } else { "Relabel…".into() };
+            ui.add_enabled_ui(enabled, |ui| {
+                ui.menu_button(menu, |ui| {
+                    ui.label(&relabel_text);
+                    relabel_buttons(app, ui, &classes, enabled);
+                })
+                .response
+                .on_hover_text("Move the selected photos into another class folder, or exclude them")
+                .on_disabled_hover_text("Select photos first");
+            });
         }
     });
+}
+
+fn relabel_buttons(app: &mut GenderApp, ui: &mut egui::Ui, classes: &[String], enabled: bool) {
+    for (i, c) in classes.iter().enumerate() {
+        let cmd = match c.to_ascii_lowercase().as_str() {
+            "male" => Command::RelabelMale,
+            "female" => Command::RelabelFemale,
+            _ => Command::RelabelClass(i),
+        };
+        let mut t = tooltip(ui.ctx(), &cmd);
+        if let Some(k) = shortcut_text(ui.ctx(), &Command::RelabelClass(i)) {
+            t = format!(
+                "Move the selection into {c}/ ({}{k})",
+                if matches!(cmd, Command::RelabelClass(_)) { "" } else { "also " }
+            );
+        }
+        let r = ui.add_enabled(enabled, egui::Button::new(RichText::new(c.as_str()).color(widgets::class_color(c))));
+        if r.on_hover_text(&t).clicked() {
+            app.shell.pending.push(cmd);
+            ui.close();
+        }
+    }
+    if button(ui, "Exclude", &Command::Exclude, enabled) {
+        app.shell.pending.push(Command::Exclude);
+        ui.close();
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -447,16 +499,25 @@ fn drop_overlay(ctx: &egui::Context) {
     );
 }
 
+/// The narrowest window in which the shortcut tables stand side by side.
+const HELP_SIDE_BY_SIDE_WIDTH: f32 = 1100.0;
+
 fn help_window(app: &mut GenderApp, ctx: &egui::Context) {
     if !app.shell.show_help {
         return;
     }
     let mut open = true;
+    // The window always fits the screen: the two tables side by side where there is room, one
+    // above the other otherwise, scrolling when taller than the window.
+    let screen = ctx.content_rect();
+    let side_by_side = screen.width() >= HELP_SIDE_BY_SIDE_WIDTH;
     egui::Window::new("Keyboard shortcuts")
         .open(&mut open)
         .collapsible(false)
         .resizable(false)
         .anchor(Align2::CENTER_CENTER, [0.0, 0.0])
+        .max_width(screen.width() - 40.0)
+        .max_height(screen.height() - 80.0)
         .show(ctx, |ui| {
             let browse = [
                 Command::OpenFolderDialog,
@@ -486,6 +547,7 @@ fn help_window(app: &mut GenderApp, ctx: &egui::Context) {
                 Command::ShowTab(Tab::Training),
                 Command::ShowTab(Tab::Evaluation),
                 Command::ShowTab(Tab::Review),
+                Command::ShowTab(Tab::Models),
                 Command::ReviewSuspects,
                 Command::ReviewKeep,
                 Command::ReviewRelabelSuggested,
@@ -500,14 +562,15 @@ fn help_window(app: &mut GenderApp, ctx: &egui::Context) {
                 ui.label(what);
                 ui.end_row();
             };
-            ui.horizontal_top(|ui| {
+            let first = |ui: &mut egui::Ui| {
                 egui::Grid::new("shortcut-table").num_columns(2).striped(true).spacing([20.0, 4.0]).show(ui, |ui| {
                     for cmd in &browse {
                         row(ui, &shortcut_text(ctx, cmd).unwrap_or_default(), &cmd.describe());
                     }
                     row(ui, "3 … 9", "Relabel selection as class 3 … 9");
                 });
-                ui.add_space(12.0);
+            };
+            let second = |ui: &mut egui::Ui| {
                 egui::Grid::new("shortcut-table-2").num_columns(2).striped(true).spacing([20.0, 4.0]).show(ui, |ui| {
                     for cmd in &work {
                         row(ui, &shortcut_text(ctx, cmd).unwrap_or_default(), &cmd.describe());
@@ -516,9 +579,27 @@ fn help_window(app: &mut GenderApp, ctx: &egui::Context) {
                     row(ui, "Click", "Select; Ctrl+click adds, Shift+click a range");
                     row(ui, "Drop / paste", "A folder opens as a dataset; photos are classified");
                 });
-            });
-            ui.add_space(6.0);
-            ui.weak("Relabel and exclude move files (never delete them) and can be undone.");
+            };
+            let tallest = screen.height() - 160.0;
+            egui::ScrollArea::vertical()
+                .id_salt("shortcuts-scroll")
+                .max_height(tallest)
+                .min_scrolled_height(tallest)
+                .show(ui, |ui| {
+                    if side_by_side {
+                        ui.horizontal_top(|ui| {
+                            first(ui);
+                            ui.add_space(12.0);
+                            second(ui);
+                        });
+                    } else {
+                        first(ui);
+                        ui.add_space(12.0);
+                        second(ui);
+                    }
+                    ui.add_space(6.0);
+                    ui.weak("Relabel and exclude move files (never delete them) and can be undone.");
+                });
         });
     if !open {
         app.shell.show_help = false;

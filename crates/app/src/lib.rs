@@ -16,8 +16,15 @@ pub mod grid;
 mod input;
 mod layout;
 mod left_panel;
+mod model_actions;
+pub mod model_compare;
+pub mod model_manage;
+mod model_panel;
+pub mod model_store;
 pub mod models;
 mod native;
+pub mod path_field;
+pub mod path_prompt;
 pub mod photos;
 pub mod review;
 mod review_actions;
@@ -43,12 +50,12 @@ pub use commands::{Command, Tab};
 use curation::{Notice, Op};
 use dataset_view::DatasetView;
 pub use input::parse_pasted_paths;
-use models::{ModelEvent, ModelsState};
-pub use native::{WindowError, run_native, settings_from_storage};
+use models::ModelsState;
+pub use native::{Launch, WindowError, run_native, settings_from_storage, window_icon};
 use shell::Shell;
 use state::Filters;
 pub use state::Settings;
-use tasks::{Failure, Picked, Predictions, Waker};
+use tasks::{Predictions, Waker};
 use train_panel::{Finished, Training};
 
 /// How serious a status message is.
@@ -88,6 +95,8 @@ pub struct GenderApp {
     pub review: review::Review,
     /// Status, command queue, tabs, dialogs.
     pub shell: Shell,
+    /// Whether file dialogs can be shown, and the path field in their place.
+    pub dialogs: path_field::FileDialogs,
     rt: tasks::Runtime,
 }
 
@@ -111,6 +120,7 @@ impl GenderApp {
             training: Training::default(),
             review: review::Review::default(),
             shell: Shell::new(waker),
+            dialogs: path_field::FileDialogs::default(),
             rt,
             settings,
         }
@@ -230,7 +240,7 @@ impl GenderApp {
             None => {}
         }
         // Models: the list, loading, the zero-shot head, predictions of the dataset.
-        for event in self.models.poll() {
+        for event in self.models.poll(&self.rt) {
             self.model_event(event);
         }
         // Audit for the review.
@@ -241,29 +251,7 @@ impl GenderApp {
         if let Some(f) = self.training.poll() {
             self.training_finished(f);
         }
-        // File dialogs.
-        if let Some(t) = &mut self.shell.dialog {
-            match t.poll() {
-                Ok(p) => {
-                    if let Some(picked) = p.done {
-                        self.shell.dialog = None;
-                        match picked {
-                            Picked::Folder(Some(d)) => self.push(Command::OpenDataset(d)),
-                            Picked::Folder(None) => {}
-                            Picked::Files(f) if !f.is_empty() => self.push(Command::ClassifyFiles(f)),
-                            Picked::Files(_) => {}
-                        }
-                    }
-                }
-                Err(_) => {
-                    self.shell.dialog = None;
-                    self.say(
-                        Level::Error,
-                        "The file dialog could not be shown: drop folders or photos onto the window instead",
-                    );
-                }
-            }
-        }
+        self.poll_dialog();
         // Curation.
         let mut notices = Vec::new();
         if let (Some(cur), Some(photos)) = (&mut self.data.curation, &mut self.data.photos) {
@@ -286,8 +274,10 @@ impl GenderApp {
                 }
             }
         }
-        // Classification of outside photos.
-        self.classify.pump(self.models.classifier.as_ref(), &self.rt);
+        // Classification of outside photos; the status says when a batch is done.
+        if let Some((level, text)) = self.classify.pump(self.models.classifier.as_ref(), &self.rt) {
+            self.say(level, text);
+        }
         let _ = ctx;
     }
 
@@ -360,54 +350,6 @@ impl GenderApp {
         }
     }
 
-    fn model_event(&mut self, event: ModelEvent) {
-        match event {
-            ModelEvent::Listed => {
-                if self.models.path.is_none() && self.models.load_task.is_none() && self.models.auto_load {
-                    // No model chosen yet: take the newest one of this dataset (or the shipped one).
-                    if let Some(m) = self.models.newest() {
-                        self.load_model(m);
-                    } else if self.data.photos.is_some() {
-                        self.say(
-                            Level::Warning,
-                            "No model yet: press Train new model, or use the zero-shot head (top bar) to start predicting",
-                        );
-                    }
-                }
-            }
-            ModelEvent::Loaded => {
-                if self.data.photos.is_some() {
-                    self.start_eval();
-                }
-            }
-            ModelEvent::Failed(e) => self.say(Level::Error, e),
-            ModelEvent::ZeroShot(Ok(path)) => {
-                self.say(Level::Info, format!("Saved faceres' zero-shot head as {}", path.display()));
-                self.push(Command::ChooseModel(path));
-                self.refresh_models();
-            }
-            ModelEvent::ZeroShot(Err(e)) => self.say(Level::Error, format!("Cannot make the zero-shot model: {e}")),
-            ModelEvent::Predicted { predictions, secs, progress } => {
-                self.predictions_ready(&predictions, secs, progress)
-            }
-            ModelEvent::Predicting(Failure::Cancelled) => self.say(Level::Info, "Predictions cancelled"),
-            ModelEvent::Predicting(e) => self.say(Level::Error, format!("Cannot predict the dataset: {e}")),
-        }
-    }
-
-    fn refresh_models(&mut self) {
-        let root = self.data.photos.as_ref().map(|p| p.root.clone());
-        self.models.refresh(&self.rt, root, self.settings.model.clone());
-    }
-
-    fn load_model(&mut self, path: PathBuf) {
-        self.settings.model = Some(path.clone());
-        if let Some(p) = &mut self.data.photos {
-            p.clear_predictions();
-        }
-        self.models.load(&self.rt, path);
-    }
-
     fn start_eval(&mut self) {
         if self.training.is_running() {
             return;
@@ -430,17 +372,8 @@ impl GenderApp {
             return;
         };
         match c {
-            Command::OpenFolderDialog => {
-                if self.shell.dialog.is_none() {
-                    let start = self.data.photos.as_ref().map(|p| p.root.clone());
-                    self.shell.dialog = Some(tasks::pick_folder(&self.rt, start));
-                }
-            }
-            Command::ClassifyFilesDialog => {
-                if self.shell.dialog.is_none() {
-                    self.shell.dialog = Some(tasks::pick_files(&self.rt));
-                }
-            }
+            Command::OpenFolderDialog => self.open_folder_dialog(),
+            Command::ClassifyFilesDialog => self.classify_files_dialog(),
             Command::OpenDataset(dir) => self.open_dataset(dir),
             Command::Rescan => {
                 if let Some(p) = &self.data.photos {
@@ -549,14 +482,7 @@ impl GenderApp {
                     self.load_model(path);
                 }
             }
-            Command::UseZeroShotModel => {
-                let dir = self
-                    .data
-                    .photos
-                    .as_ref()
-                    .map_or(self.rt.ctx().cache_root.join("models"), |p| tasks::dataset_models_dir(&p.root));
-                self.models.make_zero_shot(&self.rt, dir);
-            }
+            Command::UseZeroShotModel => self.models.make_zero_shot(&self.rt, self.rt.ctx().trained_models_dir()),
             Command::Evaluate => {
                 if self.models.classifier.is_none() {
                     self.say(Level::Warning, "No model loaded: choose, train or make one first");

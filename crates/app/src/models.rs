@@ -1,14 +1,20 @@
-//! Models as the app holds them: the list found on disk, the loaded classifier, and the tasks that
-//! list, load, make (zero-shot) and run one over the open dataset.
+//! Models as the app holds them: the list found on disk (in the user's data folder), the loaded
+//! classifier, and the tasks that list, load, make (zero-shot) and run one over the open dataset.
+//! Renaming, exporting, deleting and comparing are in [`ModelManager`] (`model_manage.rs`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gc_core::classify::Classifier;
 use gc_core::eval::{EvalScope, evaluate_dataset};
 use gc_core::features::extract::Progress;
 
+use crate::model_manage::{ManageEvent, ModelManager};
+use crate::model_store::{self, Migration, name_of};
 use crate::tasks::{self, Failure, ModelInfo, Outcome, Predictions, Runtime, Task};
+
+/// What listing the models found: the list, and what was moved out of the dataset's old folder.
+pub type Listing = (Vec<ModelInfo>, Migration);
 
 /// A prediction pass over the dataset: its predictions and how long it took.
 pub type EvalTask = Task<Progress, Outcome<(Predictions, f64)>>;
@@ -35,6 +41,10 @@ pub enum ModelEvent {
     },
     /// The prediction pass was cancelled or failed.
     Predicting(Failure),
+    /// Models were moved out of the dataset's old models folder (or could not be).
+    Migrated(Migration),
+    /// A rename, export, deletion or comparison finished.
+    Managed(ManageEvent),
 }
 
 /// The models on disk, the current one, and their background work.
@@ -53,8 +63,12 @@ pub struct ModelsState {
     pub auto_load: bool,
     /// Progress of the running prediction pass.
     pub eval_progress: Option<Progress>,
+    /// The shipped default model's path (known once the first listing started).
+    pub shipped_path: Option<PathBuf>,
+    /// Rename, export, delete, compare.
+    pub manage: ModelManager,
     /// Listing the models on disk.
-    pub list_task: Option<Task<(), Vec<ModelInfo>>>,
+    pub list_task: Option<Task<(), Listing>>,
     /// Loading the chosen model.
     pub load_task: Option<Task<(), Outcome<Arc<Classifier>>>>,
     /// Writing faceres' zero-shot head as a model.
@@ -73,6 +87,8 @@ impl Default for ModelsState {
             key: 0,
             auto_load: true,
             eval_progress: None,
+            shipped_path: None,
+            manage: ModelManager::default(),
             list_task: None,
             load_task: None,
             zero_shot_task: None,
@@ -82,11 +98,16 @@ impl Default for ModelsState {
 }
 
 impl ModelsState {
-    /// Lists the shipped model and those of the dataset at `root` (and `extra`) in the background.
+    /// In the background: moves the models of the dataset at `root` out of its old models folder
+    /// into the data folder, then lists the shipped model and those of the data folder (and `extra`).
     pub fn refresh(&mut self, rt: &Runtime, root: Option<PathBuf>, extra: Option<PathBuf>) {
         let ctx = rt.ctx().clone();
-        self.list_task =
-            Some(rt.spawn("list-models", move |_| tasks::list_models(&ctx, root.as_deref(), extra.as_deref())));
+        self.shipped_path = Some(ctx.default_model());
+        self.list_task = Some(rt.spawn("list-models", move |_| {
+            let moved = root.as_ref().map(|r| model_store::migrate_legacy_models(&ctx, r)).unwrap_or_default();
+            let extra = extra.map(|p| moved.new_path(&p).map_or(p.clone(), Path::to_path_buf));
+            (tasks::list_models(&ctx, root.as_deref(), extra.as_deref()), moved)
+        }));
     }
 
     /// Starts loading the model at `path`; it becomes current when loaded ([`ModelEvent::Loaded`]).
@@ -136,21 +157,53 @@ impl ModelsState {
         }
     }
 
-    /// The model to load when none was chosen: the newest trained one of the dataset, else the
-    /// first listed (the shipped default).
+    /// The model to load when none was chosen: the newest one trained on the open dataset, else
+    /// the first listed (the shipped default).
     pub fn newest(&self) -> Option<PathBuf> {
-        self.list.iter().find(|m| !m.shipped && m.meta.is_ok()).or_else(|| self.list.first()).map(|m| m.path.clone())
+        self.list.iter().find(|m| m.trained_here).or_else(|| self.list.first()).map(|m| m.path.clone())
+    }
+
+    /// The entry of the list for `path`.
+    pub fn info(&self, path: &Path) -> Option<&ModelInfo> {
+        self.list.iter().find(|m| m.path == path)
+    }
+
+    /// "Model: default (shipped, head on web-faces)": the current model by name and how it was
+    /// made, for the status bar.
+    pub fn status_text(&self) -> String {
+        let Some(path) = &self.path else {
+            return "Model: none (choose one in the top bar)".into();
+        };
+        let name = name_of(path);
+        if self.load_task.is_some() {
+            return format!("Model: loading {name}…");
+        }
+        if self.error.is_some() {
+            return format!("Model: {name} (not loaded)");
+        }
+        let shipped = self.shipped_path.as_ref() == Some(path) || self.info(path).is_some_and(|m| m.shipped);
+        match (&self.classifier, self.info(path)) {
+            (Some(c), _) => format!("Model: {name} ({})", model_store::how_trained(&c.model.meta, shipped)),
+            (None, Some(m)) => format!("Model: {name} ({})", m.how_trained()),
+            (None, None) => format!("Model: {name}"),
+        }
     }
 
     /// Collects what the tasks finished since the last frame.
-    pub fn poll(&mut self) -> Vec<ModelEvent> {
-        let mut events = Vec::new();
+    pub fn poll(&mut self, rt: &Runtime) -> Vec<ModelEvent> {
+        let mut events: Vec<ModelEvent> = self.manage.poll(rt).into_iter().map(ModelEvent::Managed).collect();
         if let Some(t) = &mut self.list_task {
             match t.poll() {
                 Ok(p) => {
-                    if let Some(list) = p.done {
+                    if let Some((list, moved)) = p.done {
                         self.list = list;
                         self.list_task = None;
+                        if let Some(s) = self.manage.selected.clone().filter(|s| self.info(s).is_none()) {
+                            self.manage.selected = moved.new_path(&s).map(Path::to_path_buf);
+                        }
+                        if !moved.is_empty() {
+                            events.push(ModelEvent::Migrated(moved));
+                        }
                         events.push(ModelEvent::Listed);
                     }
                 }
@@ -224,6 +277,10 @@ impl ModelsState {
 
     /// True while any of the models' tasks runs.
     pub fn is_busy(&self) -> bool {
-        self.list_task.is_some() || self.load_task.is_some() || self.zero_shot_task.is_some() || self.eval.is_some()
+        self.list_task.is_some()
+            || self.load_task.is_some()
+            || self.zero_shot_task.is_some()
+            || self.eval.is_some()
+            || self.manage.is_busy()
     }
 }

@@ -11,7 +11,7 @@ use gc_core::dataset::Dataset;
 use gc_core::dataset::split::Split;
 use gc_core::error::{describe, is_cancelled};
 use gc_core::eval::EvalReport;
-use gc_core::model_file::{ModelMeta, model_paths};
+use gc_core::model_file::model_paths;
 pub use gc_core::task::{Job, Panicked, Polled, Runtime, Task};
 use gc_core::train::run::{TrainConfig, TrainEvent, TrainReport, train_dataset};
 
@@ -84,74 +84,7 @@ pub fn scan_dataset(root: &Path) -> Outcome<Dataset> {
 // ----------------------------------------------------------------------------------------------
 // Models
 
-/// Folder where the app saves models trained on a dataset.
-pub fn dataset_models_dir(root: &Path) -> PathBuf {
-    gc_core::context::state_dir(root).join("models")
-}
-
-/// One model found on disk.
-#[derive(Debug, Clone)]
-pub struct ModelInfo {
-    /// Its `.safetensors` path.
-    pub path: PathBuf,
-    /// Its metadata, or why it cannot be read.
-    pub meta: Outcome<ModelMeta>,
-    /// True for the model shipped with the app.
-    pub shipped: bool,
-}
-
-impl ModelInfo {
-    /// Short name for lists: the file stem, plus the test accuracy when known.
-    pub fn label(&self) -> String {
-        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let name = if self.shipped { format!("{stem} (shipped)") } else { stem };
-        match &self.meta {
-            Ok(m) => match &m.test_metrics {
-                Some(t) => format!("{name} — {:.1}% test", t.accuracy * 100.0),
-                None => name,
-            },
-            Err(_) => format!("{name} (unreadable)"),
-        }
-    }
-}
-
-/// A model's metadata for the list: embedded in the `.safetensors` (only its header is read), or
-/// from the `.json` beside a model in the old two-file form.
-fn read_meta(path: &Path) -> Outcome<ModelMeta> {
-    Ok(gc_core::model_file::read_meta(path)?.0)
-}
-
-/// Lists the shipped default model and every model saved under the dataset's model folder
-/// (and `extra`), newest first after the shipped one.
-pub fn list_models(ctx: &Context, dataset: Option<&Path>, extra: Option<&Path>) -> Vec<ModelInfo> {
-    let mut out = Vec::new();
-    let default = ctx.default_model();
-    if default.exists() {
-        out.push(ModelInfo { meta: read_meta(&default), path: default.clone(), shipped: true });
-    }
-    let mut found = Vec::new();
-    if let Some(root) = dataset {
-        let dir = dataset_models_dir(root);
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.extension().is_some_and(|x| x == "safetensors") {
-                    found.push(p);
-                }
-            }
-        }
-    }
-    if let Some(p) = extra.filter(|p| p.exists()) {
-        found.push(p.to_path_buf());
-    }
-    found.sort();
-    found.dedup();
-    found.retain(|p| *p != default);
-    for p in found.into_iter().rev() {
-        out.push(ModelInfo { meta: read_meta(&p), path: p, shipped: false });
-    }
-    out
-}
+pub use crate::model_store::{ModelInfo, legacy_models_dir, list_models};
 
 /// Loads a model for classification, with advice when it is missing.
 pub fn load_classifier(path: &Path, ctx: &Context) -> Outcome<Classifier> {
@@ -169,7 +102,17 @@ pub fn load_classifier(path: &Path, ctx: &Context) -> Outcome<Classifier> {
 /// Saves faceres' zero-shot head under `dir` and returns its path.
 pub fn save_zero_shot(dir: &Path, ctx: &Context) -> Outcome<PathBuf> {
     let model = gc_core::train::run::zero_shot_model(ctx, true)?;
-    let path = dir.join("zero-shot-faceres.safetensors");
+    // Rewrite an earlier zero-shot head; a model the user gave that name is kept, and this one
+    // takes the next free name.
+    let is_zero_shot = |p: &Path| {
+        gc_core::model_file::read_meta(p).is_ok_and(|(m, _)| m.training.is_none() && m.origin.contains("zero-shot"))
+    };
+    let mut path = dir.join("zero-shot-faceres.safetensors");
+    let mut n = 2;
+    while path.exists() && !is_zero_shot(&path) {
+        path = dir.join(format!("zero-shot-faceres-{n}.safetensors"));
+        n += 1;
+    }
     model.save(&path)?;
     Ok(path)
 }
@@ -268,7 +211,20 @@ pub fn timestamp_file_name() -> String {
     format!("{now}.safetensors")
 }
 
-/// Trains on `root` and saves the model under the dataset's model folder.
+/// A free path for a model made now in the data folder's models folder, e.g.
+/// `<data>/models/2025-01-31T12-00-00Z.safetensors` (with `-1`, `-2`… when taken).
+pub fn new_model_path(ctx: &Context) -> PathBuf {
+    let dir = ctx.trained_models_dir();
+    let mut path = dir.join(timestamp_file_name());
+    let mut n = 1;
+    while path.exists() {
+        path = dir.join(timestamp_file_name().replace(".safetensors", &format!("-{n}.safetensors")));
+        n += 1;
+    }
+    path
+}
+
+/// Trains on `root` and saves the model in the data folder's models folder.
 pub fn train_and_save(
     root: &Path,
     cfg: &TrainConfig,
@@ -284,13 +240,7 @@ pub fn train_and_save(
     if cancel.load(Ordering::Relaxed) {
         return TrainOutcome::Cancelled;
     }
-    let dir = dataset_models_dir(root);
-    let mut path = dir.join(timestamp_file_name());
-    let mut n = 1;
-    while path.exists() {
-        path = dir.join(timestamp_file_name().replace(".safetensors", &format!("-{n}.safetensors")));
-        n += 1;
-    }
+    let path = new_model_path(ctx);
     match report.model.save(&path) {
         Ok(()) => TrainOutcome::Finished { path, report: Box::new(report) },
         Err(e) => TrainOutcome::Failed(format!("training finished but the model could not be saved: {e:#}")),
@@ -355,19 +305,32 @@ mod tests {
     }
 
     #[test]
-    fn the_model_list_reads_single_file_models_and_the_shipped_two_file_one() {
+    fn the_model_list_reads_single_file_models_and_the_shipped_one() {
         let dir = tempfile::tempdir().unwrap();
         let ctx = Context::cpu_with_cache(dir.path().join("cache"));
-        let models = dataset_models_dir(dir.path());
-        let saved = save_zero_shot(&models, &ctx).unwrap();
+        let saved = save_zero_shot(&ctx.trained_models_dir(), &ctx).unwrap();
         // A stale sidecar that does not parse must not make the single-file model unreadable.
         std::fs::write(saved.with_extension("json"), "{ damaged").unwrap();
-        let list = list_models(&ctx, Some(dir.path()), None);
+        let list = list_models(&ctx, None, None);
         let shipped = list.iter().find(|m| m.shipped).expect("the shipped model is listed");
         assert!(shipped.meta.is_ok(), "{:?}", shipped.meta);
         let ours = list.iter().find(|m| m.path == saved).expect("the saved model is listed");
         let meta = ours.meta.as_ref().unwrap();
         assert!(meta.origin.contains("zero-shot"), "{}", meta.origin);
         assert!(load_classifier(&saved, &ctx).is_ok());
+    }
+
+    #[test]
+    fn new_models_are_saved_in_the_data_folder_never_over_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::cpu_with_cache(dir.path().join("cache"));
+        let first = new_model_path(&ctx);
+        assert_eq!(first.parent(), Some(ctx.trained_models_dir().as_path()));
+        assert!(first.starts_with(dir.path().join("cache/data/models")), "{}", first.display());
+        std::fs::create_dir_all(first.parent().unwrap()).unwrap();
+        std::fs::write(&first, b"taken").unwrap();
+        let second = new_model_path(&ctx);
+        assert_ne!(second, first, "a taken name is not reused");
+        assert_eq!(second.parent(), first.parent());
     }
 }

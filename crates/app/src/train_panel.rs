@@ -215,13 +215,21 @@ fn labelled(
     r
 }
 
+/// Room the settings form leaves for its labels ("Balance classes", "Validation %"), in points.
+const SETTINGS_LABEL_WIDTH: f32 = 110.0;
+
 /// The settings form (left panel).
 pub fn settings_form(ui: &mut egui::Ui, s: &mut TrainSettings, enabled: bool) {
     ui.add_enabled_ui(enabled, |ui| {
+        // The value column gets what the labels leave, so the form never runs past the panel.
+        let value_width = (ui.available_width() - SETTINGS_LABEL_WIDTH).max(90.0);
+        ui.spacing_mut().slider_width = (value_width - 50.0).clamp(40.0, 100.0);
+        ui.spacing_mut().combo_width = value_width.min(130.0);
         egui::Grid::new("train-settings").num_columns(2).spacing([10.0, 6.0]).show(ui, |ui| {
             labelled(ui, "Backbone", "The pretrained network that turns a photo into features", |ui| {
                 egui::ComboBox::from_id_salt("backbone")
                     .selected_text(s.backbone.id())
+                    .truncate()
                     .show_ui(ui, |ui| {
                         for b in BackboneKind::ALL {
                             let text = match b {

@@ -25,14 +25,20 @@ pub fn warning(ui: &mut egui::Ui, text: &str) {
     ui.label(RichText::new(text).color(ui.visuals().warn_fg_color));
 }
 
-/// A bar filled to `confidence` in the class colour with "class 93%" on it.
+/// A bar filled to `confidence` in the class colour with "class 93%" on it, in the theme's
+/// strongest text colour so that it reads over the filled and the empty part alike.
 pub fn confidence_bar(ui: &mut egui::Ui, class: &str, confidence: f32, width: f32) -> egui::Response {
     let color = class_color(class);
+    let (fill, text) = if ui.visuals().dark_mode {
+        (color.gamma_multiply(0.8), Color32::WHITE)
+    } else {
+        (color.gamma_multiply(0.45), ui.visuals().strong_text_color())
+    };
     ui.add(
         egui::ProgressBar::new(confidence.clamp(0.0, 1.0))
             .desired_width(width)
-            .fill(color.gamma_multiply(0.8))
-            .text(RichText::new(format!("{class} {:.0}%", confidence * 100.0)).color(Color32::WHITE).strong()),
+            .fill(fill)
+            .text(RichText::new(format!("{class} {:.0}%", confidence * 100.0)).color(text).strong()),
     )
 }
 

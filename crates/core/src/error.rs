@@ -116,9 +116,10 @@ impl<T> JsonContext<T> for serde_json::Result<T> {
     }
 }
 
-/// The run was cancelled by the user; everything computed so far is in the cache.
+/// The run was cancelled by the user (Ctrl-C or Cancel). Where work was cached, the caller's
+/// context says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("cancelled; finished images are cached and the next run resumes from there")]
+#[error("cancelled by the user")]
 pub struct Cancelled;
 
 /// The error's message followed by its causes, `"what: why: deeper why"` (a cause whose text is

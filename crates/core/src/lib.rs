@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod durable;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod face;
 pub mod fault;
 pub mod features;

@@ -4,10 +4,10 @@
 //! Weights and description live in one file, written whole or not at all
 //! ([`crate::durable::write_atomic`]), so they cannot drift apart and a crash mid-save leaves the
 //! previous model loadable. The older two-file form (`X.safetensors` without metadata plus `X.json`
-//! beside it, as the shipped `models/default.*`) is still read. When a file has embedded metadata,
-//! a `X.json` beside it is never read; [`Model::save`] removes such a stale sidecar after a
-//! successful write when it is one of ours (it parses as [`ModelMeta`]), and leaves any other
-//! `X.json` alone.
+//! beside it, as older builds saved them: `tests/fixtures/two-file-model`) is still read. When a
+//! file has embedded metadata, a `X.json` beside it is never read; [`Model::save`] removes such a
+//! stale sidecar after a successful write when it is one of ours (it parses as [`ModelMeta`]), and
+//! leaves any other `X.json` alone.
 //!
 //! [`Model::load`] checks everything a prediction relies on (shapes, finite weights, classes) so a
 //! broken model fails at load with the file named, never later in a matrix product.
@@ -441,9 +441,19 @@ mod tests {
     fn the_shipped_default_model_loads() {
         let ctx = crate::context::Context::cpu_with_cache(std::env::temp_dir());
         let (meta, source) = read_meta(&ctx.default_model()).unwrap();
-        assert_eq!(source, MetaSource::Sidecar);
+        assert_eq!(source, MetaSource::Embedded, "the shipped default is one file");
         let m = Model::load(&ctx.default_model(), &Device::Cpu).unwrap();
         assert_eq!(m.meta, meta);
+    }
+
+    #[test]
+    fn a_model_in_the_old_two_file_form_still_loads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/two-file-model");
+        let (meta, source) = read_meta(&dir.join("m.safetensors")).unwrap();
+        assert_eq!(source, MetaSource::Sidecar);
+        let m = Model::load(&dir.join("m.safetensors"), &Device::Cpu).unwrap();
+        assert_eq!(m.meta, meta);
+        assert_eq!(m.meta.classes, ["female", "male"]);
     }
 
     #[test]

@@ -100,7 +100,14 @@ fn is_shipped(path: &Path) -> bool {
 fn missing_advice(path: &Path) -> String {
     if is_shipped(path) {
         let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-        format!("copy {name} into the models directory (see models/README.md) or set GENDER_CLASSIFIER_MODELS")
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut looked: Vec<String> =
+            crate::weights::search_path(dir).iter().map(|d| d.display().to_string()).collect();
+        looked.dedup();
+        format!(
+            "looked in {}; copy {name} into one of them (see models/README.md) or set GENDER_CLASSIFIER_MODELS",
+            looked.join(", ")
+        )
     } else {
         "check the path, or train and save a model there first".to_owned()
     }
@@ -109,7 +116,7 @@ fn missing_advice(path: &Path) -> String {
 /// What to do about a file with the wrong content.
 fn corrupt_advice(path: &Path) -> &'static str {
     if is_shipped(path) {
-        "restore it from a fresh clone (see models/README.md)"
+        "delete it so that the program writes its built-in copy again, or restore it from a fresh clone (see models/README.md)"
     } else {
         "retrain the model, or restore it from a backup"
     }

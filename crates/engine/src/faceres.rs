@@ -25,8 +25,8 @@ pub const INPUT_SIZE: usize = 224;
 /// Per-channel means subtracted from 0..255 pixels, in B, G, R order.
 pub const BGR_MEAN: [f32; 3] = [103.939, 116.779, 123.68];
 
-/// (stride, C_in, C_out) for blocks 1..=13.
-const BLOCKS: [(usize, usize, usize); 13] = [
+/// (stride, C_in, C_out) of blocks 1..=13 (the depthwise-separable blocks after `conv0`).
+pub const BLOCKS: [(usize, usize, usize); 13] = [
     (1, 32, 64),
     (2, 64, 128),
     (1, 128, 128),

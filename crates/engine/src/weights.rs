@@ -36,11 +36,15 @@ pub const BLAZEFACE: WeightFile = WeightFile {
     sha256: "6578af98c20c3cebd18f68bbf88db8bb7858e5b259de5fd8bed29ae3188030d9",
 };
 
-/// The directory holding the shipped models.
+/// The environment variable that names the folder of the shipped weights (as `--models` does).
+pub const MODELS_ENV: &str = "GENDER_CLASSIFIER_MODELS";
+
+/// The workspace's own `models/` folder, for tests and tools run from the source tree.
 ///
-/// Order: `$GENDER_CLASSIFIER_MODELS`, `./models`, then the workspace's `models/` (path compiled in).
+/// Order: `$GENDER_CLASSIFIER_MODELS`, `./models`, then the workspace's `models/` (path compiled
+/// in). The installed binary does not use this: it searches [`search_path`] instead.
 pub fn models_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("GENDER_CLASSIFIER_MODELS") {
+    if let Some(dir) = std::env::var_os(MODELS_ENV) {
         return PathBuf::from(dir);
     }
     let local = PathBuf::from("models");
@@ -48,6 +52,26 @@ pub fn models_dir() -> PathBuf {
         return local;
     }
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")
+}
+
+/// The folders an installed binary searches for the shipped weights, in order.
+///
+/// `$GENDER_CLASSIFIER_MODELS` alone when it is set; else `models/` next to the executable (a
+/// portable copy), then `builtin`, the user's data folder where the binary writes the models
+/// built into it.
+pub fn search_path(builtin: &Path) -> Vec<PathBuf> {
+    if let Some(dir) = std::env::var_os(MODELS_ENV) {
+        return vec![PathBuf::from(dir)];
+    }
+    let beside_exe = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join("models")));
+    beside_exe.into_iter().chain([builtin.to_path_buf()]).collect()
+}
+
+/// The first folder of [`search_path`] that holds faceres, else the last one searched.
+pub fn find_models_dir(builtin: &Path) -> PathBuf {
+    let path = search_path(builtin);
+    let found = path.iter().find(|d| d.join(FACERES.file_name).is_file());
+    found.or(path.last()).cloned().unwrap_or_else(|| builtin.to_path_buf())
 }
 
 /// Lowercase hex sha256 of a byte slice.

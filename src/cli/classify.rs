@@ -1,0 +1,240 @@
+//! `classify`: photos in, one prediction per face out, as text, CSV, JSON lines or one JSON
+//! document; the photos come from the command line and from `--files-from LIST` (or stdin).
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context as _, Result, bail};
+use indicatif::ProgressBar;
+
+use gc_core::classify::ImagePrediction;
+use gc_core::context::Context;
+use gc_core::dataset::collect_images;
+
+use super::args::ClassifyArgs;
+use super::output::{self, csv_stdout, json_line, number, path_text, probs_by_class, skipped_record};
+use super::{interrupted, list_paths, load_classifier, progress};
+
+/// One photo to classify, or a listed path that cannot be (with the reason).
+type Item = (PathBuf, Option<String>);
+
+/// Runs `classify`.
+pub fn run(ctx: &Context, a: &ClassifyArgs, cancel: &AtomicBool) -> Result<()> {
+    let classifier = load_classifier(&a.model, a.no_face_crop, ctx)?;
+    let items = photos(a)?;
+    let classes = classifier.classes().to_vec();
+    let mut out = Printer::new(a, &classes)?;
+    let pb = if items.len() > 1 { progress::bar("classify", items.len() as u64) } else { ProgressBar::hidden() };
+    let (mut done, mut failed) = (0usize, 0usize);
+    let mut stopped = false;
+    for (path, unreadable) in &items {
+        if cancel.load(Ordering::Relaxed) {
+            stopped = true;
+            break;
+        }
+        let result = match unreadable {
+            Some(why) => Err(why.clone()),
+            None => classifier.classify_file(path).map_err(|e| gc_core::error::describe(&e)),
+        };
+        match result {
+            Ok(p) => {
+                done += 1;
+                pb.suspend(|| out.photo(&p))?;
+            }
+            Err(why) => {
+                failed += 1;
+                pb.suspend(|| {
+                    eprintln!("skipped {}: {why}", path.display());
+                    out.skipped(path, &why)
+                })?;
+            }
+        }
+        pb.inc(1);
+        interrupt_point!("cli::classified", cancel);
+    }
+    pb.finish_and_clear();
+    out.finish()?;
+    if stopped {
+        return Err(interrupted(format!("interrupted after {} of {} photos", done + failed, items.len())));
+    }
+    if done == 0 {
+        bail!("none of the {failed} files could be classified (see the reasons above)");
+    }
+    Ok(())
+}
+
+/// The photos of the command line (folders searched), then those of `--files-from`, in its order.
+fn photos(a: &ClassifyArgs) -> Result<Vec<Item>> {
+    let mut items: Vec<Item> = if a.paths.is_empty() {
+        Vec::new()
+    } else {
+        collect_images(&a.paths)?.into_iter().map(|p| (p, None)).collect()
+    };
+    if let Some(list) = &a.files_from {
+        for p in read_list(list)? {
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => items.extend(collect_images(&[p])?.into_iter().map(|p| (p, None))),
+                Ok(m) if m.is_file() => items.push((p, None)),
+                // A FIFO or a device would block or never end: never read one.
+                Ok(_) => items.push((p, Some("not a regular file".into()))),
+                Err(e) => items.push((p, Some(format!("cannot read it: {e}")))),
+            }
+        }
+    }
+    if items.is_empty() {
+        let mut given = a.paths.clone();
+        given.extend(a.files_from.iter().map(|l| if l == Path::new("-") { PathBuf::from("stdin") } else { l.clone() }));
+        bail!("no image files found in {}: give photos or folders that hold photos", list_paths(&given));
+    }
+    Ok(items)
+}
+
+/// The paths of a list file (or stdin for `-`): one a line, empty lines skipped, a trailing `\r`
+/// dropped. The bytes of a line are the path, so names that are not UTF-8 work too.
+fn read_list(list: &Path) -> Result<Vec<PathBuf>> {
+    let mut bytes = Vec::new();
+    if list == Path::new("-") {
+        std::io::stdin().lock().read_to_end(&mut bytes).context("cannot read the list of photos from stdin")?;
+    } else {
+        bytes = std::fs::read(list).with_context(|| {
+            format!(
+                "cannot read the list of photos {}: give a file with one path per line, or - for stdin",
+                list.display()
+            )
+        })?;
+    }
+    Ok(bytes
+        .split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| !l.is_empty())
+        .map(path_from_bytes)
+        .collect())
+}
+
+#[cfg(unix)]
+fn path_from_bytes(b: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt as _;
+    PathBuf::from(std::ffi::OsStr::from_bytes(b))
+}
+
+#[cfg(not(unix))]
+fn path_from_bytes(b: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(b).into_owned())
+}
+
+/// Where the results go, in the format asked for.
+enum Printer<'a> {
+    /// A line per face for people.
+    Text { classes: &'a [String] },
+    /// A row per face, flushed per photo.
+    Csv { classes: &'a [String], w: Box<csv::Writer<std::io::Stdout>> },
+    /// A JSON object per photo, flushed per photo.
+    Jsonl { classes: &'a [String] },
+    /// One document at the end (also after Ctrl-C, then with the photos done).
+    Json { classes: &'a [String], images: Vec<serde_json::Value>, skipped: Vec<serde_json::Value> },
+}
+
+impl<'a> Printer<'a> {
+    fn new(a: &ClassifyArgs, classes: &'a [String]) -> Result<Self> {
+        Ok(if a.csv {
+            let mut w = csv_stdout();
+            let mut header: Vec<String> =
+                ["path", "face", "x1", "y1", "x2", "y2", "face_score", "predicted"].map(String::from).into();
+            header.extend(classes.iter().map(|c| format!("p_{c}")));
+            w.write_record(&header)?;
+            w.flush()?;
+            Printer::Csv { classes, w: Box::new(w) }
+        } else if a.jsonl {
+            Printer::Jsonl { classes }
+        } else if a.json {
+            Printer::Json { classes, images: Vec::new(), skipped: Vec::new() }
+        } else {
+            Printer::Text { classes }
+        })
+    }
+
+    fn photo(&mut self, p: &ImagePrediction) -> Result<()> {
+        match self {
+            Printer::Text { classes } => print_text(p, classes),
+            Printer::Csv { classes, w } => {
+                for (i, f) in p.faces.iter().enumerate() {
+                    let (b, s) = f.region.detection.as_ref().map_or(([0.0; 4], 0.0), |d| (d.bbox, d.score));
+                    let mut row = vec![path_text(&p.path), i.to_string()];
+                    row.extend(b.iter().map(|v| format!("{v:.1}")));
+                    row.push(format!("{s:.4}"));
+                    row.push(classes[f.class].clone());
+                    row.extend(f.probs.iter().map(|v| format!("{v:.5}")));
+                    w.write_record(&row)?;
+                }
+                w.flush()?;
+            }
+            Printer::Jsonl { classes } => json_line(&jsonl_record(p, classes))?,
+            Printer::Json { images, .. } => images.push(output::with_path_bytes(serde_json::to_value(p)?, &p.path)),
+        }
+        Ok(())
+    }
+
+    fn skipped(&mut self, path: &Path, why: &str) -> Result<()> {
+        match self {
+            Printer::Jsonl { .. } => json_line(&skipped_record(path, why))?,
+            Printer::Json { skipped, .. } => skipped.push(skipped_record(path, why)),
+            Printer::Text { .. } | Printer::Csv { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        if let Printer::Json { classes, images, skipped } = self {
+            output::json_document(&serde_json::json!({ "classes": classes, "images": images, "skipped": skipped }))?;
+        }
+        Ok(())
+    }
+}
+
+/// The JSON line of a photo: its path, size, the class of its most confident face by name, and
+/// per face the box (null for the whole image), the detection score and the probability per class.
+fn jsonl_record(p: &ImagePrediction, classes: &[String]) -> serde_json::Value {
+    let mut r = gc_core::path_text::json_record(&p.path);
+    let top = p.faces.first();
+    r.insert("image_size".into(), serde_json::json!([p.image_size.0, p.image_size.1]));
+    r.insert("predicted".into(), top.map(|f| classes[f.class].clone()).into());
+    r.insert("probability".into(), top.map_or(serde_json::Value::Null, |f| number(f.probs[f.class])));
+    let faces: Vec<serde_json::Value> = p
+        .faces
+        .iter()
+        .map(|f| {
+            let d = f.region.detection.as_ref();
+            serde_json::json!({
+                "box": d.map(|d| d.bbox.map(number)),
+                "face_score": d.map(|d| number(d.score)),
+                "predicted": classes[f.class],
+                "probs": probs_by_class(classes, &f.probs),
+            })
+        })
+        .collect();
+    r.insert("faces".into(), faces.into());
+    serde_json::Value::Object(r)
+}
+
+fn print_text(p: &ImagePrediction, classes: &[String]) {
+    let n = p.faces.len();
+    for (i, f) in p.faces.iter().enumerate() {
+        let what = match &f.region.detection {
+            Some(d) => {
+                let b = d.bbox;
+                format!(
+                    "face {}/{n} at [{:.0},{:.0},{:.0},{:.0}] (score {:.2})",
+                    i + 1,
+                    b[0],
+                    b[1],
+                    b[2],
+                    b[3],
+                    d.score
+                )
+            }
+            None => "whole image (no face found)".to_string(),
+        };
+        println!("{}: {} {:.1}%  {what}", p.path.display(), classes[f.class], f.probs[f.class] * 100.0);
+    }
+}
