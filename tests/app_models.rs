@@ -5,10 +5,12 @@
 //!
 //! No outcome depends on timing: each wait is for a condition; its deadline only stops a hang.
 
+mod app_harness;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
+use app_harness::{harness_of_size, pump};
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -18,23 +20,8 @@ use gc_app::path_field::DialogSupport;
 use gc_app::{GenderApp, Settings, Tab};
 use gc_core::context::Context;
 
-/// The longest any wait may take: a safety net against a hang, never what decides a test.
-const SAFETY_NET: Duration = Duration::from_secs(300);
-
 fn harness(app: GenderApp) -> Harness<'static, GenderApp> {
-    Harness::builder().with_size([1400.0, 900.0]).build_ui_state(|ui, app: &mut GenderApp| app.ui(ui), app)
-}
-
-fn pump(h: &mut Harness<'static, GenderApp>, what: &str, cond: impl Fn(&GenderApp) -> bool) {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if cond(h.state()) {
-            return;
-        }
-        assert!(start.elapsed() < SAFETY_NET, "waited {SAFETY_NET:?} for {what}; status: {}", h.state().status_text());
-        std::thread::sleep(Duration::from_millis(15));
-    }
+    harness_of_size(app, [1400.0, 900.0])
 }
 
 /// `n` generated photos per class under `root/{female,male}`.

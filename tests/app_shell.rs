@@ -6,9 +6,11 @@
 //! No test's outcome depends on timing: each waits for a condition, and the deadline of that wait
 //! ([`SAFETY_NET`]) only stops a hang.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+mod app_harness;
 
+use std::path::{Path, PathBuf};
+
+use app_harness::{harness_of_size, pump};
 use egui::{Key, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -20,24 +22,8 @@ use gc_core::context::Context;
 
 const SIZE: [f32; 2] = [1280.0, 800.0];
 
-/// The longest any wait may take: a safety net against a hang, never what decides a test.
-const SAFETY_NET: Duration = Duration::from_secs(300);
-
 fn harness(app: GenderApp) -> Harness<'static, GenderApp> {
-    Harness::builder().with_size(SIZE).build_ui_state(|ui, app: &mut GenderApp| app.ui(ui), app)
-}
-
-/// Steps the harness until `cond` holds; only a hang reaches the deadline.
-fn pump(h: &mut Harness<'static, GenderApp>, what: &str, cond: impl Fn(&GenderApp) -> bool) {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if cond(h.state()) {
-            return;
-        }
-        assert!(start.elapsed() < SAFETY_NET, "waited {SAFETY_NET:?} for {what}; status: {}", h.state().status_text());
-        std::thread::sleep(Duration::from_millis(15));
-    }
+    harness_of_size(app, SIZE)
 }
 
 /// A copy of a bundled sample photo at `to`.

@@ -7,10 +7,13 @@
 //! No test's outcome depends on timing: each waits for a condition (a file, a finished task, a
 //! state), and the deadline of that wait ([`SAFETY_NET`]) only stops a hang.
 
+mod app_harness;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use app_harness::{SAFETY_NET, harness_of_size, pump};
 use egui::{Key, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -29,9 +32,6 @@ use gc_core::train::run::TrainEvent;
 use gc_engine::blazeface::Detection;
 
 const SIZE: [f32; 2] = [1280.0, 800.0];
-
-/// The longest any wait may take: a safety net against a hang, never what decides a test.
-const SAFETY_NET: Duration = Duration::from_secs(300);
 
 /// Writes `n` generated photos per class under `root/{female,male}`.
 fn make_dataset(root: &Path, n: usize, px: u32) {
@@ -62,21 +62,7 @@ fn app_for(root: Option<&Path>, cache: &Path) -> GenderApp {
 }
 
 fn harness(app: GenderApp) -> Harness<'static, GenderApp> {
-    Harness::builder().with_size(SIZE).build_ui_state(|ui, app: &mut GenderApp| app.ui(ui), app)
-}
-
-/// Steps the harness until `cond` holds. Only a hang reaches the deadline ([`SAFETY_NET`]); it
-/// then fails with the app's status.
-fn pump(h: &mut Harness<'static, GenderApp>, what: &str, cond: impl Fn(&GenderApp) -> bool) {
-    let start = Instant::now();
-    loop {
-        h.step();
-        if cond(h.state()) {
-            return;
-        }
-        assert!(start.elapsed() < SAFETY_NET, "waited {SAFETY_NET:?} for {what}; status: {}", h.state().status_text());
-        std::thread::sleep(Duration::from_millis(15));
-    }
+    harness_of_size(app, SIZE)
 }
 
 fn opened(app: &GenderApp) -> bool {

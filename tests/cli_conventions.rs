@@ -6,39 +6,14 @@
 
 mod common;
 
+use common::cli::{bin, ok, run, samples, stderr};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use serde_json::Value;
-
-fn samples() -> PathBuf {
-    common::root().join("assets/samples")
-}
-
-/// The binary with the shipped models and its own cache folder.
-fn bin(cache: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gender-classifier"));
-    c.env("GENDER_CLASSIFIER_MODELS", common::root().join("models"))
-        .env("GENDER_CLASSIFIER_CACHE", cache)
-        .env_remove("FAILPOINTS");
-    c
-}
-
-fn run(args: &[&str], cache: &Path) -> Output {
-    bin(cache).args(args).output().expect("binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Stdout of a run that must succeed.
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "exit {:?}: {}", o.status, stderr(o));
-    String::from_utf8(o.stdout.clone()).expect("UTF-8 output")
-}
 
 /// The class names of the shipped model, read from the model file itself.
 fn model_classes() -> Vec<String> {

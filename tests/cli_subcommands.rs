@@ -5,9 +5,11 @@
 
 mod common;
 
+use common::cli::{bin, ok, run, samples, stderr};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -20,33 +22,6 @@ const SAMPLES: [&str; 6] = [
     "group-obama-biden-kagan.jpg",
     "obama.jpg",
 ];
-
-fn samples() -> PathBuf {
-    common::root().join("assets/samples")
-}
-
-/// The binary with the shipped models and its own cache folder.
-fn bin(cache: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gender-classifier"));
-    c.env("GENDER_CLASSIFIER_MODELS", common::root().join("models"))
-        .env("GENDER_CLASSIFIER_CACHE", cache)
-        .env_remove("FAILPOINTS");
-    c
-}
-
-fn run(args: &[&str], cache: &Path) -> Output {
-    bin(cache).args(args).output().expect("binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Stdout of a run that must succeed.
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "exit {:?}: {}", o.status, stderr(o));
-    String::from_utf8(o.stdout.clone()).expect("UTF-8 output")
-}
 
 /// A run that must fail with `code`, cleanly: one `error:` line and no panic.
 fn fails_cleanly(o: &Output, code: i32) -> String {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
 
+pub mod cli;
+
 /// The crate root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
