@@ -354,8 +354,10 @@ fn train_writes_one_model_file_that_classify_then_uses() {
     let written: Vec<String> = std::fs::read_dir(model.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
         .collect();
-    assert_eq!(written, ["m.safetensors"], "one file, no sidecar, no temp file");
+    assert_eq!(written, ["m.md", "m.safetensors"], "the model and its card, no sidecar, no temp file");
 
     // The description is in the safetensors header's `__metadata__`.
     let bytes = std::fs::read(&model).unwrap();

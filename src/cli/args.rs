@@ -110,6 +110,12 @@ impl From<SplitArg> for EvalScope {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a new head on a dataset folder (one sub-folder per class).
+    ///
+    /// The new model and the model it would replace (--baseline, else the model at --out, else the
+    /// shipped default) are scored on the same photos, the new model's validation split, and both
+    /// accuracies are printed. A worse new model is reported on stderr and still written, except
+    /// over a better model at --out: then nothing is written unless --force is given. A model card,
+    /// X.md, is written beside X.safetensors.
     #[command(after_help = EXIT_CODES)]
     Train(TrainArgs),
     /// Evaluate a model on a dataset folder.
@@ -203,6 +209,12 @@ pub struct TrainArgs {
     /// Images per backbone forward pass.
     #[arg(long, default_value_t = 16)]
     pub extract_batch: usize,
+    /// Model to compare the new one with on the same validation photos (default: the model at --out if any, else the shipped default).
+    #[arg(long, value_name = "MODEL")]
+    pub baseline: Option<PathBuf>,
+    /// Overwrite the model at --out even when it scores better than the new one on the same validation photos.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `eval` arguments.
@@ -219,9 +231,12 @@ pub struct EvalArgs {
     /// Print JSON: the metrics, the misclassified images and the skipped files.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
-    /// Print CSV: one row per scored image (path, split, label, predicted, correct, faces, p_<class>...).
+    /// Print CSV: one row per scored image (path, split, label, predicted, correct, faces, p_<class>..., then the group columns).
     #[arg(long)]
     pub csv: bool,
+    /// Accuracy by group: `utkface` (age band, gender and race from UTKFace file names) or a CSV file `path,<column>,...`.
+    #[arg(long, value_name = "utkface|FILE.csv")]
+    pub groups: Option<PathBuf>,
 }
 
 /// `classify` arguments.

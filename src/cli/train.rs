@@ -1,14 +1,19 @@
-//! `train`: a new head fitted on a dataset folder and saved as a model file.
+//! `train`: a new head fitted on a dataset folder, compared with the model it would replace on the
+//! same validation photos (the guard), and saved as a model file with its model card beside it.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use gc_core::context::Context;
 use gc_core::dataset::split::SplitSpec;
 use gc_core::metrics::format_report;
+use gc_core::model_card;
+use gc_core::model_file::model_paths;
 use gc_core::train::TrainOptions;
-use gc_core::train::run::{TrainConfig, TrainEvent, train_dataset};
+use gc_core::train::guard::{Guard, guard_against};
+use gc_core::train::run::{TrainConfig, TrainEvent, TrainReport, train_dataset};
 
 use super::args::TrainArgs;
 use super::{cancelled_or, progress};
@@ -33,6 +38,9 @@ pub fn run(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
         extract_batch: a.extract_batch,
         max_per_class: a.max_per_class,
     };
+    let out = model_paths(&a.out).0;
+    let out_exists = out.exists();
+    let baseline = baseline_of(ctx, a, &out, out_exists)?;
     let pb = progress::bar("features", 0);
     let mut last_epoch = None;
     let report = train_dataset(
@@ -52,19 +60,120 @@ pub fn run(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
                 last_epoch = Some(s.epoch);
                 tracing::info!(?s, "epoch");
             }
+            TrainEvent::Comparing(_) => {}
         },
         cancel,
     )
     .map_err(cancelled_or)?;
     pb.finish_and_clear();
-    report.model.save(&a.out)?;
     for (path, why) in &report.failures {
         eprintln!("skipped {}: {why}", path.display());
     }
+
+    // The guard: the new model and the one it would replace, on the same validation photos.
+    let guard = match &baseline {
+        Some(b) => guard_with(ctx, a, &report, b, cancel)?,
+        None => Guard::NotCompared("there is no model at --out and no shipped default to compare with".into()),
+    };
+    print_guard(&guard, &a.dir);
+    let over_out = if !out_exists {
+        None
+    } else if baseline.as_deref().is_some_and(|b| same_file(b, &out)) {
+        Some(guard.clone())
+    } else {
+        let g = guard_with(ctx, a, &report, &out, cancel)?;
+        print_guard(&g, &a.dir);
+        Some(g)
+    };
+    if let Some(c) = guard.comparison().filter(|c| c.is_worse()) {
+        eprintln!("warning: {}", c.worse_sentence());
+    }
+    match over_out.as_ref().and_then(Guard::comparison) {
+        Some(c) if c.is_worse() && !a.force => bail!(
+            "nothing was written: the model already at {} is better than the new one on the same {} validation \
+             photos ({:.1}% against {:.1}%). Pass --force to overwrite it anyway, or choose another --out",
+            out.display(),
+            c.photos(),
+            c.current.accuracy * 100.0,
+            c.new.accuracy * 100.0
+        ),
+        Some(c) if c.is_worse() => eprintln!("--force: overwriting the better model at {}", out.display()),
+        _ => {}
+    }
+    if let Some(Guard::NotCompared(why)) = &over_out {
+        eprintln!("note: the model at {} was not compared ({why}); it is replaced", out.display());
+    }
+
+    report.model.save(&a.out)?;
+    let card = model_card::write_for_report(&out, &report, &guard).map_err(|e| {
+        anyhow::Error::from(e)
+            .context(format!("the model was written to {}, but its model card was not", out.display()))
+    })?;
     let meta = &report.model.meta;
-    eprintln!("trained for {} epochs; model written to {}", meta.history.len(), a.out.display());
+    eprintln!(
+        "trained for {} epochs; model written to {} (model card {})",
+        meta.history.len(),
+        a.out.display(),
+        card.display()
+    );
     if let Some(m) = &meta.test_metrics {
         println!("test split:\n{}", format_report(m));
     }
     Ok(())
+}
+
+/// The model the new one is compared with: `--baseline`, else the model at `--out`, else the
+/// shipped default (none when there is none).
+fn baseline_of(ctx: &Context, a: &TrainArgs, out: &Path, out_exists: bool) -> Result<Option<PathBuf>> {
+    if let Some(b) = &a.baseline {
+        let st = model_paths(b).0;
+        if !st.is_file() {
+            bail!(
+                "--baseline {}: there is no model there; name an existing .safetensors model, or leave --baseline \
+                 out to compare with the model at --out or the shipped default",
+                st.display()
+            );
+        }
+        return Ok(Some(st));
+    }
+    if out_exists {
+        return Ok(Some(out.to_path_buf()));
+    }
+    let d = ctx.default_model();
+    Ok(d.exists().then_some(d))
+}
+
+/// Scores `model` on the new model's validation photos and compares (with a progress bar).
+fn guard_with(ctx: &Context, a: &TrainArgs, report: &TrainReport, model: &Path, cancel: &AtomicBool) -> Result<Guard> {
+    let pb = progress::bar("comparing", 0);
+    let g = guard_against(
+        report,
+        &a.dir,
+        model,
+        ctx,
+        a.extract_batch,
+        &mut |p| progress::on_extract(&pb, p, cancel),
+        cancel,
+    )
+    .map_err(cancelled_or)?;
+    pb.finish_and_clear();
+    Ok(g)
+}
+
+/// Prints a comparison (stdout: a result), or why there is none (stderr).
+fn print_guard(g: &Guard, dir: &Path) {
+    match g {
+        Guard::Compared(c) => {
+            println!("compared on the same {} validation photos of {}:\n{}", c.photos(), dir.display(), c.lines())
+        }
+        Guard::NotCompared(why) => eprintln!("not compared with another model: {why}"),
+    }
+}
+
+/// True when both paths name one file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
 }

@@ -5,26 +5,39 @@ use egui::RichText;
 
 use super::commands::Command;
 use super::state::SplitFilter;
-use super::{GenderApp, charts, confusion, widgets};
+use super::{GenderApp, charts, confusion, group_table, widgets};
 
 /// Draws the Evaluation tab.
 pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
+    let mut st = group_table::load(ui.ctx());
+    let here = group_table::trained_here(app);
+    let split = group_table::measured_split(st.picked, here);
+    // The split the numbers are for is the split every view of the tab (and the review) uses.
+    app.settings.eval_split = split;
     egui::ScrollArea::vertical().id_salt("evaluation-tab").auto_shrink([false, false]).show(ui, |ui| {
         ui.horizontal(|ui| {
             ui.heading("Evaluation");
             let l = ui.label("on");
+            let auto = if here { "Automatic: test split" } else { "Automatic: all photos" };
             egui::ComboBox::from_id_salt("eval-split")
-                .selected_text(app.settings.eval_split.label())
+                .selected_text(if st.picked.is_none() { auto } else { split.label() })
                 .show_ui(ui, |ui| {
+                    if ui.selectable_label(st.picked.is_none(), auto).clicked() {
+                        st.picked = None;
+                    }
                     for s in SplitFilter::ALL {
-                        ui.selectable_value(&mut app.settings.eval_split, s, s.label());
+                        if ui.selectable_label(st.picked == Some(s), s.label()).clicked() {
+                            st.picked = Some(s);
+                        }
                     }
                 })
                 .response
                 .labelled_by(l.id)
                 .on_hover_text("Train-split photos were seen in training: the test split gives the honest number");
         });
-        let metrics = app.current_metrics();
+        let split = group_table::measured_split(st.picked, here);
+        app.settings.eval_split = split;
+        let metrics = app.data.metrics(split);
         match metrics {
             None => {
                 let why = if app.data.photos.is_none() {
@@ -34,18 +47,25 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
                 } else if app.models.eval.is_some() {
                     "Predicting every photo… the matrix appears when done."
                 } else {
-                    "No predicted photos in this split (a model that was not trained here has no split: use All)."
+                    "No predicted photos in this split (a model that was not trained here has no split: use All splits)."
                 };
                 widgets::hint(ui, why);
             }
             Some(m) => {
+                ui.label(
+                    RichText::new(format!("Measured on: {} ({} photos)", split.label(), m.count)).strong(),
+                )
+                .on_hover_text(group_table::split_note(split, here));
+                if app.models.classifier.is_some() {
+                    ui.weak(group_table::split_note(split, here));
+                }
                 let mut cmds = Vec::new();
                 let wide = ui.available_width() > 760.0;
                 let matrix = |ui: &mut egui::Ui, cmds: &mut Vec<Command>| {
                     ui.vertical(|ui| {
                         ui.label(RichText::new("Confusion matrix").strong());
                         ui.weak("Click a cell to see its photos.");
-                        confusion::matrix(ui, &m, app.settings.eval_split, cmds);
+                        confusion::matrix(ui, &m, split, cmds);
                     });
                 };
                 if wide {
@@ -60,6 +80,8 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
                     confusion::summary(ui, &m);
                 }
                 app.shell.pending.extend(cmds);
+                ui.add_space(12.0);
+                group_table::section(app, ui, split, &mut st);
             }
         }
         ui.add_space(12.0);
@@ -91,7 +113,7 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
                     ui.end_row();
                 }
                 if let Some(t) = &meta.test_metrics {
-                    ui.weak("Test accuracy (saved)");
+                    ui.weak("Test accuracy when trained (saved)");
                     ui.label(format!(
                         "{:.1}% (95% {:.1}–{:.1}%)",
                         t.accuracy * 100.0,
@@ -103,4 +125,5 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
             });
         }
     });
+    group_table::store(ui.ctx(), st);
 }

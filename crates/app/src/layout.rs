@@ -30,6 +30,7 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
     drop_overlay(ui.ctx());
     help_window(app, ui.ctx());
     path_field::draw(app, ui.ctx());
+    super::train_guard::dialog(app, ui.ctx());
 }
 
 pub(crate) fn button(ui: &mut egui::Ui, text: impl Into<egui::WidgetText>, cmd: &Command, enabled: bool) -> bool {

@@ -13,6 +13,7 @@ pub mod curation;
 pub mod dataset_view;
 mod evaluation_tab;
 pub mod grid;
+pub mod group_table;
 mod input;
 mod layout;
 mod left_panel;
@@ -33,6 +34,7 @@ pub mod shell;
 pub mod state;
 pub mod tasks;
 pub mod thumbnails;
+pub mod train_guard;
 pub mod train_panel;
 pub mod viewer;
 pub mod widgets;
@@ -56,7 +58,7 @@ use shell::Shell;
 use state::Filters;
 pub use state::Settings;
 use tasks::{Predictions, Waker};
-use train_panel::{Finished, Training};
+use train_panel::Training;
 
 /// How serious a status message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,36 +322,6 @@ impl GenderApp {
         }
     }
 
-    fn training_finished(&mut self, f: Finished) {
-        match f {
-            Finished::Model(path, report) => {
-                let acc = report.model.meta.test_metrics.as_ref().map(|m| m.accuracy);
-                if self.review.decisions.changed() > 0 && self.review.accuracy_after.is_none() {
-                    self.review.accuracy_after = acc;
-                }
-                if let Some(p) = &mut self.data.photos {
-                    p.set_predictions(&Predictions::from_report(&report));
-                }
-                let mut text = format!("Training finished: saved {}", path.display());
-                if let Some(a) = acc {
-                    text += &format!(" (test accuracy {:.1}%)", a * 100.0);
-                }
-                if !report.failures.is_empty() {
-                    text += &format!("; {} unreadable photo(s) were skipped", report.failures.len());
-                }
-                self.say(Level::Info, text);
-                self.settings.model = Some(path.clone());
-                self.refresh_models();
-                self.load_model(path);
-            }
-            Finished::Cancelled => self.say(
-                Level::Info,
-                "Training cancelled: nothing was saved (features computed so far are cached, so the next run is faster)",
-            ),
-            Finished::Failed(e) => self.say(Level::Error, format!("Training failed: {e}")),
-        }
-    }
-
     fn start_eval(&mut self) {
         if self.training.is_running() {
             return;
@@ -582,7 +554,8 @@ impl GenderApp {
         }
         self.models.eval_progress = None;
         let root = p.root.clone();
-        self.training.start(&root, &self.settings.train, &self.rt);
+        let current = self.models.path.clone().or_else(|| self.settings.model.clone());
+        self.training.start(&root, &self.settings.train, current, &self.rt);
         self.shell.tab = Tab::Training;
         self.say(Level::Info, format!("Training on {}…", root.display()));
     }

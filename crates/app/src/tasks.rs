@@ -13,6 +13,7 @@ use gc_core::error::{describe, is_cancelled};
 use gc_core::eval::EvalReport;
 use gc_core::model_file::model_paths;
 pub use gc_core::task::{Job, Panicked, Polled, Runtime, Task};
+use gc_core::train::guard::{Guard, guard_against};
 use gc_core::train::run::{TrainConfig, TrainEvent, TrainReport, train_dataset};
 
 /// Wakes the UI when a background thread has news. Clones share one slot, which is filled with
@@ -198,6 +199,8 @@ pub enum TrainOutcome {
         path: PathBuf,
         /// The report (scores of every image).
         report: Box<TrainReport>,
+        /// The new model against the current one, on the same validation photos.
+        guard: Guard,
     },
     /// Stopped by the user; nothing was saved.
     Cancelled,
@@ -224,11 +227,15 @@ pub fn new_model_path(ctx: &Context) -> PathBuf {
     path
 }
 
-/// Trains on `root` and saves the model in the data folder's models folder.
+/// Trains on `root`, compares the new model with `current` (the app's current model, else the
+/// shipped default) on the same validation photos, and saves the new model with its model card in
+/// the data folder's models folder, whatever the comparison says: the app then decides whether it
+/// becomes current.
 pub fn train_and_save(
     root: &Path,
     cfg: &TrainConfig,
     ctx: &Context,
+    current: Option<&Path>,
     on_event: &mut dyn FnMut(TrainEvent),
     cancel: &AtomicBool,
 ) -> TrainOutcome {
@@ -240,11 +247,34 @@ pub fn train_and_save(
     if cancel.load(Ordering::Relaxed) {
         return TrainOutcome::Cancelled;
     }
-    let path = new_model_path(ctx);
-    match report.model.save(&path) {
-        Ok(()) => TrainOutcome::Finished { path, report: Box::new(report) },
-        Err(e) => TrainOutcome::Failed(format!("training finished but the model could not be saved: {e:#}")),
+    let shipped = ctx.default_model();
+    let baseline = current
+        .map(Path::to_path_buf)
+        .filter(|p| model_paths(p).0.is_file())
+        .or_else(|| shipped.is_file().then_some(shipped));
+    let guard = match &baseline {
+        Some(b) => {
+            let mut on_progress = |p: &gc_core::features::extract::Progress| on_event(TrainEvent::Comparing(p.clone()));
+            match guard_against(&report, root, b, ctx, cfg.extract_batch, &mut on_progress, cancel) {
+                Ok(g) => g,
+                Err(e) if is_cancelled(&e) => return TrainOutcome::Cancelled,
+                Err(e) => Guard::NotCompared(describe(&e)),
+            }
+        }
+        None => Guard::NotCompared("there is no current model to compare with".into()),
+    };
+    if cancel.load(Ordering::Relaxed) {
+        return TrainOutcome::Cancelled;
     }
+    let path = new_model_path(ctx);
+    if let Err(e) = report.model.save(&path) {
+        return TrainOutcome::Failed(format!("training finished but the model could not be saved: {e:#}"));
+    }
+    if let Err(e) = gc_core::model_card::write_for_report(&path, &report, &guard) {
+        // The model itself is saved; only its description beside it is missing.
+        tracing::warn!(error = %describe(&e), "the model card was not written");
+    }
+    TrainOutcome::Finished { path, report: Box::new(report), guard }
 }
 
 // ----------------------------------------------------------------------------------------------

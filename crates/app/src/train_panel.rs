@@ -15,7 +15,9 @@ use super::charts;
 use super::commands::{Command, tooltip};
 use super::state::TrainSettings;
 use super::tasks::{Runtime, Task, TrainOutcome, train_and_save};
+use super::train_guard::Pending;
 use super::widgets;
+use gc_core::train::guard::Guard;
 
 /// Where a running training is.
 #[derive(Debug, Clone)]
@@ -26,6 +28,8 @@ pub enum Phase {
     Extracting(Progress),
     /// Fitting the head.
     Epochs,
+    /// Scoring the current model on the new one's validation photos (the guard).
+    Comparing(Progress),
 }
 
 /// A training run in progress.
@@ -57,8 +61,8 @@ pub enum LastRun {
 
 /// What a finished run hands to the app.
 pub enum Finished {
-    /// A saved model and its report.
-    Model(PathBuf, Box<gc_core::train::run::TrainReport>),
+    /// A saved model, its report, and the guard's comparison with the current model.
+    Model(PathBuf, Box<gc_core::train::run::TrainReport>, Guard),
     /// Cancelled.
     Cancelled,
     /// Failed, with the reason.
@@ -80,6 +84,12 @@ pub struct Training {
     pub last: Option<LastRun>,
     /// Sees every event of the runs started from now on, on the training thread (tests only).
     pub event_hook: Option<EventHook>,
+    /// The last finished run's comparison with the current model (the guard).
+    pub guard: Option<Guard>,
+    /// A new model worse than the current one, waiting for the user's choice.
+    pub pending: Option<Pending>,
+    /// The user kept the current model over the last run's worse one.
+    pub kept_current: bool,
 }
 
 impl Training {
@@ -88,14 +98,18 @@ impl Training {
         self.running.is_some()
     }
 
-    /// Starts a run on the dataset at `root`.
-    pub fn start(&mut self, root: &Path, settings: &TrainSettings, rt: &Runtime) {
+    /// Starts a run on the dataset at `root`; the new model is compared with `current` (else the
+    /// shipped default).
+    pub fn start(&mut self, root: &Path, settings: &TrainSettings, current: Option<PathBuf>, rt: &Runtime) {
         let ctx = rt.ctx().clone();
         let cfg = settings.to_config();
         let root = root.to_path_buf();
         let max_epochs = cfg.options.epochs;
         self.history.clear();
         self.last = None;
+        self.guard = None;
+        self.pending = None;
+        self.kept_current = false;
         let hook = self.event_hook.clone();
         let task = rt.spawn("training", move |job| {
             let mut on_event = |e: TrainEvent| {
@@ -104,7 +118,7 @@ impl Training {
                 }
                 _ = job.report(e);
             };
-            train_and_save(&root, &cfg, &ctx, &mut on_event, job.cancel_flag())
+            train_and_save(&root, &cfg, &ctx, current.as_deref(), &mut on_event, job.cancel_flag())
         });
         self.running = Some(Running { task, phase: Phase::Loading, max_epochs });
     }
@@ -141,16 +155,18 @@ impl Training {
                     running.phase = Phase::Epochs;
                     self.history.push(e);
                 }
+                TrainEvent::Comparing(p) => running.phase = Phase::Comparing(p),
             }
         }
         let outcome = polled.done?;
         let seconds = running.task.elapsed_s();
         self.running = None;
         Some(match outcome {
-            TrainOutcome::Finished { path, report } => {
+            TrainOutcome::Finished { path, report, guard } => {
                 let test_accuracy = report.model.meta.test_metrics.as_ref().map(|m| m.accuracy);
                 self.last = Some(LastRun::Finished { path: path.clone(), test_accuracy, seconds });
-                Finished::Model(path, report)
+                self.guard = Some(guard.clone());
+                Finished::Model(path, report, guard)
             }
             TrainOutcome::Cancelled => {
                 self.last = Some(LastRun::Cancelled);
@@ -172,6 +188,9 @@ impl Training {
         Some(match &r.phase {
             Phase::Loading => ("Training: loading networks…".into(), None),
             Phase::Extracting(p) => (extract_text(p), Some(p.done as f32 / p.total.max(1) as f32)),
+            Phase::Comparing(p) => {
+                (progress_text("Comparing with the current model", p), Some(p.done as f32 / p.total.max(1) as f32))
+            }
             Phase::Epochs => {
                 let e = self.history.last().map_or(0, |e| e.epoch);
                 (
@@ -358,13 +377,18 @@ pub fn tab(ui: &mut egui::Ui, training: &Training, commands: &mut Vec<Command>) 
                     ui.label(RichText::new("1. Bottleneck features: done").strong());
                 }
             }
-            if matches!(r.phase, Phase::Epochs) {
+            if matches!(r.phase, Phase::Epochs | Phase::Comparing(_)) {
                 let e = training.history.last().map_or(0, |e| e.epoch);
                 ui.label(RichText::new("2. Fitting the head").strong());
                 ui.add(egui::ProgressBar::new(e as f32 / r.max_epochs.max(1) as f32).text(format!(
                     "epoch {e} of at most {} (stops early when validation stops improving)",
                     r.max_epochs
                 )));
+            }
+            if let Phase::Comparing(p) = &r.phase {
+                ui.label(RichText::new("3. Comparing with the current model on the same validation photos").strong());
+                let text = progress_text("Current model", p);
+                ui.add(egui::ProgressBar::new(p.done as f32 / p.total.max(1) as f32).text(text));
             }
         }
         (None, Some(LastRun::Finished { path, test_accuracy, seconds })) => {
@@ -373,7 +397,16 @@ pub fn tab(ui: &mut egui::Ui, training: &Training, commands: &mut Vec<Command>) 
             if let Some(a) = test_accuracy {
                 ui.label(format!("Test accuracy {:.1}% — see the Evaluation tab for details.", a * 100.0));
             }
-            ui.weak("The new model is now current; earlier models stay in the model list.");
+            if let Some(g) = &training.guard {
+                crate::train_guard::guard_summary(ui, g);
+            }
+            if training.pending.is_some() {
+                ui.weak("The new model scores lower than the current one: choose whether to use it.");
+            } else if training.kept_current {
+                ui.weak("The current model was kept; the new one stays in the model list (delete it there).");
+            } else {
+                ui.weak("The new model is now current; earlier models stay in the model list.");
+            }
         }
         (None, Some(LastRun::Cancelled)) => {
             ui.label(RichText::new("Training cancelled").strong());

@@ -102,7 +102,20 @@ pub fn evaluate_dataset(
     on_progress: &mut dyn FnMut(&Progress),
     cancel: &AtomicBool,
 ) -> Result<EvalReport> {
-    let ds = Dataset::scan(dir)?;
+    evaluate_scanned(&Dataset::scan(dir)?, classifier, scope, cache, batch_size, on_progress, cancel)
+}
+
+/// Evaluates a classifier on an already scanned dataset folder, e.g. some of its photos only.
+pub fn evaluate_scanned(
+    ds: &Dataset,
+    classifier: &Classifier,
+    scope: EvalScope,
+    cache: &FeatureCache,
+    batch_size: usize,
+    on_progress: &mut dyn FnMut(&Progress),
+    cancel: &AtomicBool,
+) -> Result<EvalReport> {
+    let dir = &ds.root;
     let classes = classifier.classes().to_vec();
     if ds.items.is_empty() {
         invalid!("{} has no photos in class folders to evaluate", dir.display());
@@ -113,7 +126,7 @@ pub fn evaluate_dataset(
         invalid!("folder class '{c}' is not one of the model's classes ({})", classes.join(", "));
     }
     let split = classifier.model.meta.split.unwrap_or_default();
-    let feats = dataset_features(&ds, &classifier.pipeline, cache, &split, batch_size, on_progress, cancel)?;
+    let feats = dataset_features(ds, &classifier.pipeline, cache, &split, batch_size, on_progress, cancel)?;
     let items: Vec<ItemFeatures> = feats
         .items
         .into_iter()

@@ -1,5 +1,6 @@
 //! Training the head on cached features: options, the optimisation loop, and the end-to-end run.
 
+pub mod guard;
 pub mod rng;
 pub mod run;
 

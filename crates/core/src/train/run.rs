@@ -59,6 +59,8 @@ pub enum TrainEvent {
     Extracting(Progress),
     /// One epoch finished.
     Epoch(EpochStats),
+    /// The guard scores the model the new one would replace (feature extraction progress).
+    Comparing(Progress),
 }
 
 /// The outcome of a training run.
