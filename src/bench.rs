@@ -114,7 +114,7 @@ fn prepared_inputs(files: &[PathBuf], spec: &PreprocessSpec) -> Vec<Vec<f32>> {
     files
         .iter()
         .filter_map(|f| gc_core::imaging::load_rgb(f).ok())
-        .map(|i| gc_core::preprocess::prepare(&i, whole_image(i.width(), i.height()), spec))
+        .map(|i| gc_core::preprocess::prepare(&i, whole_image(i.width(), i.height()), 0.0, spec))
         .collect()
 }
 

@@ -78,6 +78,7 @@ fn the_evaluation_tab_measures_the_test_split_by_default_and_shows_groups_for_it
     let mut classifier = Classifier::load(&ctx.default_model(), &ctx).expect("the shipped default model loads");
     classifier.model.meta.dataset =
         Some(DatasetSummary { root: root.clone(), class_counts: vec![6, 6], split_counts: [6, 0, 6], skipped: 0 });
+    classifier.model.meta.datasets = Vec::new();
     h.state_mut().models.classifier = Some(Arc::new(classifier));
     inject_predictions(h.state_mut());
     h.state_mut().shell.tab = Tab::Evaluation;

@@ -81,7 +81,7 @@ fn the_status_bar_names_the_shipped_default_and_how_it_was_trained() {
     assert!(h.query_by_label_contains("Model: none").is_none(), "the shipped default is chosen at once");
     pump(&mut h, "the shipped model to load", |a| a.models.classifier.is_some() && !a.models.is_busy());
     h.step();
-    h.get_by_label("Model: default (shipped, head on web-faces)");
+    h.get_by_label("Model: default (shipped, head on web-faces + utk-dev)");
 }
 
 #[test]

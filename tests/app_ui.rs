@@ -368,7 +368,8 @@ fn a_dropped_photo_is_classified_and_can_be_added_to_the_dataset() {
     let class = item.predicted().unwrap().to_string();
     assert_eq!(class, "male");
     let face = &pred.faces[0];
-    assert!(face.probs[face.class] > 0.95, "{:?}", face.probs);
+    // The two-domain default is less sure of it (about 0.84) than the web-faces-only one was.
+    assert!(face.probs[face.class] > 0.8, "{:?}", face.probs);
 
     // A adds it under its predicted class: a copy, never overwriting.
     h.key_press(Key::A);
@@ -516,6 +517,7 @@ fn snapshot_classified_panel() {
     let face = |x: f32, p_male: f32| FacePrediction {
         region: FaceRegion {
             region: [x - 10.0, 30.0, x + 70.0, 110.0],
+            angle: 0.0,
             detection: Some(Detection {
                 score: 0.97,
                 bbox: [x, 40.0, x + 60.0, 100.0],

@@ -75,7 +75,7 @@ fn bad_files_in_a_folder_are_reported_and_skipped() {
     // that sum to 1.
     let mut rows = csv::Reader::from_reader(o.stdout.as_slice());
     let header = rows.headers().unwrap().clone();
-    assert_eq!(header.len(), 10, "{header:?}");
+    assert_eq!(header.len(), 11, "{header:?}");
     let rows: Vec<csv::StringRecord> = rows.records().map(|r| r.expect("a row that parses")).collect();
     let paths: Vec<&str> = rows.iter().map(|r| &r[0]).collect();
     assert_eq!(paths, [dir.join("good.png").to_str().unwrap()], "one row, for the good file only");

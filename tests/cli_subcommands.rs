@@ -167,7 +167,10 @@ fn classify_csv_parses_with_the_header_columns_even_for_a_name_with_a_comma_and_
 
     let mut r = csv::ReaderBuilder::new().from_reader(out.as_bytes());
     let header: Vec<String> = r.headers().unwrap().iter().map(String::from).collect();
-    assert_eq!(header, ["path", "face", "x1", "y1", "x2", "y2", "face_score", "predicted", "p_female", "p_male"]);
+    assert_eq!(
+        header,
+        ["path", "face", "x1", "y1", "x2", "y2", "face_score", "predicted", "p_female", "p_male", "uncertain"]
+    );
     let mut faces: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     let mut rows: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for rec in r.records() {

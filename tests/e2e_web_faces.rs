@@ -91,7 +91,7 @@ fn training_from_scratch_reaches_a_floor_an_untrained_head_cannot() {
     assert!(model.head.hidden.is_none(), "from scratch is a linear softmax, not faceres' MLP");
 
     // The untrained head: the same model with every weight zeroed scores chance on a balanced set.
-    let mut untrained = Model { meta: model.meta.clone(), head: model.head.clone() };
+    let mut untrained = Model { meta: model.meta.clone(), head: model.head.clone(), tuned: None };
     untrained.head.out.weight = untrained.head.out.weight.zeros_like().unwrap();
     untrained.head.out.bias = untrained.head.out.bias.zeros_like().unwrap();
     let chance = held_out_metrics(untrained, &test_dir, &ctx).accuracy;

@@ -44,7 +44,7 @@ fn stress_set_detection_recall_and_accuracy_with_and_without_face_crop() {
     assert!(with_crop.model.meta.preprocess.face_crop, "the default model uses face crops");
     let mut meta = with_crop.model.meta.clone();
     meta.preprocess.face_crop = false;
-    let no_crop = Classifier::new(Model { meta, head: with_crop.model.head.clone() }, &ctx).unwrap();
+    let no_crop = Classifier::new(Model { meta, head: with_crop.model.head.clone(), tuned: None }, &ctx).unwrap();
     let classes = with_crop.classes().to_vec();
 
     let mut rng = common::Xs(0x5eed_f00d_1234_5678);

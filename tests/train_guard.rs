@@ -11,12 +11,7 @@ use common::cli::{bin, stderr};
 
 /// 16 web-faces photos per class copied under `dir/{female,male}`.
 fn sample_dataset(dir: &Path) {
-    for class in ["female", "male"] {
-        std::fs::create_dir_all(dir.join(class)).unwrap();
-        for p in common::web_faces_sample(class, 16) {
-            std::fs::copy(&p, dir.join(class).join(p.file_name().unwrap())).unwrap();
-        }
-    }
+    common::copy_web_faces_sample(dir, 16);
 }
 
 /// The feature cache the web-faces tests share, so each photo is extracted once per build.

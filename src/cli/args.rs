@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use gc_core::dataset::split::{Split, SplitSpec};
 use gc_core::eval::EvalScope;
+use gc_core::preprocess::{CropMode, CropOverrides};
+use gc_core::recipe::FineTuneOptions;
 use gc_core::train::TrainOptions;
 use gc_engine::BackboneKind;
 
@@ -106,10 +108,80 @@ impl From<SplitArg> for EvalScope {
     }
 }
 
+/// The part of each photo the model sees (`--crop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CropArg {
+    /// The whole photo.
+    Whole,
+    /// A square around the detected face's box.
+    Box,
+    /// A square turned so the eyes are level, sized on the eye distance.
+    Aligned,
+}
+
+impl From<CropArg> for CropMode {
+    fn from(c: CropArg) -> Self {
+        match c {
+            CropArg::Whole => CropMode::Whole,
+            CropArg::Box => CropMode::Box,
+            CropArg::Aligned => CropMode::Aligned,
+        }
+    }
+}
+
+/// Test-time augmentation (`--tta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TtaArg {
+    /// Average the photo and its mirror image.
+    Flip,
+    /// The photo only.
+    None,
+}
+
+/// What happens to a photo that a face already fills (`--already-cropped`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AlreadyCroppedArg {
+    /// Crop it again like any photo.
+    Crop,
+    /// Use it whole.
+    Keep,
+}
+
+/// The crop and test-time augmentation options of `train`, `eval` and `classify`.
+#[derive(Debug, Clone, Args)]
+pub struct CropArgs {
+    /// Part of each photo the model sees: whole, a box around the face, or a crop aligned on the eyes.
+    #[arg(long, value_enum)]
+    pub crop: Option<CropArg>,
+    /// Same as --crop whole.
+    #[arg(long, conflicts_with = "crop")]
+    pub no_face_crop: bool,
+    /// A photo that the detected face already fills: crop it again, or keep it whole.
+    #[arg(long, value_enum)]
+    pub already_cropped: Option<AlreadyCroppedArg>,
+    /// Test-time augmentation: flip averages each photo with its mirror image (twice the backbone work).
+    #[arg(long, value_enum)]
+    pub tta: Option<TtaArg>,
+}
+
+impl CropArgs {
+    /// The choices given, as overrides of a model's (or the training default's) own.
+    pub fn overrides(&self) -> CropOverrides {
+        CropOverrides {
+            crop: if self.no_face_crop { Some(CropMode::Whole) } else { self.crop.map(Into::into) },
+            keep_face_crops: self.already_cropped.map(|k| k == AlreadyCroppedArg::Keep),
+            tta_flip: self.tta.map(|t| t == TtaArg::Flip),
+        }
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a new head on a dataset folder (one sub-folder per class).
+    /// Train a new head on a dataset folder (one sub-folder per class), or on several at once.
+    ///
+    /// With several folders, each is split on its own (as `eval DIR` splits it) and, unless
+    /// --no-balance, each class of each folder weighs equally in the loss.
     ///
     /// The new model and the model it would replace (--baseline, else the model at --out, else the
     /// shipped default) are scored on the same photos, the new model's validation split, and both
@@ -159,17 +231,18 @@ pub enum Command {
 /// `train` arguments.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Dataset folder with one sub-folder per class.
-    pub dir: PathBuf,
+    /// Dataset folders, each with one sub-folder per class (the same classes in all); several train one model on all of them.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
     /// Backbone that turns a photo into features.
     #[arg(long, value_enum, default_value_t = BackboneArg::Faceres)]
     pub backbone: BackboneArg,
     /// Where to write the model: one `.safetensors` file holding the weights and their description.
     #[arg(long, short, default_value = "model.safetensors")]
     pub out: PathBuf,
-    /// Do not detect and crop faces; use whole images.
-    #[arg(long)]
-    pub no_face_crop: bool,
+    /// Crop mode, face-crop rule and flips of the new model.
+    #[command(flatten)]
+    pub crops: CropArgs,
     /// Learning rate.
     #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
     pub lr: f64,
@@ -185,7 +258,7 @@ pub struct TrainArgs {
     /// Dropout on the bottleneck.
     #[arg(long, default_value_t = TrainOptions::default().dropout)]
     pub dropout: f32,
-    /// Do not re-weight classes to equal importance.
+    /// Do not re-weight the loss so each class (of each dataset folder, with several) counts equally.
     #[arg(long)]
     pub no_balance: bool,
     /// Early-stopping patience in epochs (0 = off).
@@ -215,6 +288,24 @@ pub struct TrainArgs {
     /// Overwrite the model at --out even when it scores better than the new one on the same validation photos.
     #[arg(long)]
     pub force: bool,
+    /// Fine-tune faceres' last blocks with the head (slower, more accurate; see docs/ACCURACY.md).
+    #[arg(long)]
+    pub fine_tune: bool,
+    /// How many of faceres' last blocks to fine-tune (1-13).
+    #[arg(long, value_name = "N", default_value_t = FineTuneOptions::default().blocks, requires = "fine_tune")]
+    pub fine_tune_blocks: usize,
+    /// Epochs of fine-tuning (early stopping on the validation loss).
+    #[arg(long, value_name = "N", default_value_t = FineTuneOptions::default().epochs, requires = "fine_tune")]
+    pub fine_tune_epochs: usize,
+    /// Learning rate of the head while fine-tuning.
+    #[arg(long, value_name = "LR", default_value_t = FineTuneOptions::default().head_lr, requires = "fine_tune")]
+    pub fine_tune_lr: f64,
+    /// Learning rate of the fine-tuned blocks (lower than the head's).
+    #[arg(long, value_name = "LR", default_value_t = FineTuneOptions::default().backbone_lr, requires = "fine_tune")]
+    pub backbone_lr: f64,
+    /// Jittered copies (scale, shift, brightness, contrast, flip) of each training photo, besides its mirror image.
+    #[arg(long, value_name = "N", default_value_t = FineTuneOptions::default().jitter_copies, requires = "fine_tune")]
+    pub jitter_copies: usize,
 }
 
 /// `eval` arguments.
@@ -228,6 +319,9 @@ pub struct EvalArgs {
     /// Which images (default: test if DIR is the model's training folder, else all).
     #[arg(long, value_enum)]
     pub split: Option<SplitArg>,
+    /// Crop mode, face-crop rule and flips (default: the model's own).
+    #[command(flatten)]
+    pub crops: CropArgs,
     /// Print JSON: the metrics, the misclassified images and the skipped files.
     #[arg(long, conflicts_with = "csv")]
     pub json: bool,
@@ -237,6 +331,9 @@ pub struct EvalArgs {
     /// Accuracy by group: `utkface` (age band, gender and race from UTKFace file names) or a CSV file `path,<column>,...`.
     #[arg(long, value_name = "utkface|FILE.csv")]
     pub groups: Option<PathBuf>,
+    /// Count answers whose top probability is below P as uncertain (0 to 1; default: the model's calibrated threshold, else 0.75).
+    #[arg(long, value_name = "P")]
+    pub uncertain_below: Option<f32>,
 }
 
 /// `classify` arguments.
@@ -251,9 +348,9 @@ pub struct ClassifyArgs {
     /// Model file (default: the shipped default model).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Classify whole images (no face detection).
-    #[arg(long)]
-    pub no_face_crop: bool,
+    /// Crop mode, face-crop rule and flips (default: the model's own).
+    #[command(flatten)]
+    pub crops: CropArgs,
     /// Print one JSON document at the end.
     #[arg(long, conflicts_with_all = ["csv", "jsonl"])]
     pub json: bool,
@@ -263,6 +360,9 @@ pub struct ClassifyArgs {
     /// Print CSV: one row per face, written as each photo is done.
     #[arg(long)]
     pub csv: bool,
+    /// Call an answer "uncertain" when its top probability is below P (0 to 1; 0 = never; default: the model's calibrated threshold, else 0.75).
+    #[arg(long, value_name = "P")]
+    pub uncertain_below: Option<f32>,
 }
 
 /// `audit` arguments.

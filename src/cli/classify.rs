@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context as _, Result, bail};
 use indicatif::ProgressBar;
 
-use gc_core::classify::ImagePrediction;
+use gc_core::calibration::{is_uncertain, threshold_for};
+use gc_core::classify::{FacePrediction, ImagePrediction};
 use gc_core::context::Context;
 use gc_core::dataset::collect_images;
 
@@ -21,10 +22,11 @@ type Item = (PathBuf, Option<String>);
 
 /// Runs `classify`.
 pub fn run(ctx: &Context, a: &ClassifyArgs, cancel: &AtomicBool) -> Result<()> {
-    let classifier = load_classifier(&a.model, a.no_face_crop, ctx)?;
+    let classifier = load_classifier(&a.model, &a.crops.overrides(), ctx)?;
     let items = photos(a)?;
     let classes = classifier.classes().to_vec();
-    let mut out = Printer::new(a, &classes)?;
+    let below = threshold_for(classifier.model.meta.calibration.as_ref(), a.uncertain_below)?;
+    let mut out = Printer::new(a, &classes, below)?;
     let pb = if items.len() > 1 { progress::bar("classify", items.len() as u64) } else { ProgressBar::hidden() };
     let (mut done, mut failed) = (0usize, 0usize);
     let mut stopped = false;
@@ -123,8 +125,16 @@ fn path_from_bytes(b: &[u8]) -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(b).into_owned())
 }
 
-/// Where the results go, in the format asked for.
-enum Printer<'a> {
+/// Where the results go, in the format asked for, and the "uncertain" threshold.
+struct Printer<'a> {
+    /// A top probability below this is an uncertain answer.
+    below: f32,
+    /// The format.
+    to: To<'a>,
+}
+
+/// The output formats.
+enum To<'a> {
     /// A line per face for people.
     Text { classes: &'a [String] },
     /// A row per face, flushed per photo.
@@ -136,28 +146,31 @@ enum Printer<'a> {
 }
 
 impl<'a> Printer<'a> {
-    fn new(a: &ClassifyArgs, classes: &'a [String]) -> Result<Self> {
-        Ok(if a.csv {
+    fn new(a: &ClassifyArgs, classes: &'a [String], below: f32) -> Result<Self> {
+        let to = if a.csv {
             let mut w = csv_stdout();
             let mut header: Vec<String> =
                 ["path", "face", "x1", "y1", "x2", "y2", "face_score", "predicted"].map(String::from).into();
             header.extend(classes.iter().map(|c| format!("p_{c}")));
+            header.push("uncertain".into());
             w.write_record(&header)?;
             w.flush()?;
-            Printer::Csv { classes, w: Box::new(w) }
+            To::Csv { classes, w: Box::new(w) }
         } else if a.jsonl {
-            Printer::Jsonl { classes }
+            To::Jsonl { classes }
         } else if a.json {
-            Printer::Json { classes, images: Vec::new(), skipped: Vec::new() }
+            To::Json { classes, images: Vec::new(), skipped: Vec::new() }
         } else {
-            Printer::Text { classes }
-        })
+            To::Text { classes }
+        };
+        Ok(Self { below, to })
     }
 
     fn photo(&mut self, p: &ImagePrediction) -> Result<()> {
-        match self {
-            Printer::Text { classes } => print_text(p, classes),
-            Printer::Csv { classes, w } => {
+        let below = self.below;
+        match &mut self.to {
+            To::Text { classes } => print_text(p, classes, below),
+            To::Csv { classes, w } => {
                 for (i, f) in p.faces.iter().enumerate() {
                     let (b, s) = f.region.detection.as_ref().map_or(([0.0; 4], 0.0), |d| (d.bbox, d.score));
                     let mut row = vec![path_text(&p.path), i.to_string()];
@@ -165,41 +178,66 @@ impl<'a> Printer<'a> {
                     row.push(format!("{s:.4}"));
                     row.push(classes[f.class].clone());
                     row.extend(f.probs.iter().map(|v| format!("{v:.5}")));
+                    row.push(is_uncertain(&f.probs, below).to_string());
                     w.write_record(&row)?;
                 }
                 w.flush()?;
             }
-            Printer::Jsonl { classes } => json_line(&jsonl_record(p, classes))?,
-            Printer::Json { images, .. } => images.push(output::with_path_bytes(serde_json::to_value(p)?, &p.path)),
+            To::Jsonl { classes } => json_line(&jsonl_record(p, classes, below))?,
+            To::Json { images, .. } => images.push(output::with_path_bytes(json_record(p, below)?, &p.path)),
         }
         Ok(())
     }
 
     fn skipped(&mut self, path: &Path, why: &str) -> Result<()> {
-        match self {
-            Printer::Jsonl { .. } => json_line(&skipped_record(path, why))?,
-            Printer::Json { skipped, .. } => skipped.push(skipped_record(path, why)),
-            Printer::Text { .. } | Printer::Csv { .. } => {}
+        match &mut self.to {
+            To::Jsonl { .. } => json_line(&skipped_record(path, why))?,
+            To::Json { skipped, .. } => skipped.push(skipped_record(path, why)),
+            To::Text { .. } | To::Csv { .. } => {}
         }
         Ok(())
     }
 
     fn finish(self) -> Result<()> {
-        if let Printer::Json { classes, images, skipped } = self {
-            output::json_document(&serde_json::json!({ "classes": classes, "images": images, "skipped": skipped }))?;
+        if let To::Json { classes, images, skipped } = self.to {
+            output::json_document(&serde_json::json!({
+                "classes": classes,
+                "uncertain_below": self.below,
+                "images": images,
+                "skipped": skipped,
+            }))?;
         }
         Ok(())
     }
 }
 
-/// The JSON line of a photo: its path, size, the class of its most confident face by name, and
-/// per face the box (null for the whole image), the detection score and the probability per class.
-fn jsonl_record(p: &ImagePrediction, classes: &[String]) -> serde_json::Value {
+/// A photo's prediction as JSON, with `uncertain` on the photo (its first face) and on each face.
+fn json_record(p: &ImagePrediction, below: f32) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(p)?;
+    if let Some(faces) = v.get_mut("faces").and_then(|f| f.as_array_mut()) {
+        for (f, face) in faces.iter_mut().zip(&p.faces) {
+            f["uncertain"] = is_uncertain(&face.probs, below).into();
+        }
+    }
+    v["uncertain"] = photo_uncertain(p, below).into();
+    Ok(v)
+}
+
+/// True when the photo's answer (its most confident face) is uncertain; false without faces.
+fn photo_uncertain(p: &ImagePrediction, below: f32) -> bool {
+    p.faces.first().is_some_and(|f| is_uncertain(&f.probs, below))
+}
+
+/// The JSON line of a photo: its path, size, the class of its most confident face by name, whether
+/// that answer is uncertain, and per face the box (null for the whole image), the detection
+/// score, the probability per class and whether it is uncertain.
+fn jsonl_record(p: &ImagePrediction, classes: &[String], below: f32) -> serde_json::Value {
     let mut r = gc_core::path_text::json_record(&p.path);
     let top = p.faces.first();
     r.insert("image_size".into(), serde_json::json!([p.image_size.0, p.image_size.1]));
     r.insert("predicted".into(), top.map(|f| classes[f.class].clone()).into());
     r.insert("probability".into(), top.map_or(serde_json::Value::Null, |f| number(f.probs[f.class])));
+    r.insert("uncertain".into(), photo_uncertain(p, below).into());
     let faces: Vec<serde_json::Value> = p
         .faces
         .iter()
@@ -210,6 +248,7 @@ fn jsonl_record(p: &ImagePrediction, classes: &[String]) -> serde_json::Value {
                 "face_score": d.map(|d| number(d.score)),
                 "predicted": classes[f.class],
                 "probs": probs_by_class(classes, &f.probs),
+                "uncertain": is_uncertain(&f.probs, below),
             })
         })
         .collect();
@@ -217,7 +256,17 @@ fn jsonl_record(p: &ImagePrediction, classes: &[String]) -> serde_json::Value {
     serde_json::Value::Object(r)
 }
 
-fn print_text(p: &ImagePrediction, classes: &[String]) {
+/// The answer for one face as people read it: "female 93.1%", or "uncertain (leans female 56.0%)".
+fn answer_text(f: &FacePrediction, classes: &[String], below: f32) -> String {
+    let (class, p) = (&classes[f.class], f.probs[f.class] * 100.0);
+    if is_uncertain(&f.probs, below) {
+        format!("uncertain (leans {class} {p:.1}%)")
+    } else {
+        format!("{class} {p:.1}%")
+    }
+}
+
+fn print_text(p: &ImagePrediction, classes: &[String], below: f32) {
     let n = p.faces.len();
     for (i, f) in p.faces.iter().enumerate() {
         let what = match &f.region.detection {
@@ -235,6 +284,6 @@ fn print_text(p: &ImagePrediction, classes: &[String]) {
             }
             None => "whole image (no face found)".to_string(),
         };
-        println!("{}: {} {:.1}%  {what}", p.path.display(), classes[f.class], f.probs[f.class] * 100.0);
+        println!("{}: {}  {what}", p.path.display(), answer_text(f, classes, below));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 
-use gc_core::classify::Classifier;
+use gc_core::calibration::{UncertainSummary, threshold_for};
 use gc_core::context::Context;
 use gc_core::dataset::Dataset;
 use gc_core::dataset::split::Split;
@@ -15,13 +15,14 @@ use gc_core::metrics::format_report;
 
 use super::args::EvalArgs;
 use super::output::{csv_stdout, json_document, path_text, skipped_records, with_path_bytes};
-use super::{cancelled_or, progress, same_dir};
+use super::{cancelled_or, load_classifier, progress, same_dir};
 
 /// Runs `eval`.
 pub fn run(ctx: &Context, a: &EvalArgs, cancel: &AtomicBool) -> Result<()> {
     let model_path = a.model.clone().unwrap_or_else(|| ctx.default_model());
-    let classifier = Classifier::load(&model_path, ctx)?;
-    let trained_here = classifier.model.meta.dataset.as_ref().is_some_and(|d| same_dir(&d.root, &a.dir));
+    let classifier = load_classifier(&Some(model_path.clone()), &a.crops.overrides(), ctx)?;
+    let below = threshold_for(classifier.model.meta.calibration.as_ref(), a.uncertain_below)?;
+    let trained_here = classifier.model.meta.trained_on().iter().any(|d| same_dir(&d.root, &a.dir));
     let scope = match a.split {
         Some(s) => EvalScope::from(s),
         None if trained_here => EvalScope::Only(Split::Test),
@@ -47,6 +48,7 @@ pub fn run(ctx: &Context, a: &EvalArgs, cancel: &AtomicBool) -> Result<()> {
     for (path, why) in &report.failures {
         eprintln!("skipped {}: {why}", path.display());
     }
+    let uncertain = UncertainSummary::of(report.scored.iter().map(|s| (s.probs.as_slice(), s.label)), below);
     // The groups cover exactly the scored photos, so they share the scope of the metrics.
     let by = groups
         .as_ref()
@@ -61,6 +63,7 @@ pub fn run(ctx: &Context, a: &EvalArgs, cancel: &AtomicBool) -> Result<()> {
             "scope": format!("{scope:?}"),
             "model": model_path.to_string_lossy(),
             "metrics": report.metrics,
+            "uncertain": uncertain,
             "misclassified": wrong,
             "skipped": skipped_records(&report.failures),
         });
@@ -73,7 +76,7 @@ pub fn run(ctx: &Context, a: &EvalArgs, cancel: &AtomicBool) -> Result<()> {
     } else if a.csv {
         write_csv(&report, groups.as_ref())
     } else {
-        print_text(&report, scope, by.as_ref());
+        print_text(&report, scope, by.as_ref(), &uncertain);
         Ok(())
     }
 }
@@ -124,12 +127,13 @@ fn write_csv(report: &EvalReport, groups: Option<&Groups>) -> Result<()> {
     Ok(())
 }
 
-fn print_text(report: &EvalReport, scope: EvalScope, by: Option<&GroupReport>) {
+fn print_text(report: &EvalReport, scope: EvalScope, by: Option<&GroupReport>, uncertain: &UncertainSummary) {
     let scope = match scope {
         EvalScope::All => "all photos".to_string(),
         EvalScope::Only(s) => format!("the {} split", s.name()),
     };
     println!("{}", format_report(&report.metrics));
+    println!("{}", uncertain.describe());
     println!("measured on {scope}\n");
     if let Some(r) = by {
         println!("accuracy by group ({scope}):\n{}", r.format());

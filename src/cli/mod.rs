@@ -123,13 +123,15 @@ fn cancelled_or(e: gc_core::error::Error) -> anyhow::Error {
     }
 }
 
-/// The model at `model` (default: the shipped one), whole images only where `no_face_crop`.
-fn load_classifier(model: &Option<PathBuf>, no_face_crop: bool, ctx: &Context) -> Result<Classifier> {
+/// The model at `model` (default: the shipped one), with the crop and flip choices of `crops`.
+fn load_classifier(
+    model: &Option<PathBuf>,
+    crops: &gc_core::preprocess::CropOverrides,
+    ctx: &Context,
+) -> Result<Classifier> {
     let path = model.clone().unwrap_or_else(|| ctx.default_model());
     let mut m = gc_core::model_file::Model::load(&path, &ctx.device)?;
-    if no_face_crop {
-        m.meta.preprocess.face_crop = false;
-    }
+    m.meta.preprocess = crops.apply(m.meta.preprocess);
     Ok(Classifier::new(m, ctx)?)
 }
 

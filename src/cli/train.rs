@@ -1,4 +1,4 @@
-//! `train`: a new head fitted on a dataset folder, compared with the model it would replace on the
+//! `train`: a new head fitted on one or more dataset folders, compared with the model it would replace on the
 //! same validation photos (the guard), and saved as a model file with its model card beside it.
 
 use std::path::{Path, PathBuf};
@@ -13,16 +13,18 @@ use gc_core::model_card;
 use gc_core::model_file::model_paths;
 use gc_core::train::TrainOptions;
 use gc_core::train::guard::{Guard, guard_against};
-use gc_core::train::run::{TrainConfig, TrainEvent, TrainReport, train_dataset};
+use gc_core::train::run::{TrainConfig, TrainEvent, TrainReport, train_datasets};
 
 use super::args::TrainArgs;
 use super::{cancelled_or, progress};
+use gc_core::recipe::FineTuneOptions;
 
 /// Runs `train`.
 pub fn run(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
     let cfg = TrainConfig {
         backbone: a.backbone.into(),
-        face_crop: !a.no_face_crop,
+        face_crop: a.crops.overrides().crop != Some(gc_core::preprocess::CropMode::Whole),
+        crops: a.crops.overrides(),
         options: TrainOptions {
             learning_rate: a.lr,
             epochs: a.epochs,
@@ -37,14 +39,24 @@ pub fn run(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
         split: SplitSpec { validation_pct: a.validation_pct, test_pct: a.test_pct },
         extract_batch: a.extract_batch,
         max_per_class: a.max_per_class,
+        fine_tune: a.fine_tune.then(|| FineTuneOptions {
+            blocks: a.fine_tune_blocks,
+            head_lr: a.fine_tune_lr,
+            backbone_lr: a.backbone_lr,
+            epochs: a.fine_tune_epochs,
+            patience: FineTuneOptions::default().patience,
+            batch_size: FineTuneOptions::default().batch_size,
+            jitter_copies: a.jitter_copies,
+            seed: a.seed,
+        }),
     };
     let out = model_paths(&a.out).0;
     let out_exists = out.exists();
     let baseline = baseline_of(ctx, a, &out, out_exists)?;
     let pb = progress::bar("features", 0);
     let mut last_epoch = None;
-    let report = train_dataset(
-        &a.dir,
+    let report = train_datasets(
+        &a.dirs,
         &cfg,
         ctx,
         &mut |e| match e {
@@ -59,6 +71,11 @@ pub fn run(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
                 }
                 last_epoch = Some(s.epoch);
                 tracing::info!(?s, "epoch");
+            }
+            TrainEvent::FineTuning { epoch, done, total } => {
+                if done == total {
+                    tracing::debug!(epoch, photos = total, "fine-tuning epoch done");
+                }
             }
             TrainEvent::Comparing(_) => {}
         },
@@ -75,14 +92,14 @@ pub fn run(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
         Some(b) => guard_with(ctx, a, &report, b, cancel)?,
         None => Guard::NotCompared("there is no model at --out and no shipped default to compare with".into()),
     };
-    print_guard(&guard, &a.dir);
+    print_guard(&guard, &a.dirs);
     let over_out = if !out_exists {
         None
     } else if baseline.as_deref().is_some_and(|b| same_file(b, &out)) {
         Some(guard.clone())
     } else {
         let g = guard_with(ctx, a, &report, &out, cancel)?;
-        print_guard(&g, &a.dir);
+        print_guard(&g, &a.dirs);
         Some(g)
     };
     if let Some(c) = guard.comparison().filter(|c| c.is_worse()) {
@@ -116,6 +133,15 @@ pub fn run(ctx: &Context, a: &TrainArgs, cancel: &AtomicBool) -> Result<()> {
         a.out.display(),
         card.display()
     );
+    if a.fine_tune && report.model.tuned.is_none() {
+        eprintln!(
+            "note: no epoch of fine-tuning beat the head alone on the validation photos, so the model \
+             is the head alone (faceres unchanged); try --fine-tune-blocks, --backbone-lr or more data"
+        );
+    }
+    if let Some(c) = &meta.calibration {
+        println!("calibration on the validation split: {}", c.describe());
+    }
     if let Some(m) = &meta.test_metrics {
         println!("test split:\n{}", format_report(m));
     }
@@ -148,7 +174,7 @@ fn guard_with(ctx: &Context, a: &TrainArgs, report: &TrainReport, model: &Path, 
     let pb = progress::bar("comparing", 0);
     let g = guard_against(
         report,
-        &a.dir,
+        &a.dirs,
         model,
         ctx,
         a.extract_batch,
@@ -161,10 +187,11 @@ fn guard_with(ctx: &Context, a: &TrainArgs, report: &TrainReport, model: &Path, 
 }
 
 /// Prints a comparison (stdout: a result), or why there is none (stderr).
-fn print_guard(g: &Guard, dir: &Path) {
+fn print_guard(g: &Guard, dirs: &[PathBuf]) {
+    let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     match g {
         Guard::Compared(c) => {
-            println!("compared on the same {} validation photos of {}:\n{}", c.photos(), dir.display(), c.lines())
+            println!("compared on the same {} validation photos of {}:\n{}", c.photos(), names.join(" and "), c.lines())
         }
         Guard::NotCompared(why) => eprintln!("not compared with another model: {why}"),
     }

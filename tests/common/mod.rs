@@ -69,6 +69,15 @@ pub fn web_faces_sample(class: &str, n: usize) -> Vec<PathBuf> {
     (0..n.min(files.len())).map(|i| files[i * files.len() / spread].clone()).collect()
 }
 
+/// `n` web-faces photos per class copied under `dir/{female,male}`.
+pub fn copy_web_faces_sample(dir: &Path, n: usize) {
+    for class in ["female", "male"] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        for p in web_faces_sample(class, n) {
+            std::fs::copy(&p, dir.join(class).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+}
 /// A bundled sample photo (`assets/samples/`, see its PROVENANCE.md).
 pub fn sample(name: &str) -> PathBuf {
     root().join("assets/samples").join(name)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use egui::{Color32, FontId, Pos2, Rect, RichText, Sense, Stroke, StrokeKind, Vec2};
 
+use gc_core::calibration::{DEFAULT_UNCERTAIN_BELOW, is_uncertain};
 use gc_core::classify::{Classifier, ImagePrediction};
 
 use super::commands::{Command, tooltip};
@@ -211,6 +212,7 @@ pub fn show(
     thumbs: &mut Thumbnails,
     dataset_classes: &[String],
     model_ready: bool,
+    uncertain_below: &mut f32,
     commands: &mut Vec<Command>,
 ) {
     ui.horizontal(|ui| {
@@ -229,6 +231,7 @@ pub fn show(
             }
         });
     });
+    uncertain_control(ui, uncertain_below);
     if panel.items.is_empty() {
         ui.add_space(12.0);
         widgets::hint(
@@ -253,7 +256,7 @@ pub fn show(
             });
             frame.show(ui, |ui| {
                 ui.set_width(ui.available_width());
-                if card(ui, item, index, thumbs, dataset_classes, commands) {
+                if card(ui, item, index, thumbs, dataset_classes, *uncertain_below, commands) {
                     select = Some(index);
                 }
             });
@@ -272,6 +275,7 @@ fn card(
     index: usize,
     thumbs: &mut Thumbnails,
     dataset_classes: &[String],
+    uncertain_below: f32,
     commands: &mut Vec<Command>,
 ) -> bool {
     let name = item.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -323,7 +327,11 @@ fn card(
                         ui.label(format!("Face {}", k + 1));
                     }
                     let w = ui.available_width().min(320.0);
-                    widgets::confidence_bar(ui, class, conf, w);
+                    if is_uncertain(&face.probs, uncertain_below) {
+                        uncertain_bar(ui, class, conf, w);
+                    } else {
+                        widgets::confidence_bar(ui, class, conf, w);
+                    }
                 });
             }
         }
@@ -349,6 +357,40 @@ fn card(
         });
     }
     clicked
+}
+
+/// Label of the threshold control (also its accessible name).
+pub const UNCERTAIN_LABEL: &str = "Uncertain below";
+
+/// The threshold under which an answer is shown as uncertain, as a percentage the user drags.
+fn uncertain_control(ui: &mut egui::Ui, below: &mut f32) {
+    ui.horizontal(|ui| {
+        let l = ui.label(UNCERTAIN_LABEL);
+        let mut pct = *below * 100.0;
+        let r = ui
+            .add(egui::DragValue::new(&mut pct).range(0.0..=100.0).speed(0.5).max_decimals(1).suffix("%"))
+            .labelled_by(l.id)
+            .on_hover_text(format!(
+                "A face whose most likely class has a probability below this is shown as \"uncertain\" \
+                 (0% = never). Default {:.0}%, chosen on validation photos: see docs/ACCURACY.md. The model \
+                 reads apparent gender presentation as labelled in its training data, not identity.",
+                DEFAULT_UNCERTAIN_BELOW * 100.0
+            ));
+        if r.changed() {
+            *below = (pct / 100.0).clamp(0.0, 1.0);
+        }
+    });
+}
+
+/// The bar of an uncertain answer: grey, saying which class it leans to.
+fn uncertain_bar(ui: &mut egui::Ui, class: &str, confidence: f32, width: f32) -> egui::Response {
+    let text = format!("uncertain (leans {class} {:.1}%)", confidence * 100.0);
+    ui.add(
+        egui::ProgressBar::new(confidence.clamp(0.0, 1.0))
+            .desired_width(width)
+            .fill(ui.visuals().widgets.inactive.bg_fill)
+            .text(RichText::new(text).color(ui.visuals().strong_text_color()).italics()),
+    )
 }
 
 /// Draws a numbered box, in its class colour, around every detected face of `pred` over the photo

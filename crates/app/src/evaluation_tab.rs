@@ -101,10 +101,12 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
                 ui.weak("Features");
                 ui.label(meta.preprocess.id());
                 ui.end_row();
-                if let Some(d) = &meta.dataset {
+                let sets = meta.trained_on();
+                for d in &sets {
                     ui.weak("Trained on");
                     ui.label(format!(
-                        "{} train / {} validation / {} test photos{}",
+                        "{}{} train / {} validation / {} test photos{}",
+                        if sets.len() > 1 { format!("{}: ", d.root.display()) } else { String::new() },
                         d.split_counts[0],
                         d.split_counts[1],
                         d.split_counts[2],

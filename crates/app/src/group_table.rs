@@ -78,9 +78,11 @@ pub fn store(ctx: &egui::Context, s: TabState) {
 /// True when the loaded model was trained on the open folder.
 pub fn trained_here(app: &GenderApp) -> bool {
     let (Some(p), Some(c)) = (&app.data.photos, &app.models.classifier) else { return false };
-    c.model.meta.dataset.as_ref().is_some_and(|d| {
-        d.root == p.root || matches!((d.root.canonicalize(), p.root.canonicalize()), (Ok(a), Ok(b)) if a == b)
-    })
+    c.model
+        .meta
+        .trained_on()
+        .iter()
+        .any(|d| d.root == p.root || matches!((d.root.canonicalize(), p.root.canonicalize()), (Ok(a), Ok(b)) if a == b))
 }
 
 /// The split the numbers are for: the picked one, else test when trained here, else all.

@@ -467,6 +467,7 @@ fn right_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
                 &mut app.data.thumbs,
                 &classes,
                 app.models.classifier.is_some(),
+                &mut app.settings.uncertain_below,
                 &mut cmds,
             );
             app.shell.pending.extend(cmds);

@@ -28,6 +28,7 @@ pub(super) fn draw(app: &mut GenderApp, ui: &mut egui::Ui) {
         section(ui, "Training");
         let can_train = app.data.photos.as_ref().is_some_and(|p| p.counts().0.iter().filter(|&&n| n > 0).count() >= 2);
         let mut cmds = Vec::new();
+        train_panel::method_choice(ui, &mut app.settings.train, !app.training.is_running());
         train_panel::controls(ui, &app.training, can_train && !app.training.is_running(), &mut cmds);
         if app.data.photos.is_none() {
             ui.weak("Open a dataset to train on it.");

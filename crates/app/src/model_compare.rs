@@ -87,7 +87,7 @@ pub fn compare_models(
             Some((p, c)) if p == path => c.clone(),
             _ => Arc::new(load_classifier(path, ctx)?),
         };
-        let trained_here = classifier.model.meta.dataset.as_ref().is_some_and(|d| same_folder(&d.root, root));
+        let trained_here = classifier.model.meta.trained_on().iter().any(|d| same_folder(&d.root, root));
         let report = evaluate_dataset(
             root,
             &classifier,

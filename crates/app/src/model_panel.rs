@@ -49,18 +49,23 @@ fn date(created: &str) -> String {
     }
 }
 
-/// "faces: female 120 · male 118" (the counts when the model recorded them).
+/// "faces: female 120 · male 118" (the counts when the model recorded them), one per dataset
+/// joined by "; ".
 fn data_text(info: &ModelInfo) -> String {
     let Ok(meta) = &info.meta else { return "—".into() };
-    let Some(d) = &meta.dataset else {
+    let sets = meta.trained_on();
+    if sets.is_empty() {
         return if meta.training.is_none() { "none (zero-shot)".into() } else { "not recorded".into() };
-    };
-    let counts: Vec<String> = meta.classes.iter().zip(&d.class_counts).map(|(c, n)| format!("{c} {n}")).collect();
-    if counts.is_empty() {
-        dataset_name(&d.root)
-    } else {
-        format!("{}: {}", dataset_name(&d.root), counts.join(" · "))
     }
+    let one = |d: &gc_core::model_file::DatasetSummary| {
+        let counts: Vec<String> = meta.classes.iter().zip(&d.class_counts).map(|(c, n)| format!("{c} {n}")).collect();
+        if counts.is_empty() {
+            dataset_name(&d.root)
+        } else {
+            format!("{}: {}", dataset_name(&d.root), counts.join(" · "))
+        }
+    };
+    sets.into_iter().map(one).collect::<Vec<_>>().join("; ")
 }
 
 /// The saved test accuracy with its interval, and with the photo count when `long`.
@@ -153,8 +158,9 @@ fn details(app: &mut GenderApp, ui: &mut egui::Ui, info: &ModelInfo) {
                 ui.label(date(&meta.created));
                 ui.end_row();
                 ui.weak("Data");
-                ui.label(match &meta.dataset {
-                    Some(d) => format!(
+                let sets = meta.trained_on();
+                ui.label(match sets.as_slice() {
+                    [d] => format!(
                         "{} ({}); {} train / {} validation / {} test photos",
                         d.root.display(),
                         data_text(info),
@@ -162,7 +168,22 @@ fn details(app: &mut GenderApp, ui: &mut egui::Ui, info: &ModelInfo) {
                         d.split_counts[1],
                         d.split_counts[2]
                     ),
-                    None => data_text(info),
+                    [] => data_text(info),
+                    many => {
+                        let lines: Vec<String> = many
+                            .iter()
+                            .map(|d| {
+                                format!(
+                                    "{}: {} train / {} validation / {} test photos",
+                                    d.root.display(),
+                                    d.split_counts[0],
+                                    d.split_counts[1],
+                                    d.split_counts[2]
+                                )
+                            })
+                            .collect();
+                        format!("{}\n{}", data_text(info), lines.join("\n"))
+                    }
                 });
                 ui.end_row();
                 ui.weak("Test accuracy");

@@ -86,7 +86,8 @@ pub fn name_of(path: &Path) -> String {
 /// How a model was made, in a few words: "shipped, head on web-faces", "trained on faces",
 /// "zero-shot, no training".
 pub fn how_trained(meta: &ModelMeta, shipped: bool) -> String {
-    let data = meta.dataset.as_ref().map(|d| dataset_name(&d.root));
+    let names: Vec<String> = meta.trained_on().iter().map(|d| dataset_name(&d.root)).collect();
+    let data = (!names.is_empty()).then(|| names.join(" + "));
     let what = match (&data, meta.training.is_some()) {
         (Some(d), _) if shipped => format!("head on {d}"),
         (Some(d), _) => format!("trained on {d}"),
@@ -150,7 +151,7 @@ pub fn list_models(ctx: &Context, dataset: Option<&Path>, extra: Option<&Path>) 
     if let Some(root) = dataset {
         for m in &mut out {
             m.trained_here =
-                m.meta.as_ref().is_ok_and(|meta| meta.dataset.as_ref().is_some_and(|d| same_folder(&d.root, root)));
+                m.meta.as_ref().is_ok_and(|meta| meta.trained_on().iter().any(|d| same_folder(&d.root, root)));
         }
     }
     out

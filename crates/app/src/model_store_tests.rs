@@ -213,5 +213,18 @@ fn the_status_text_names_the_shipped_default_and_how_it_was_trained() {
     let ctx = ctx_in(tmp.path());
     let info = ModelInfo::read(ctx.default_model(), true);
     assert_eq!(info.name(), "default");
-    assert_eq!(info.how_trained(), "shipped, head on web-faces");
+    assert_eq!(info.how_trained(), "shipped, head on web-faces + utk-dev");
+}
+
+#[test]
+fn a_model_of_two_datasets_names_both_and_counts_as_trained_on_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = ctx_in(tmp.path());
+    let mut meta = ModelInfo::read(ctx.default_model(), true).meta.unwrap();
+    let first = meta.dataset.clone().expect("the shipped default records its dataset");
+    let second = gc_core::model_file::DatasetSummary { root: "/data/utk-dev".into(), ..first.clone() };
+    meta.datasets = vec![first.clone(), second];
+    assert_eq!(how_trained(&meta, false), "trained on web-faces + utk-dev");
+    let roots: Vec<&Path> = meta.trained_on().iter().map(|d| d.root.as_path()).collect();
+    assert_eq!(roots, [first.root.as_path(), Path::new("/data/utk-dev")]);
 }

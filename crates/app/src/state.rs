@@ -177,6 +177,10 @@ pub struct TrainSettings {
     pub extract_batch: usize,
     /// Cap per class (0 = all images).
     pub max_per_class: usize,
+    /// Fine-tune faceres' last blocks too (slower, more accurate) rather than train the head only.
+    pub fine_tune: bool,
+    /// Fine-tuning options (used when `fine_tune` is on).
+    pub fine_tune_options: gc_core::recipe::FineTuneOptions,
 }
 
 impl Default for TrainSettings {
@@ -189,6 +193,8 @@ impl Default for TrainSettings {
             split: cfg.split,
             extract_batch: cfg.extract_batch,
             max_per_class: 0,
+            fine_tune: false,
+            fine_tune_options: Default::default(),
         }
     }
 }
@@ -199,10 +205,12 @@ impl TrainSettings {
         TrainConfig {
             backbone: self.backbone,
             face_crop: self.face_crop,
+            crops: Default::default(),
             options: self.options.clone(),
             split: self.split,
             extract_batch: self.extract_batch.max(1),
             max_per_class: (self.max_per_class > 0).then_some(self.max_per_class),
+            fine_tune: self.fine_tune.then(|| self.fine_tune_options.clone()),
         }
     }
 }
@@ -229,6 +237,8 @@ pub struct Settings {
     pub show_right_panel: bool,
     /// Dark mode (false = light).
     pub dark_mode: bool,
+    /// Classified photos whose top probability is below this are shown as "uncertain" (0 = never).
+    pub uncertain_below: f32,
 }
 
 impl Default for Settings {
@@ -243,6 +253,7 @@ impl Default for Settings {
             train: TrainSettings::default(),
             show_right_panel: true,
             dark_mode: true,
+            uncertain_below: gc_core::calibration::DEFAULT_UNCERTAIN_BELOW,
         }
     }
 }
@@ -283,5 +294,6 @@ mod tests {
         let partial: Settings = serde_json::from_str(r#"{"thumb_size": 90.0}"#).unwrap();
         assert_eq!(partial.thumb_size, 90.0);
         assert_eq!(partial.train, TrainSettings::default());
+        assert_eq!(partial.uncertain_below, gc_core::calibration::DEFAULT_UNCERTAIN_BELOW, "older settings read");
     }
 }

@@ -255,7 +255,7 @@ pub fn train_and_save(
     let guard = match &baseline {
         Some(b) => {
             let mut on_progress = |p: &gc_core::features::extract::Progress| on_event(TrainEvent::Comparing(p.clone()));
-            match guard_against(&report, root, b, ctx, cfg.extract_batch, &mut on_progress, cancel) {
+            match guard_against(&report, &[root.to_path_buf()], b, ctx, cfg.extract_batch, &mut on_progress, cancel) {
                 Ok(g) => g,
                 Err(e) if is_cancelled(&e) => return TrainOutcome::Cancelled,
                 Err(e) => Guard::NotCompared(describe(&e)),

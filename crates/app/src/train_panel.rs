@@ -28,6 +28,8 @@ pub enum Phase {
     Extracting(Progress),
     /// Fitting the head.
     Epochs,
+    /// Fine-tuning faceres' last blocks: epoch, photos (and copies) done, per epoch.
+    FineTuning(usize, usize, usize),
     /// Scoring the current model on the new one's validation photos (the guard).
     Comparing(Progress),
 }
@@ -104,7 +106,7 @@ impl Training {
         let ctx = rt.ctx().clone();
         let cfg = settings.to_config();
         let root = root.to_path_buf();
-        let max_epochs = cfg.options.epochs;
+        let max_epochs = cfg.options.epochs + cfg.fine_tune.as_ref().map_or(0, |f| f.epochs);
         self.history.clear();
         self.last = None;
         self.guard = None;
@@ -156,6 +158,7 @@ impl Training {
                     self.history.push(e);
                 }
                 TrainEvent::Comparing(p) => running.phase = Phase::Comparing(p),
+                TrainEvent::FineTuning { epoch, done, total } => running.phase = Phase::FineTuning(epoch, done, total),
             }
         }
         let outcome = polled.done?;
@@ -191,6 +194,10 @@ impl Training {
             Phase::Comparing(p) => {
                 (progress_text("Comparing with the current model", p), Some(p.done as f32 / p.total.max(1) as f32))
             }
+            Phase::FineTuning(epoch, done, total) => (
+                format!("Fine-tuning: epoch {epoch} of at most {}, {done} of {total} photos and copies", r.max_epochs),
+                Some(*done as f32 / (*total).max(1) as f32),
+            ),
             Phase::Epochs => {
                 let e = self.history.last().map_or(0, |e| e.epoch);
                 (
@@ -245,6 +252,22 @@ pub fn settings_form(ui: &mut egui::Ui, s: &mut TrainSettings, enabled: bool) {
         ui.spacing_mut().slider_width = (value_width - 50.0).clamp(40.0, 100.0);
         ui.spacing_mut().combo_width = value_width.min(130.0);
         egui::Grid::new("train-settings").num_columns(2).spacing([10.0, 6.0]).show(ui, |ui| {
+            if s.fine_tune {
+                labelled(ui, "Blocks", "How many of faceres' last blocks are trained with the head", |ui| {
+                    ui.add(egui::DragValue::new(&mut s.fine_tune_options.blocks).range(1..=13))
+                });
+                labelled(ui, "Block LR", "Learning rate of the fine-tuned blocks (lower than the head's)", |ui| {
+                    ui.add(
+                        egui::DragValue::new(&mut s.fine_tune_options.backbone_lr)
+                            .range(1e-6..=1e-1)
+                            .speed(1e-5)
+                            .max_decimals(6),
+                    )
+                });
+                labelled(ui, "Tune epochs", "Passes of fine-tuning after the head is trained", |ui| {
+                    ui.add(egui::DragValue::new(&mut s.fine_tune_options.epochs).range(1..=100))
+                });
+            }
             labelled(ui, "Backbone", "The pretrained network that turns a photo into features", |ui| {
                 egui::ComboBox::from_id_salt("backbone")
                     .selected_text(s.backbone.id())
@@ -262,6 +285,7 @@ pub fn settings_form(ui: &mut egui::Ui, s: &mut TrainSettings, enabled: bool) {
             });
             if s.backbone != BackboneKind::Faceres {
                 s.options.warm_start = false;
+                s.fine_tune = false;
             }
             labelled(ui, "Face crop", "Detect the face and train on the crop (falls back to the whole photo)", |ui| {
                 ui.checkbox(&mut s.face_crop, "crop faces")
@@ -313,6 +337,25 @@ pub fn settings_form(ui: &mut egui::Ui, s: &mut TrainSettings, enabled: bool) {
         });
         if ui.small_button("Reset to defaults").clicked() {
             *s = TrainSettings::default();
+        }
+    });
+}
+
+/// How the next model is trained: the head only, or the head with faceres' last blocks (shown
+/// above the train button, so the choice is seen before each run).
+pub fn method_choice(ui: &mut egui::Ui, s: &mut TrainSettings, enabled: bool) {
+    ui.add_enabled_ui(enabled, |ui| {
+        ui.radio_value(&mut s.fine_tune, false, "head only (fast)")
+            .on_hover_text("Train the last layer on the network's features: seconds once the features are cached");
+        let faceres = s.backbone == BackboneKind::Faceres;
+        let r = ui
+            .add_enabled(faceres, egui::RadioButton::new(s.fine_tune, "fine-tune (slower, more accurate)"))
+            .on_hover_text(
+                "Also train faceres' last blocks: minutes on a CPU, usually more accurate on new kinds of photos",
+            )
+            .on_disabled_hover_text("Fine-tuning needs the faceres backbone (Training settings)");
+        if r.clicked() {
+            s.fine_tune = true;
         }
     });
 }

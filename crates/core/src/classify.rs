@@ -52,7 +52,7 @@ impl Classifier {
 
     /// Builds the pipeline for an already-loaded model.
     pub fn new(model: Model, ctx: &Context) -> Result<Self> {
-        let pipeline = Pipeline::load(model.meta.preprocess, ctx)?;
+        let pipeline = Pipeline::for_model(&model, ctx)?;
         Ok(Self { pipeline, model })
     }
 

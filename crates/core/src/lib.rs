@@ -5,6 +5,7 @@
 //! classify a folder or retrain a head with it alone.
 
 pub mod audit;
+pub mod calibration;
 pub mod classify;
 pub mod context;
 pub mod dataset;

@@ -41,10 +41,10 @@ pub fn names_look_utkface<'a>(paths: impl IntoIterator<Item = &'a Path>) -> bool
     utk > 0 && utk * 2 >= n
 }
 
-/// True when UTKFace's non-commercial terms apply: the dataset path contains `utk`, or the
-/// photos' names parse as UTKFace's.
+/// True when UTKFace's non-commercial terms apply: the path of any dataset it was trained on
+/// contains `utk`, or the photos' names (of any one dataset) parse as UTKFace's.
 pub fn utkface_terms_apply(meta: &ModelMeta, utkface_names: bool) -> bool {
-    utkface_names || meta.dataset.as_ref().is_some_and(|d| d.root.to_string_lossy().to_lowercase().contains("utk"))
+    utkface_names || meta.trained_on().iter().any(|d| d.root.to_string_lossy().to_lowercase().contains("utk"))
 }
 
 /// "91.7% (95% CI 64.6–98.5%) on 12 photos".
@@ -71,19 +71,32 @@ pub fn render(title: &str, meta: &ModelMeta, guard: &Guard, utkface_names: bool)
     );
 
     s += "## Training data\n\n";
-    match &meta.dataset {
-        Some(d) => {
-            s += &format!("- Dataset: `{}`\n", d.root.display());
-            let per_class: Vec<String> =
-                meta.classes.iter().zip(&d.class_counts).map(|(c, n)| format!("{c} {n}")).collect();
-            s += &format!("- Photos per class: {}\n", per_class.join(", "));
-            let [train, valid, test] = d.split_counts;
-            s += &format!("- Photos per split: train {train}, validation {valid}, test {test}\n");
-            if d.skipped > 0 {
-                s += &format!("- Unreadable photos skipped: {}\n", d.skipped);
-            }
+    let sets = meta.trained_on();
+    if sets.is_empty() {
+        s += "- Not trained on a dataset folder.\n";
+    }
+    let indent = if sets.len() > 1 { "  " } else { "" };
+    for d in &sets {
+        s += &format!("- Dataset: `{}`\n", d.root.display());
+        let per_class: Vec<String> =
+            meta.classes.iter().zip(&d.class_counts).map(|(c, n)| format!("{c} {n}")).collect();
+        s += &format!("{indent}- Photos per class: {}\n", per_class.join(", "));
+        let [train, valid, test] = d.split_counts;
+        s += &format!("{indent}- Photos per split: train {train}, validation {valid}, test {test}\n");
+        if d.skipped > 0 {
+            s += &format!("{indent}- Unreadable photos skipped: {}\n", d.skipped);
         }
-        None => s += "- Not trained on a dataset folder.\n",
+    }
+    if sets.len() > 1 {
+        s += &format!(
+            "- {} datasets, each split on its own; {}\n",
+            sets.len(),
+            if meta.training.as_ref().is_some_and(|o| o.balance_classes) {
+                "the loss weighs each class of each dataset equally"
+            } else {
+                "not balanced: each photo weighs the same"
+            }
+        );
     }
     if let Some(sp) = &meta.split {
         s += &format!(
@@ -92,17 +105,30 @@ pub fn render(title: &str, meta: &ModelMeta, guard: &Guard, utkface_names: bool)
         );
     }
     if utkface_terms_apply(meta, utkface_names) {
-        s += "\n**Licence.** The training photos are UTKFace's (or follow its `age_gender_race_date.jpg` names). \
+        s += "\n**Licence.** Some or all of the training photos are UTKFace's (or follow its `age_gender_race_date.jpg` names). \
               UTKFace is available for non-commercial research purposes only; this model is derived from those \
               photos and inherits the same terms: do not use it commercially.\n";
     }
 
     s += "\n## How it was trained\n\n";
     let p = &meta.preprocess;
-    s += &format!(
-        "- Method: head only; the {} backbone is frozen and only the classifier head on its features was fitted\n",
-        p.backbone.id()
-    );
+    s += &match &meta.fine_tune {
+        None => format!(
+            "- Method: head only; the {} backbone is frozen and only the classifier head on its features was fitted\n",
+            p.backbone.id()
+        ),
+        Some(ft) => format!(
+            "- Method: fine-tuned; the head was trained first, then {}' last {} blocks were trained with it \
+             (head learning rate {}, blocks {}, at most {} epochs, early stopping on the validation loss, \
+             each training photo also seen mirrored and in {} jittered copies)\n",
+            p.backbone.id(),
+            ft.blocks,
+            ft.head_lr,
+            ft.backbone_lr,
+            ft.epochs,
+            ft.jitter_copies
+        ),
+    };
     s += &format!("- Backbone: {} (weights sha256 `{}`)\n", p.backbone.id(), meta.backbone_sha256);
     s += &format!(
         "- Face crop: {} (preprocessing version {})\n",
@@ -141,6 +167,15 @@ pub fn render(title: &str, meta: &ModelMeta, guard: &Guard, utkface_names: bool)
     }
     if !any {
         s += "- No held-back photos were scored (the validation and test shares were 0).\n";
+    }
+    if let Some(c) = &meta.calibration {
+        s += &format!(
+            "- Calibration: {}. Probabilities are divided by this temperature, so a stated 90% is right about \
+             90% of the time on the validation photos; answers whose top probability is below {} are \
+             reported as uncertain by default.\n",
+            c.describe(),
+            c.uncertain_below
+        );
     }
 
     s += "\n## Compared with the model it would replace\n\n";
@@ -191,10 +226,18 @@ pub fn write_card(model: &Path, meta: &ModelMeta, guard: &Guard, utkface_names: 
 }
 
 /// Writes the card of a freshly trained model saved at `model`, from its training report.
+///
+/// UTKFace's names are looked for in each dataset's photos apart, so one UTKFace folder among
+/// larger others still brings its terms.
 pub fn write_for_report(model: &Path, report: &TrainReport, guard: &Guard) -> Result<PathBuf> {
-    let names = names_look_utkface(
-        report.scored.iter().map(|s| s.path.as_path()).chain(report.failures.iter().map(|(p, _)| p.as_path())),
-    );
+    let paths =
+        || report.scored.iter().map(|s| s.path.as_path()).chain(report.failures.iter().map(|(p, _)| p.as_path()));
+    let sets = report.model.meta.trained_on();
+    let names = if sets.len() > 1 {
+        sets.iter().any(|d| names_look_utkface(paths().filter(|p| p.starts_with(&d.root))))
+    } else {
+        names_look_utkface(paths())
+    };
     write_card(model, &report.model.meta, guard, names)
 }
 
@@ -233,10 +276,13 @@ mod tests {
                 split_counts: [84, 12, 24],
                 skipped: 0,
             }),
+            datasets: Vec::new(),
             test_metrics: None,
             validation_metrics: Some(valid),
             history: Vec::new(),
             created: "2026-12-06T16:00:00Z".into(),
+            calibration: None,
+            fine_tune: None,
         }
     }
 
@@ -293,6 +339,45 @@ mod tests {
     }
 
     #[test]
+    fn a_card_of_two_datasets_lists_both_and_keeps_the_utkface_clause() {
+        let mut m = meta("/data/web-faces");
+        let mut utk = m.dataset.clone().unwrap();
+        utk.root = "/data/utk-dev".into();
+        utk.class_counts = vec![800, 800];
+        m.datasets = vec![m.dataset.clone().unwrap(), utk];
+        let card = render("m", &m, &worse(), false);
+        for want in [
+            "- Dataset: `/data/web-faces`\n  - Photos per class: female 57, male 63",
+            "- Dataset: `/data/utk-dev`\n  - Photos per class: female 800, male 800",
+            "2 datasets, each split on its own; the loss weighs each class of each dataset equally",
+            "non-commercial research purposes only",
+        ] {
+            assert!(card.contains(want), "missing {want:?} in:\n{card}");
+        }
+        // An old file with only `dataset` still shows it.
+        let old = render("m", &meta("/data/faces"), &worse(), false);
+        assert!(old.contains("- Dataset: `/data/faces`\n- Photos per class: female 57"), "{old}");
+    }
+
+    #[test]
+    fn the_card_reports_the_temperature_and_the_calibration_error() {
+        let mut m = meta("/data/faces");
+        assert!(!render("m", &m, &worse(), false).contains("Calibration"), "none recorded, none shown");
+        m.calibration = Some(crate::calibration::Calibration {
+            temperature: 1.8,
+            ece_before: 0.081,
+            ece_after: 0.012,
+            validation_n: 240,
+            uncertain_below: 0.75,
+            note: None,
+        });
+        let card = render("m", &m, &worse(), false);
+        for want in ["temperature 1.800", "0.081 before, 0.012 after (240 validation photos)", "below 0.75"] {
+            assert!(card.contains(want), "'{want}' missing from:\n{card}");
+        }
+    }
+
+    #[test]
     fn the_card_is_written_beside_the_model() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.safetensors");
@@ -300,5 +385,14 @@ mod tests {
         assert_eq!(path, dir.path().join("m.md"));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# Model card: m\n"), "{text}");
+    }
+
+    #[test]
+    fn a_fine_tuned_model_says_so_and_how() {
+        let mut m = meta("/data/faces");
+        m.fine_tune = Some(crate::recipe::FineTuneOptions { blocks: 3, ..Default::default() });
+        let card = render("m", &m, &worse(), false);
+        assert!(card.contains("Method: fine-tuned") && card.contains("last 3 blocks"), "{card}");
+        assert!(!card.contains("head only"), "{card}");
     }
 }

@@ -12,7 +12,11 @@ use image::RgbImage;
 
 use crate::context::Context;
 use crate::face::{FaceFinder, FaceRegion};
-use crate::preprocess::{PreprocessSpec, prepare};
+use crate::features::cache::FeatureCache;
+use crate::model_file::Model;
+use crate::preprocess::{PreprocessSpec, mirror_chw, prepare};
+use gc_engine::faceres::Faceres;
+use gc_engine::weights;
 use gc_engine::{Backbone, BackboneKind};
 
 /// A loaded preprocessing + backbone pipeline.
@@ -24,14 +28,38 @@ pub struct Pipeline {
     device: Device,
     /// Images run through the backbone so far (for tests: a cached file must cost none).
     forward_passes: AtomicU64,
+    /// The fingerprint of fine-tuned backbone weights, when the backbone has them: their
+    /// features are cached apart from the shipped network's.
+    tuned: Option<String>,
 }
 
 impl Pipeline {
     /// Loads the backbone (and the face detector when `spec.face_crop`).
     pub fn load(spec: PreprocessSpec, ctx: &Context) -> Result<Self> {
         let backbone = spec.backbone.load(&ctx.models_dir, &ctx.device)?;
-        let faces = if spec.face_crop { Some(FaceFinder::load(ctx)?) } else { None };
-        Ok(Self { spec, backbone, faces, device: ctx.device.clone(), forward_passes: AtomicU64::new(0) })
+        let faces = if spec.face_crop { Some(FaceFinder::load(ctx)?.with_spec(&spec)) } else { None };
+        Ok(Self { spec, backbone, faces, device: ctx.device.clone(), forward_passes: AtomicU64::new(0), tuned: None })
+    }
+
+    /// The pipeline a model predicts with: its preprocessing, and its fine-tuned backbone blocks
+    /// in place of the shipped ones when it has them.
+    pub fn for_model(model: &Model, ctx: &Context) -> Result<Self> {
+        let mut p = Self::load(model.meta.preprocess, ctx)?;
+        if let Some(tuned) = &model.tuned {
+            let path = ctx.weights(&weights::FACERES);
+            p.backbone = Box::new(Faceres::load_with(&path, &tuned.tensors, &ctx.device)?);
+            p.tuned = Some(tuned.fingerprint()?);
+        }
+        Ok(p)
+    }
+
+    /// The feature cache this pipeline reads and fills: `cache` itself, or for fine-tuned
+    /// weights a folder of its own inside it (`tuned-<fingerprint>`).
+    pub fn scoped_cache(&self, cache: &FeatureCache) -> FeatureCache {
+        match &self.tuned {
+            Some(id) => FeatureCache::new(cache.root().join(format!("tuned-{id}"))),
+            None => cache.clone(),
+        }
     }
 
     /// The backbone kind.
@@ -55,20 +83,44 @@ impl Pipeline {
 
     /// Prepared backbone input for one region (the shared preprocessing function).
     pub fn input(&self, img: &RgbImage, region: &FaceRegion) -> Vec<f32> {
-        prepare(img, region.region, &self.spec)
+        prepare(img, region.region, region.angle, &self.spec)
     }
 
     /// Runs the backbone on prepared inputs; returns one feature vector per input.
+    ///
+    /// With `spec.tta_flip` (flip test-time augmentation) each input's mirror image runs in the same
+    /// batch and the two feature vectors are averaged. For a linear softmax head this equals
+    /// averaging the two logit vectors (the head is affine); for faceres' own head (dense + relu +
+    /// sigmoid, the zero-shot model) it averages the pooled features that head reads. Training and
+    /// prediction both come through here, so every head and backbone weight set gets the same inputs.
     pub fn features(&self, inputs: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
         let size = self.spec.input_size();
-        let flat: Vec<f32> = inputs.concat();
-        let x = Tensor::from_vec(flat, (inputs.len(), 3, size, size), &self.device)?;
+        let mut flat: Vec<f32> = inputs.concat();
+        let n = inputs.len();
+        let rows = if self.spec.tta_flip {
+            for i in inputs {
+                flat.extend(mirror_chw(i, size));
+            }
+            2 * n
+        } else {
+            n
+        };
+        let x = Tensor::from_vec(flat, (rows, 3, size, size), &self.device)?;
         let f = self.backbone.features(&x)?;
-        self.forward_passes.fetch_add(inputs.len() as u64, Ordering::Relaxed);
-        Ok(f.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
+        self.forward_passes.fetch_add(n as u64, Ordering::Relaxed);
+        let mut f = f.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+        if self.spec.tta_flip {
+            let mirrored = f.split_off(n);
+            for (a, b) in f.iter_mut().zip(&mirrored) {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x = (*x + y) / 2.0;
+                }
+            }
+        }
+        Ok(f)
     }
 
     /// How many images this pipeline has run through the backbone since it was loaded (one per

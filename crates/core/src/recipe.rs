@@ -73,6 +73,66 @@ impl TrainOptions {
     }
 }
 
+/// Options of fine-tuning: faceres' last blocks trained with the head (see `train::fine_tune`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FineTuneOptions {
+    /// How many of faceres' last blocks are trained (1..=13).
+    pub blocks: usize,
+    /// AdamW learning rate of the head.
+    pub head_lr: f64,
+    /// AdamW learning rate of the backbone blocks (lower than the head's).
+    pub backbone_lr: f64,
+    /// Maximum passes over the training data.
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation loss.
+    pub patience: usize,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Jittered copies per training photo (random scale, shift, brightness, contrast, flip), on
+    /// top of the photo and its mirror image.
+    pub jitter_copies: usize,
+    /// Seed for jitter, shuffling and initialisation.
+    pub seed: u64,
+}
+
+impl Default for FineTuneOptions {
+    fn default() -> Self {
+        // The better of the two runs measured on web-faces + utk-dev (docs/ACCURACY.md,
+        // "Fine-tuning"): one block, both rates 1e-4, no jittered copies.
+        Self {
+            blocks: 1,
+            head_lr: 1e-4,
+            backbone_lr: 1e-4,
+            epochs: 8,
+            patience: 2,
+            batch_size: 32,
+            jitter_copies: 0,
+            seed: 42,
+        }
+    }
+}
+
+impl FineTuneOptions {
+    /// Refuses options that cannot train; the error names the flag and a value to use.
+    pub fn validate(&self) -> Result<()> {
+        let d = Self::default();
+        if self.blocks == 0 || self.blocks > 13 {
+            invalid!("--fine-tune-blocks is {}: faceres has 13 blocks; use 1 to 13, e.g. {}", self.blocks, d.blocks);
+        }
+        for (lr, flag, default) in
+            [(self.head_lr, "--fine-tune-lr", d.head_lr), (self.backbone_lr, "--backbone-lr", d.backbone_lr)]
+        {
+            if !lr.is_finite() || lr <= 0.0 {
+                invalid!("the learning rate ({flag}) is {lr}: use a finite number above 0, e.g. {default}");
+            }
+        }
+        if self.epochs == 0 || self.batch_size == 0 {
+            invalid!("fine-tuning needs at least 1 epoch and a batch size of 1 or more (--epochs, --batch-size)");
+        }
+        Ok(())
+    }
+}
+
 /// Loss and accuracy after one epoch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {

@@ -212,7 +212,7 @@ fn a_model_of_another_backbone_or_a_missing_model_is_refused_and_nothing_is_writ
         },
     };
     let model_path = dir.path().join("inception.safetensors");
-    Model { meta, head }.save(&model_path).unwrap();
+    Model { meta, head, tuned: None }.save(&model_path).unwrap();
     let out = dir.path().join("inception.onnx");
     let err = export_onnx(&ctx, &model_path, &out).unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
@@ -228,4 +228,32 @@ fn a_model_of_another_backbone_or_a_missing_model_is_refused_and_nothing_is_writ
     assert!(!out.exists());
     let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["inception.safetensors"], "no temporary file is left behind");
+}
+
+#[test]
+fn a_fine_tuned_model_exports_its_own_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = ctx(dir.path());
+    let faceres_path = ctx.weights(&FACERES);
+    let vb = gc_engine::weights::load_checked(&faceres_path, &FACERES, &Device::Cpu).unwrap();
+    let tail = gc_engine::faceres_train::Tail::load(&vb, 1).unwrap();
+    for v in tail.vars() {
+        v.set(&(v.as_tensor() * 1.1).unwrap()).unwrap();
+    }
+    let mut model = Model::load(&ctx.default_model(), &Device::Cpu).unwrap();
+    model.meta.fine_tune = Some(gc_core::recipe::FineTuneOptions { blocks: 1, ..Default::default() });
+    model.tuned = Some(gc_core::model_file::TunedBlocks { tensors: tail.tensors().unwrap() });
+    let model_path = dir.path().join("tuned.safetensors");
+    model.save(&model_path).unwrap();
+    let out = dir.path().join("tuned.onnx");
+    export(&ctx, &model_path, &out);
+
+    let batch = reference_batch(&reference());
+    let tuned = Faceres::load_with(&faceres_path, &model.tuned.as_ref().unwrap().tensors, &Device::Cpu).unwrap();
+    let feats = tuned.features(&batch).unwrap();
+    let shipped = Faceres::load(&faceres_path, &Device::Cpu).unwrap().features(&batch).unwrap();
+    let onnx = run_onnx(&out, to_rgb_0_255(&batch.flatten_all().unwrap().to_vec1::<f32>().unwrap()));
+    let d_tuned = max_diff(&onnx["features"], &rows(&feats));
+    assert!(d_tuned <= TOL, "features differ from the fine-tuned network's by {d_tuned}");
+    assert!(max_diff(&onnx["features"], &rows(&shipped)) > 1e-2, "the export used the shipped blocks");
 }

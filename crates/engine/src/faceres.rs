@@ -123,6 +123,19 @@ impl Faceres {
         Ok(Self { conv0_weight, conv0_bias, blocks, cpu })
     }
 
+    /// Loads the weights file with some tensors replaced by `overrides` (fine-tuned blocks, in the
+    /// file's own names; see [`crate::faceres_train::Tail::tensors`]).
+    pub fn load_with(
+        path: &Path,
+        overrides: &std::collections::HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        weights::load_checked(path, &FACERES, device)?;
+        let base = weights::with_file_context(candle_core::safetensors::load(path, device), path)?;
+        let vb = crate::faceres_train::with_overrides(base, overrides, device);
+        weights::with_file_context(Self::from_vb(vb), path)
+    }
+
     /// Loads only the model's own gender head (for zero-shot use and warm starts).
     pub fn load_gender_head(path: &Path, device: &Device) -> Result<GenderHead> {
         let vb = weights::load_checked(path, &FACERES, device)?;
@@ -195,6 +208,33 @@ impl Faceres {
         global_mean(&Self::run_blocks(x.clone(), &cpu.blocks[BATCHED_FROM.min(cpu.blocks.len())..])?)
     }
 
+    /// The frozen network's output before block `first` (0-based): conv0 and the blocks before it,
+    /// as NHWC maps `[N, H, W, C]`, from BGR input `[N, 3, 224, 224]` (what
+    /// [`crate::faceres_train::Tail::forward`] takes).
+    pub fn activations(&self, x: &Tensor, first: usize) -> candle_core::Result<Tensor> {
+        let first = first.min(self.blocks.len());
+        match &self.cpu {
+            Some(cpu) if crate::layer::cpu_kernels(x) => {
+                let split = BATCHED_FROM.min(first);
+                per_core::map_balanced(
+                    x,
+                    EARLY_IMAGES,
+                    LATE_IMAGES / EARLY_IMAGES,
+                    |x| {
+                        let (_, c, h, w) = x.dims4()?;
+                        if c != 3 {
+                            candle_core::bail!("faceres expects BGR input [N, 3, H, W], got {:?}", x.shape());
+                        }
+                        let x = cpu.conv0.forward(&x.permute((0, 2, 3, 1))?, same_padding_3x3(2, h, w))?;
+                        Self::run_blocks(x, &cpu.blocks[..split])
+                    },
+                    |x| Self::run_blocks(x.clone(), &cpu.blocks[split..first]),
+                )
+            }
+            _ => self.generic_blocks(x, first)?.permute((0, 2, 3, 1))?.contiguous(),
+        }
+    }
+
     fn run_blocks(mut x: Tensor, blocks: &[Separable]) -> candle_core::Result<Tensor> {
         for block in blocks {
             let (_, h, w, _) = x.dims4()?;
@@ -214,16 +254,21 @@ impl Faceres {
                 .collect::<candle_core::Result<Vec<_>>>()?;
             return Tensor::cat(&parts, 0);
         }
+        self.generic_blocks(x, self.blocks.len())?.mean((2, 3))
+    }
+
+    /// conv0 and the blocks before `end` on stock Candle ops, NCHW.
+    fn generic_blocks(&self, x: &Tensor, end: usize) -> candle_core::Result<Tensor> {
         let (_, _, h, w) = x.dims4()?;
         let (t, l, b, r) = same_padding_3x3(2, h, w);
         let x = x.pad_with_zeros(2, t, b)?.pad_with_zeros(3, l, r)?;
         let x = x.conv2d(&self.conv0_weight, 0, 2, 1, 1)?;
         let mut x = bias_act(x, &self.conv0_bias, Activation::Relu6)?;
-        for block in &self.blocks {
+        for block in &self.blocks[..end] {
             let (_, _, h, w) = x.dims4()?;
             x = block.dw.forward(&x, same_padding_3x3(block.stride, h, w))?;
             x = pointwise(&x, &block.pw_weight, &block.pw_bias, Activation::Relu6)?;
         }
-        x.mean((2, 3))
+        Ok(x)
     }
 }

@@ -10,6 +10,7 @@ pub mod depthwise;
 pub mod device;
 mod error;
 pub mod faceres;
+pub mod faceres_train;
 pub mod head;
 pub mod inception_v3;
 pub mod layer;

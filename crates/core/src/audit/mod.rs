@@ -192,6 +192,7 @@ pub fn audit_items(
     let set = LabelledSet {
         features: items.iter().map(|i| i.value.features.as_slice().into()).collect(),
         labels: labels.clone(),
+        domains: Vec::new(),
     };
     let mut findings = Vec::new();
 

@@ -49,6 +49,7 @@ pub fn out_of_fold_probs(
         let pick = |idx: &[usize]| LabelledSet {
             features: idx.iter().map(|&i| set.features[i].clone()).collect(),
             labels: idx.iter().map(|&i| set.labels[i]).collect(),
+            domains: idx.iter().filter_map(|&i| set.domains.get(i).copied()).collect(),
         };
         let train = pick(&kept);
         let (head, _) = train_head(&train, &LabelledSet::default(), num_classes, None, opts, &mut |_| {}, cancel)?;

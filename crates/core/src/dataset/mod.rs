@@ -146,6 +146,40 @@ impl Dataset {
     }
 }
 
+/// Scans several dataset folders for one training run: each must be trainable, no folder may be
+/// named twice, and all must have the same class folders (by name), so a label means one class in all.
+pub fn scan_all(roots: &[PathBuf]) -> Result<Vec<Dataset>> {
+    if roots.is_empty() {
+        invalid!("no dataset folder given: name at least one folder with one sub-folder per class");
+    }
+    let mut out: Vec<Dataset> = Vec::with_capacity(roots.len());
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for root in roots {
+        let ds = Dataset::scan(root)?;
+        ds.require_trainable()?;
+        let real = root.canonicalize().unwrap_or_else(|_| root.clone());
+        if let Some(i) = seen.iter().position(|s| *s == real) {
+            invalid!(
+                "{} and {} are the same dataset folder: name each folder once",
+                roots[i].display(),
+                root.display()
+            );
+        }
+        seen.push(real);
+        out.push(ds);
+    }
+    if out.iter().any(|d| d.classes != out[0].classes) {
+        let listing: Vec<String> =
+            out.iter().map(|d| format!("{} has {}", d.root.display(), d.classes.join(", "))).collect();
+        invalid!(
+            "the dataset folders do not have the same classes ({}): give every folder the same class \
+             sub-folders (e.g. male/ and female/), or train on them separately",
+            listing.join("; ")
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +237,39 @@ mod tests {
         assert!(e.to_string().contains("only 'male'"), "{e}");
         let e = Dataset::scan(&dir.path().join("nope")).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+
+    fn make(root: &Path, classes: &[&str]) {
+        for c in classes {
+            std::fs::create_dir_all(root.join(c)).unwrap();
+            std::fs::write(root.join(c).join("a.jpg"), b"x").unwrap();
+        }
+    }
+
+    #[test]
+    fn several_folders_must_share_their_classes_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("c"));
+        make(&a, &["male", "female"]);
+        make(&b, &["female", "male"]);
+        make(&c, &["man", "woman"]);
+        let both = scan_all(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(both.len(), 2);
+        assert!(both.iter().all(|d| d.classes == ["female", "male"]));
+        assert_eq!(both[1].root, b);
+        let e = scan_all(&[a.clone(), c.clone()]).unwrap_err().to_string();
+        for want in [&format!("{} has female, male", a.display()), &format!("{} has man, woman", c.display())] {
+            assert!(e.contains(want.as_str()), "missing {want:?} in: {e}");
+        }
+        assert!(e.contains("same classes"), "{e}");
+        let e = scan_all(&[a.clone(), a.join("../a")]).unwrap_err().to_string();
+        assert!(e.contains("same dataset folder"), "{e}");
+        let e = scan_all(&[]).unwrap_err().to_string();
+        assert!(e.contains("no dataset folder"), "{e}");
+        // A folder with one class is refused on its own, before classes are compared.
+        let d = dir.path().join("d");
+        make(&d, &["male"]);
+        let e = scan_all(&[a, d]).unwrap_err().to_string();
+        assert!(e.contains("only 'male'"), "{e}");
     }
 }

@@ -50,15 +50,35 @@ pub struct Exported {
     pub classes: Vec<String>,
     /// Whether the model was trained on face crops (else on whole photos resized).
     pub face_crop: bool,
+    /// The preprocessing the model was trained with (crop mode, face-crop rule, flips).
+    pub spec: crate::preprocess::PreprocessSpec,
 }
 
 impl Exported {
     /// The input contract in a few lines, for people: layout, scaling, what to crop.
     pub fn input_description(&self) -> String {
-        let crop = match self.face_crop {
-            true => "crop: a square around the detected face (1.3x the detector's box), resized bilinearly",
-            false => "crop: none; this model was trained on whole photos, resized bilinearly (aspect not kept)",
+        use crate::face::{ALIGN_DROP, ALIGN_SIDE, FACE_CROP_COVER};
+        use crate::preprocess::CropMode;
+        let mut crop = match (self.face_crop, self.spec.crop()) {
+            (false, _) | (_, CropMode::Whole) => {
+                "crop: none; this model was trained on whole photos, resized bilinearly (aspect not kept)".to_string()
+            }
+            (true, CropMode::Box) => {
+                "crop: a square around the detected face (1.3x the detector's box), resized bilinearly".to_string()
+            }
+            (true, CropMode::Aligned) => format!(
+                "crop: an eye-aligned square: turned so the eyes (BlazeFace keypoints 0 and 1) are level, side \
+                 {ALIGN_SIDE}x the eye distance, centred {ALIGN_DROP}x the eye distance below their midpoint, \
+                 resized bilinearly"
+            ),
         };
+        if self.face_crop && self.spec.keep_face_crops {
+            crop +=
+                &format!("; a photo whose face box covers {:.0}% or more of it is used whole", FACE_CROP_COVER * 100.0);
+        }
+        if self.spec.tta_flip {
+            crop += "; used with flip averaging: run the crop and its mirror image and average their logits";
+        }
         format!(
             "input '{INPUT}': float32 [N, 3, 224, 224], NCHW, RGB, values 0..255 (no scaling, no mean subtraction)\n\
              {crop} (see docs/EXPORT.md)\n\
@@ -87,7 +107,13 @@ pub fn export_onnx(ctx: &Context, model: &Path, out: &Path) -> Result<Exported> 
     }
     let model_data = Model::load(model, &Device::Cpu)?;
     let faceres_path = ctx.weights(&FACERES);
-    let vb = weights::load_checked(&faceres_path, &FACERES, &Device::Cpu)?;
+    let mut vb = weights::load_checked(&faceres_path, &FACERES, &Device::Cpu)?;
+    if let Some(tuned) = &model_data.tuned {
+        // A fine-tuned model's blocks replace the shipped ones in the graph, as in prediction.
+        let base =
+            weights::with_file_context(candle_core::safetensors::load(&faceres_path, &Device::Cpu), &faceres_path)?;
+        vb = gc_engine::faceres_train::with_overrides(base, &tuned.tensors, &Device::Cpu);
+    }
     let faceres = weights::with_file_context(classifier::FaceresWeights::from_vb(&vb), &faceres_path)?;
     let meta = &model_data.meta;
     let doc = format!(
@@ -128,5 +154,6 @@ pub fn export_onnx(ctx: &Context, model: &Path, out: &Path) -> Result<Exported> 
         bytes: bytes.len(),
         classes: meta.classes.clone(),
         face_crop: meta.preprocess.face_crop,
+        spec: meta.preprocess,
     })
 }

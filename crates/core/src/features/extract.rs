@@ -81,6 +81,7 @@ pub fn extract(
     cancel: &AtomicBool,
 ) -> Result<ExtractOutcome> {
     let batch_size = batch_size.max(1);
+    let cache = &pipeline.scoped_cache(cache);
     let start = Instant::now();
     let mut progress = Progress { total: files.len(), ..Default::default() };
     let mut out: ExtractOutcome = Vec::with_capacity(files.len());

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use super::run::TrainReport;
 use crate::classify::Classifier;
 use crate::context::Context;
-use crate::dataset::Dataset;
 use crate::dataset::split::Split;
 use crate::error::Result;
 use crate::eval::{EvalScope, Scored, evaluate_scanned};
@@ -157,12 +156,12 @@ pub fn compare(new: &[Scored], current: &[Scored], baseline: &Path) -> Compariso
 }
 
 /// Scores the model at `baseline` with its own classifier (its own backbone and preprocessing,
-/// through the feature cache) on the photos of the new model's validation split of `dir` only, and
-/// compares. A cancel returns `Cancelled`; a model that cannot be loaded or scored on this folder
+/// through the feature cache) on the photos of the new model's validation split of the folders
+/// `dirs` only, and compares. A cancel returns `Cancelled`; a model that cannot be loaded or scored on this folder
 /// is a [`Guard::NotCompared`] with the reason.
 pub fn guard_against(
     report: &TrainReport,
-    dir: &Path,
+    dirs: &[PathBuf],
     baseline: &Path,
     ctx: &Context,
     batch_size: usize,
@@ -177,13 +176,21 @@ pub fn guard_against(
     }
     // Only those photos are read (a baseline with other preprocessing extracts no more than them).
     let wanted: HashSet<&Path> = valid.iter().map(|s| s.path.as_path()).collect();
-    let outcome = Dataset::scan(dir).and_then(|mut ds| {
-        ds.items.retain(|i| wanted.contains(i.path.as_path()));
+    let outcome = crate::dataset::scan_all(dirs).and_then(|sets| {
         let clf = Classifier::load(baseline, ctx)?;
-        evaluate_scanned(&ds, &clf, EvalScope::All, &ctx.feature_cache(), batch_size, on_progress, cancel)
+        let mut scored = Vec::new();
+        for mut ds in sets {
+            ds.items.retain(|i| wanted.contains(i.path.as_path()));
+            if ds.items.is_empty() {
+                continue;
+            }
+            let r = evaluate_scanned(&ds, &clf, EvalScope::All, &ctx.feature_cache(), batch_size, on_progress, cancel)?;
+            scored.extend(r.scored);
+        }
+        Ok(scored)
     });
     let scored = match outcome {
-        Ok(r) => r.scored,
+        Ok(s) => s,
         Err(e) if crate::error::is_cancelled(&e) => return Err(e),
         Err(e) => {
             let why = crate::error::describe(&e);

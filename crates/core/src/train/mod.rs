@@ -1,5 +1,6 @@
 //! Training the head on cached features: options, the optimisation loop, and the end-to-end run.
 
+pub mod fine_tune;
 pub mod guard;
 pub mod rng;
 pub mod run;
@@ -26,6 +27,8 @@ pub struct LabelledSet<'a> {
     pub features: Vec<Cow<'a, [f32]>>,
     /// Class index of each vector.
     pub labels: Vec<usize>,
+    /// Dataset (domain) index of each vector when trained on several folders; empty = all from one.
+    pub domains: Vec<usize>,
 }
 
 impl<'a> LabelledSet<'a> {
@@ -37,6 +40,24 @@ impl<'a> LabelledSet<'a> {
             s.labels.push(it.label);
         }
         s
+    }
+
+    /// The labelled vectors of one split of several datasets' features, each tagged with its
+    /// dataset's index (borrowed, not copied).
+    pub fn of_split_many(feats: &'a [DatasetFeatures], split: Split) -> Self {
+        let mut s = LabelledSet::default();
+        for (d, f) in feats.iter().enumerate() {
+            let one = Self::of_split(f, split);
+            s.domains.extend(std::iter::repeat_n(d, one.len()));
+            s.features.extend(one.features);
+            s.labels.extend(one.labels);
+        }
+        s
+    }
+
+    /// The dataset index of example `i` (0 when the set has no dataset tags).
+    fn domain(&self, i: usize) -> usize {
+        self.domains.get(i).copied().unwrap_or(0)
     }
 
     /// Number of examples.
@@ -55,6 +76,49 @@ impl<'a> LabelledSet<'a> {
         let x = Tensor::from_vec(flat, (idx.len(), d), dev)?;
         let y = Tensor::from_vec(idx.iter().map(|&i| self.labels[i] as u32).collect::<Vec<_>>(), idx.len(), dev)?;
         Ok((x, y))
+    }
+}
+
+/// Loss weights per (dataset, class) cell, fitted on the training set's counts.
+///
+/// Balanced, each non-empty cell weighs `n / (cells * count)`, so every cell's weights sum to
+/// `n / cells`: each class of each dataset counts equally, and one dataset of one folder reduces to
+/// plain class balancing. Unbalanced, every example weighs 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellWeights {
+    /// `weights[dataset][class]`.
+    weights: Vec<Vec<f32>>,
+}
+
+impl CellWeights {
+    /// The weights for `train` with `num_classes` classes; `balance` off gives every example 1.
+    pub fn fit(train: &LabelledSet, num_classes: usize, balance: bool) -> Self {
+        let domains = train.domains.iter().copied().max().map_or(1, |m| m + 1);
+        let mut counts = vec![vec![0usize; num_classes]; domains];
+        for (i, &l) in train.labels.iter().enumerate() {
+            counts[train.domain(i)][l] += 1;
+        }
+        let cells = counts.iter().flatten().filter(|&&c| c > 0).count().max(1);
+        let weights = counts
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|&c| if balance && c > 0 { train.len() as f32 / (cells * c) as f32 } else { 1.0 })
+                    .collect()
+            })
+            .collect();
+        Self { weights }
+    }
+
+    /// The weight of an example of `class` from dataset `domain` (1 for a cell unseen in training).
+    pub fn of(&self, domain: usize, class: usize) -> f32 {
+        self.weights.get(domain).and_then(|r| r.get(class)).copied().unwrap_or(1.0)
+    }
+
+    /// The weight of each of the rows `idx` of `set`, as a tensor.
+    fn rows(&self, set: &LabelledSet, idx: &[usize], dev: &Device) -> candle_core::Result<Tensor> {
+        let w: Vec<f32> = idx.iter().map(|&i| self.of(set.domain(i), set.labels[i])).collect();
+        Tensor::from_vec(w, idx.len(), dev)
     }
 }
 
@@ -125,15 +189,7 @@ pub fn train_head(
     let mut opt =
         AdamW::new(vars.clone(), ParamsAdamW { lr: opts.learning_rate, weight_decay: 0.0, ..Default::default() })?;
 
-    let mut counts = vec![0usize; num_classes];
-    for &l in &train.labels {
-        counts[l] += 1;
-    }
-    let class_w: Vec<f32> = counts
-        .iter()
-        .map(|&c| if opts.balance_classes && c > 0 { train.len() as f32 / (num_classes * c) as f32 } else { 1.0 })
-        .collect();
-    let class_w = Tensor::new(class_w.as_slice(), &dev)?;
+    let cell_w = CellWeights::fit(train, num_classes, opts.balance_classes);
 
     let all_train: Vec<usize> = (0..train.len()).collect();
     let all_val: Vec<usize> = (0..val.len()).collect();
@@ -154,7 +210,7 @@ pub fn train_head(
                     (0..x.elem_count()).map(|_| if rng.next_f32() < keep { 1.0 / keep } else { 0.0 }).collect();
                 x = (x * Tensor::from_vec(mask, (idx.len(), dim), &dev)?)?;
             }
-            let mut loss = weighted_nll(&head.logits(&x)?, &y, &class_w)?;
+            let mut loss = weighted_nll(&head.logits(&x)?, &y, &cell_w.rows(train, idx, &dev)?)?;
             if opts.l2 > 0.0 {
                 for w in &weights_only {
                     loss = (loss + (w.sqr()?.sum_all()? * opts.l2)?)?;
@@ -163,11 +219,11 @@ pub fn train_head(
             check_loss(loss.to_scalar::<f32>()?, "training", epoch, opts)?;
             opt.backward_step(&loss)?;
         }
-        let (train_loss, train_accuracy) = evaluate(&head, train, &all_train, &class_w, &dev)?;
+        let (train_loss, train_accuracy) = evaluate(&head, train, &all_train, &cell_w, &dev)?;
         let (val_loss, val_accuracy) = if val.is_empty() {
             (None, None)
         } else {
-            let (l, a) = evaluate(&head, val, &all_val, &class_w, &dev)?;
+            let (l, a) = evaluate(&head, val, &all_val, &cell_w, &dev)?;
             (Some(l), Some(a))
         };
         check_loss(train_loss, "training", epoch, opts)?;
@@ -216,28 +272,27 @@ fn check_loss(loss: f32, which: &str, epoch: usize, opts: &TrainOptions) -> Resu
     Ok(())
 }
 
-/// Class-weighted mean negative log-likelihood of `y` under `logits`.
-fn weighted_nll(logits: &Tensor, y: &Tensor, class_w: &Tensor) -> candle_core::Result<Tensor> {
-    let (sum, weight) = weighted_nll_sum(logits, y, class_w)?;
+/// Weighted mean negative log-likelihood of `y` under `logits`, one weight `w` per row.
+pub(crate) fn weighted_nll(logits: &Tensor, y: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (sum, weight) = weighted_nll_sum(logits, y, w)?;
     sum / weight.to_scalar::<f32>()? as f64
 }
 
-/// The weighted NLL's numerator (a scalar tensor) and its total weight.
-fn weighted_nll_sum(logits: &Tensor, y: &Tensor, class_w: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+/// The weighted NLL's numerator (a scalar tensor) and its total weight, one weight `w` per row.
+fn weighted_nll_sum(logits: &Tensor, y: &Tensor, w: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
     let logp = candle_nn::ops::log_softmax(logits, 1)?;
     let picked = logp.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?;
-    let w = class_w.index_select(y, 0)?;
-    Ok(((picked * &w)?.sum_all()?.neg()?, w.sum_all()?))
+    Ok(((picked * w)?.sum_all()?.neg()?, w.sum_all()?))
 }
 
 /// Weighted loss and accuracy of `head` on the rows `idx` of `set`, [`ROWS_PER_PASS`] rows at a
 /// time (memory does not grow with the dataset).
-fn evaluate(head: &Head, set: &LabelledSet, idx: &[usize], class_w: &Tensor, dev: &Device) -> Result<(f32, f32)> {
+fn evaluate(head: &Head, set: &LabelledSet, idx: &[usize], cell_w: &CellWeights, dev: &Device) -> Result<(f32, f32)> {
     let (mut loss, mut weight, mut correct) = (0f64, 0f64, 0usize);
     for rows in idx.chunks(ROWS_PER_PASS) {
         let (x, y) = set.tensors(rows, dev)?;
         let logits = head.logits(&x)?;
-        let (sum, w) = weighted_nll_sum(&logits, &y, class_w)?;
+        let (sum, w) = weighted_nll_sum(&logits, &y, &cell_w.rows(set, rows, dev)?)?;
         loss += f64::from(sum.to_scalar::<f32>()?);
         weight += f64::from(w.to_scalar::<f32>()?);
         let pred = logits.argmax(1)?.to_vec1::<u32>()?;
@@ -298,13 +353,14 @@ mod tests {
             bias: Tensor::new(&[0.3f32, -0.1], &dev).unwrap(),
         };
         let head = Head { hidden: None, out };
-        let class_w = Tensor::new(&[0.7f32, 1.9], &dev).unwrap();
+        let cell_w = CellWeights { weights: vec![vec![0.7, 1.9]] };
         // Every row but the first ten, so rows and labels are not aligned by position.
         let idx: Vec<usize> = (10..set.len()).collect();
-        let (loss, acc) = evaluate(&head, &set, &idx, &class_w, &dev).unwrap();
+        let (loss, acc) = evaluate(&head, &set, &idx, &cell_w, &dev).unwrap();
         let (x, y) = set.tensors(&idx, &dev).unwrap();
         let logits = head.logits(&x).unwrap();
-        let want_loss = weighted_nll(&logits, &y, &class_w).unwrap().to_scalar::<f32>().unwrap();
+        let w = cell_w.rows(&set, &idx, &dev).unwrap();
+        let want_loss = weighted_nll(&logits, &y, &w).unwrap().to_scalar::<f32>().unwrap();
         let pred = logits.argmax(1).unwrap().to_vec1::<u32>().unwrap();
         let hits = pred.iter().zip(&idx).filter(|&(&p, &i)| p as usize == set.labels[i]).count();
         assert!((loss - want_loss).abs() < 1e-5, "{loss} vs {want_loss}");
@@ -333,6 +389,73 @@ mod tests {
             .to_string();
         assert!(e.contains("at epoch 1") && e.contains("lower the learning rate"), "{e}");
         assert!(e.contains("NaN") || e.contains("infinite"), "{e}");
+    }
+
+    #[test]
+    fn each_dataset_and_class_cell_weighs_the_same_in_total() {
+        // Dataset 0: 300 of class 0, 100 of class 1; dataset 1: 20 and 60 (480 in all, 4 cells).
+        let mut set = LabelledSet::default();
+        for (d, l, n) in [(0, 0, 300), (0, 1, 100), (1, 0, 20), (1, 1, 60)] {
+            for _ in 0..n {
+                set.features.push(vec![0.0f32; 2].into());
+                set.labels.push(l);
+                set.domains.push(d);
+            }
+        }
+        let w = CellWeights::fit(&set, 2, true);
+        let total = |d: usize, l: usize| {
+            (0..set.len()).filter(|&i| set.domains[i] == d && set.labels[i] == l).map(|_| w.of(d, l)).sum::<f32>()
+        };
+        for (d, l) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            assert!((total(d, l) - 120.0).abs() < 1e-3, "cell ({d}, {l}) sums to {} not 480 / 4", total(d, l));
+        }
+        assert!((w.of(1, 0) - 6.0).abs() < 1e-6 && (w.of(0, 0) - 0.4).abs() < 1e-6, "{w:?}");
+        // Off: every example weighs 1.
+        let off = CellWeights::fit(&set, 2, false);
+        assert!([(0, 0), (0, 1), (1, 0), (1, 1)].iter().all(|&(d, l)| off.of(d, l) == 1.0), "{off:?}");
+        // One dataset without tags: plain class balancing, n / (classes * count).
+        let one = toy(30, 1);
+        let plain = CellWeights::fit(&LabelledSet { domains: Vec::new(), ..one.clone() }, 2, true);
+        assert_eq!(plain, CellWeights { weights: vec![vec![1.0, 1.0]] });
+        let mut skew = one;
+        skew.labels = (0..30).map(|i| usize::from(i < 10)).collect();
+        let skewed = CellWeights::fit(&skew, 2, true);
+        assert!((skewed.of(0, 0) - 0.75).abs() < 1e-6 && (skewed.of(0, 1) - 1.5).abs() < 1e-6, "{skewed:?}");
+    }
+
+    #[test]
+    fn balancing_datasets_lets_the_small_one_decide_its_own_class() {
+        // Feature 0 says the class in both datasets, but feature 1 flags the small dataset, whose
+        // photos are all class 1 in training except a few: unbalanced, the big dataset's class-0
+        // mass makes the model call most small-dataset class-0 rows 1; balanced per cell, they are
+        // weighed up and the head learns them.
+        let mut rng = Rng::new(7);
+        let mut set = LabelledSet::default();
+        let mut push = |set: &mut LabelledSet, d: usize, l: usize, n: usize| {
+            for _ in 0..n {
+                let sign = if l == 1 { 1.0 } else { -1.0 };
+                let f = vec![sign * 0.3 + rng.normal() * 0.5, d as f32, rng.normal() * 0.5];
+                set.features.push(f.into());
+                set.labels.push(l);
+                set.domains.push(d);
+            }
+        };
+        push(&mut set, 0, 0, 400);
+        push(&mut set, 0, 1, 400);
+        push(&mut set, 1, 0, 8);
+        push(&mut set, 1, 1, 80);
+        let opts = TrainOptions { epochs: 40, dropout: 0.0, patience: 0, ..Default::default() };
+        let recall_small_0 = |balance: bool| {
+            let o = TrainOptions { balance_classes: balance, ..opts.clone() };
+            let (head, _) =
+                train_head(&set, &LabelledSet::default(), 2, None, &o, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+            let rows: Vec<usize> = (0..set.len()).filter(|&i| set.domains[i] == 1 && set.labels[i] == 0).collect();
+            let (x, _) = set.tensors(&rows, &Device::Cpu).unwrap();
+            let pred = head.logits(&x).unwrap().argmax(1).unwrap().to_vec1::<u32>().unwrap();
+            pred.iter().filter(|&&p| p == 0).count()
+        };
+        let (on, off) = (recall_small_0(true), recall_small_0(false));
+        assert!(on > off, "balanced per dataset and class: {on} of 8 right, unbalanced {off} of 8");
     }
 
     #[test]

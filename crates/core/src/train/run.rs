@@ -9,8 +9,8 @@ use candle_core::Device;
 
 use super::{EpochStats, LabelledSet, TrainOptions, train_head, zero_shot_head};
 use crate::context::Context;
-use crate::dataset::Dataset;
 use crate::dataset::split::{Split, SplitSpec};
+use crate::dataset::{Dataset, scan_all};
 use crate::eval::{Scored, metrics_of, score};
 use crate::features::dataset::{ItemFeatures, dataset_features};
 use crate::features::extract::Progress;
@@ -27,6 +27,8 @@ pub struct TrainConfig {
     pub backbone: BackboneKind,
     /// Crop faces first.
     pub face_crop: bool,
+    /// Crop mode, face-crop rule and flips other than [`PreprocessSpec::new`]'s defaults.
+    pub crops: crate::preprocess::CropOverrides,
     /// Head options.
     pub options: TrainOptions,
     /// Split rule.
@@ -35,6 +37,9 @@ pub struct TrainConfig {
     pub extract_batch: usize,
     /// Train on at most this many images per class (sorted by hash, so stable); `None` = all.
     pub max_per_class: Option<usize>,
+    /// Fine-tune faceres' last blocks after training the head ([`super::fine_tune`]); `None` =
+    /// head only.
+    pub fine_tune: Option<crate::recipe::FineTuneOptions>,
 }
 
 impl Default for TrainConfig {
@@ -42,10 +47,12 @@ impl Default for TrainConfig {
         Self {
             backbone: BackboneKind::Faceres,
             face_crop: true,
+            crops: Default::default(),
             options: TrainOptions::default(),
             split: SplitSpec::default(),
             extract_batch: 16,
             max_per_class: None,
+            fine_tune: None,
         }
     }
 }
@@ -59,6 +66,15 @@ pub enum TrainEvent {
     Extracting(Progress),
     /// One epoch finished.
     Epoch(EpochStats),
+    /// Fine-tuning is this far into its epoch (numbered on from the head's epochs).
+    FineTuning {
+        /// The epoch.
+        epoch: usize,
+        /// Training photos and copies done in this epoch.
+        done: usize,
+        /// Training photos and copies per epoch.
+        total: usize,
+    },
     /// The guard scores the model the new one would replace (feature extraction progress).
     Comparing(Progress),
 }
@@ -82,28 +98,53 @@ pub fn train_dataset(
     on_event: &mut dyn FnMut(TrainEvent),
     cancel: &AtomicBool,
 ) -> Result<TrainReport> {
+    train_datasets(&[dir.to_path_buf()], cfg, ctx, on_event, cancel)
+}
+
+/// Trains one model on several dataset folders with the same classes (see [`scan_all`]).
+///
+/// Each folder is split on its own, exactly as `eval` splits it alone (by content hash, with
+/// near-duplicates kept together within the folder), so each folder's test split stays held back.
+/// With balancing on, each (folder, class) cell weighs equally in the loss ([`super::CellWeights`]).
+pub fn train_datasets(
+    dirs: &[PathBuf],
+    cfg: &TrainConfig,
+    ctx: &Context,
+    on_event: &mut dyn FnMut(TrainEvent),
+    cancel: &AtomicBool,
+) -> Result<TrainReport> {
     cfg.options.validate()?;
-    let mut ds = Dataset::scan(dir)?;
-    ds.require_trainable()?;
+    if let Some(ft) = &cfg.fine_tune {
+        ft.validate()?;
+        if cfg.backbone != BackboneKind::Faceres {
+            invalid!("fine-tuning is only available for the faceres backbone: drop --backbone or --fine-tune");
+        }
+    }
+    let mut sets = scan_all(dirs)?;
     if let Some(max) = cfg.max_per_class {
-        limit_per_class(&mut ds, max);
+        sets.iter_mut().for_each(|ds| limit_per_class(ds, max));
     }
     on_event(TrainEvent::Loading);
-    let spec = PreprocessSpec::new(cfg.backbone, cfg.face_crop);
+    let spec = cfg.crops.apply(PreprocessSpec::new(cfg.backbone, cfg.face_crop));
     let pipeline = Pipeline::load(spec, ctx)?;
-    let feats = dataset_features(
-        &ds,
-        &pipeline,
-        &ctx.feature_cache(),
-        &cfg.split,
-        cfg.extract_batch,
-        &mut |p| on_event(TrainEvent::Extracting(p.clone())),
-        cancel,
-    )?;
-    let train = LabelledSet::of_split(&feats, Split::Train);
-    let val = LabelledSet::of_split(&feats, Split::Validation);
+    let mut per = Vec::with_capacity(sets.len());
+    for ds in &sets {
+        per.push(dataset_features(
+            ds,
+            &pipeline,
+            &ctx.feature_cache(),
+            &cfg.split,
+            cfg.extract_batch,
+            &mut |p| on_event(TrainEvent::Extracting(p.clone())),
+            cancel,
+        )?);
+    }
+    let ds = &sets[0];
+    let train = LabelledSet::of_split_many(&per, Split::Train);
+    let val = LabelledSet::of_split_many(&per, Split::Validation);
     if train.is_empty() {
-        invalid!("no readable training images in {}: check the class folders", dir.display());
+        let names: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        invalid!("no readable training images in {}: check the class folders", names.join(" or "));
     }
     let start = if cfg.options.warm_start {
         if cfg.backbone != BackboneKind::Faceres {
@@ -114,7 +155,7 @@ pub fn train_dataset(
     } else {
         None
     };
-    let (head, history) = train_head(
+    let (mut head, mut history) = train_head(
         &train,
         &val,
         ds.classes.len(),
@@ -123,37 +164,92 @@ pub fn train_dataset(
         &mut |e| on_event(TrainEvent::Epoch(e.clone())),
         cancel,
     )?;
-    let all: Vec<&ItemFeatures> = feats.items.iter().collect();
+    drop((train, val));
+    let mut tuned = None;
+    if let Some(ft) = &cfg.fine_tune {
+        let offset = history.len();
+        let done = super::fine_tune::fine_tune(
+            &per,
+            &pipeline,
+            &head,
+            ds.classes.len(),
+            cfg.options.balance_classes,
+            ft,
+            ctx,
+            &mut |e| match e {
+                super::fine_tune::FineTuneEvent::Preparing(p) => on_event(TrainEvent::Extracting(p)),
+                super::fine_tune::FineTuneEvent::Batch { epoch, done, total } => {
+                    on_event(TrainEvent::FineTuning { epoch: epoch + offset, done, total })
+                }
+                super::fine_tune::FineTuneEvent::Epoch(mut e) => {
+                    e.epoch += offset;
+                    on_event(TrainEvent::Epoch(e))
+                }
+            },
+            cancel,
+        )?;
+        // Fine-tuning's epochs go on from the head's, so one history shows both.
+        history.extend(done.history.into_iter().map(|mut e| {
+            e.epoch += offset;
+            e
+        }));
+        (head, per, tuned) = (done.head, done.features, done.tuned);
+    }
+    let val = LabelledSet::of_split_many(&per, Split::Validation);
+    // Temperature scaling on the validation split (T = 1 when it is too small); the scores below
+    // are of the calibrated head.
+    let calibration = crate::calibration::calibrate(&mut head, &val)?;
+    let all: Vec<&ItemFeatures> = per.iter().flat_map(|f| f.items.iter()).collect();
     let scored = score(&head, &all)?;
     let of_split = |s: Split| -> Vec<Scored> { scored.iter().filter(|x| x.split == s).cloned().collect() };
     let (test, valid) = (of_split(Split::Test), of_split(Split::Validation));
-    let counts =
-        [Split::Train, Split::Validation, Split::Test].map(|s| feats.items.iter().filter(|i| i.split == s).count());
+    let summaries: Vec<DatasetSummary> = sets
+        .iter()
+        .zip(&per)
+        .map(|(d, f)| DatasetSummary {
+            root: d.root.clone(),
+            class_counts: d.counts(),
+            split_counts: [Split::Train, Split::Validation, Split::Test]
+                .map(|s| f.items.iter().filter(|i| i.split == s).count()),
+            skipped: f.failures.len(),
+        })
+        .collect();
+    let roots: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    let tuned_words = match (&cfg.fine_tune, &tuned) {
+        (Some(ft), Some(_)) => format!(" with faceres' last {} blocks fine-tuned", ft.blocks),
+        (Some(_), None) => "; fine-tuning tried, but no epoch beat the head alone on validation loss".into(),
+        (None, _) => String::new(),
+    };
     let meta = ModelMeta {
         format_version: crate::model_file::FORMAT_VERSION,
         classes: ds.classes.clone(),
         preprocess: spec,
         backbone_sha256: cfg.backbone.weight_file().sha256.to_string(),
         origin: format!(
-            "trained on {} ({} head{})",
-            dir.display(),
+            "trained on {} ({} head{}, {}{})",
+            roots.join(" + "),
             if cfg.options.warm_start { "MLP warm-started from faceres' gender" } else { "linear softmax" },
-            if cfg.face_crop { ", face crops" } else { ", whole images" }
+            tuned_words,
+            spec.describe(),
+            match (sets.len() > 1, cfg.options.balance_classes) {
+                (true, true) => ", balanced per dataset and class",
+                (true, false) => ", not balanced",
+                _ => "",
+            }
         ),
         training: Some(cfg.options.clone()),
         split: Some(cfg.split),
-        dataset: Some(DatasetSummary {
-            root: dir.to_path_buf(),
-            class_counts: ds.counts(),
-            split_counts: counts,
-            skipped: feats.failures.len(),
-        }),
+        dataset: summaries.first().cloned(),
+        datasets: summaries,
         test_metrics: (!test.is_empty()).then(|| metrics_of(&ds.classes, &test)),
         validation_metrics: (!valid.is_empty()).then(|| metrics_of(&ds.classes, &valid)),
         history,
         created: now_rfc3339(),
+        calibration: Some(calibration),
+        fine_tune: cfg.fine_tune.clone().filter(|_| tuned.is_some()),
     };
-    Ok(TrainReport { model: Model { meta, head }, scored, failures: feats.failures })
+    let failures = per.into_iter().flat_map(|f| f.failures).collect();
+    Ok(TrainReport { model: Model { meta, head, tuned }, scored, failures })
 }
 
 /// The zero-shot model: faceres' own gender head (from the context's models folder), no training.
@@ -171,12 +267,16 @@ pub fn zero_shot_model(ctx: &Context, face_crop: bool) -> Result<Model> {
             training: None,
             split: None,
             dataset: None,
+            datasets: Vec::new(),
             test_metrics: None,
             validation_metrics: None,
             history: Vec::new(),
             created: now_rfc3339(),
+            calibration: None,
+            fine_tune: None,
         },
         head,
+        tuned: None,
     })
 }
 
