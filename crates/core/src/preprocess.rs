@@ -268,19 +268,7 @@ fn sample_rotated(img: &RgbImage, region: Region, angle: f32, out: usize) -> Vec
         let ys = corners.iter().flatten().map(|p| p[1]);
         let (lo_x, hi_x) = xs.fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(v), h.max(v)));
         let (lo_y, hi_y) = ys.fold((f32::MAX, f32::MIN), |(l, h), v| (l.min(v), h.max(v)));
-        let (w, h) = (img.width() as f32, img.height() as f32);
-        let cx1 = lo_x.max(0.0).floor().min(w - 1.0);
-        let cy1 = lo_y.max(0.0).floor().min(h - 1.0);
-        let cx2 = hi_x.min(w - 1.0).ceil().max(cx1);
-        let cy2 = hi_y.min(h - 1.0).ceil().max(cy1);
-        let (sw, sh) = ((cx2 - cx1) as u32 + 1, (cy2 - cy1) as u32 + 1);
-        let scale = (2.0 * out as f32 / span).min(1.0);
-        let tw = ((sw as f32 * scale).round() as u32).max(2);
-        let th = ((sh as f32 * scale).round() as u32).max(2);
-        let sub = image::imageops::crop_imm(img, cx1 as u32, cy1 as u32, sw, sh).to_image();
-        let small = image::imageops::resize(&sub, tw, th, image::imageops::FilterType::Triangle);
-        let fx = (tw - 1) as f32 / (sw.max(2) - 1) as f32;
-        let fy = (th - 1) as f32 / (sh.max(2) - 1) as f32;
+        let (small, [cx1, cy1], [fx, fy]) = shrink_under(img, [lo_x, lo_y, hi_x, hi_y], out, span);
         let mapped = Grid {
             origin: [(grid.origin[0] - cx1) * fx, (grid.origin[1] - cy1) * fy],
             col: [grid.col[0] * fx, grid.col[1] * fy],
@@ -395,6 +383,16 @@ pub fn crop_and_resize(img: &RgbImage, region: Region, out: usize) -> Vec<[f32; 
 /// Shrinks the part of the image under a large region with a triangle filter, then samples it.
 fn crop_and_resize_shrunk(img: &RgbImage, region: Region, out: usize, span: f32) -> Vec<[f32; 3]> {
     let [x1, y1, x2, y2] = region;
+    let (small, [cx1, cy1], [fx, fy]) = shrink_under(img, region, out, span);
+    let mapped = [(x1 - cx1) * fx, (y1 - cy1) * fy, (x2 - cx1) * fx, (y2 - cy1) * fy];
+    crop_and_resize(&small, mapped, out)
+}
+
+/// The part of the image under the bounds `[x1, y1, x2, y2]` (clipped to the image), shrunk with a
+/// triangle filter so that a region spanning `span` pixels becomes about `2 * out` across; with
+/// the corner it was cut at and the scale from image pixels to the shrunk copy's, per axis.
+fn shrink_under(img: &RgbImage, bounds: [f32; 4], out: usize, span: f32) -> (RgbImage, [f32; 2], [f32; 2]) {
+    let [x1, y1, x2, y2] = bounds;
     let (w, h) = (img.width() as f32, img.height() as f32);
     let cx1 = x1.max(0.0).floor().min(w - 1.0);
     let cy1 = y1.max(0.0).floor().min(h - 1.0);
@@ -408,8 +406,7 @@ fn crop_and_resize_shrunk(img: &RgbImage, region: Region, out: usize, span: f32)
     let small = image::imageops::resize(&sub, tw, th, image::imageops::FilterType::Triangle);
     let fx = (tw - 1) as f32 / (sw.max(2) - 1) as f32;
     let fy = (th - 1) as f32 / (sh.max(2) - 1) as f32;
-    let mapped = [(x1 - cx1) * fx, (y1 - cy1) * fy, (x2 - cx1) * fx, (y2 - cy1) * fy];
-    crop_and_resize(&small, mapped, out)
+    (small, [cx1, cy1], [fx, fy])
 }
 
 #[cfg(test)]

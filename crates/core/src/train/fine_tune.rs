@@ -19,7 +19,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rayon::prelude::*;
 
 use super::rng::Rng;
-use super::{CellWeights, LabelledSet, weighted_nll};
+use super::{CellWeights, LabelledSet, weighted_nll, weighted_nll_sum};
 use crate::context::Context;
 use crate::dataset::split::Split;
 use crate::error::{Result, invalid};
@@ -150,9 +150,9 @@ pub fn fine_tune(
         let (mut loss, mut total_w, mut correct) = (0f64, 0f64, 0usize);
         for rows in idx.chunks(64) {
             let (logits, y, w) = forward(rows)?;
-            let n = w.sum_all()?.to_scalar::<f32>()? as f64;
-            loss += weighted_nll(&logits, &y, &w)?.to_scalar::<f32>()? as f64 * n;
-            total_w += n;
+            let (sum, weight) = weighted_nll_sum(&logits, &y, &w)?;
+            loss += f64::from(sum.to_scalar::<f32>()?);
+            total_w += f64::from(weight.to_scalar::<f32>()?);
             let pred = logits.argmax(1)?.to_vec1::<u32>()?;
             correct += pred.iter().zip(y.to_vec1::<u32>()?).filter(|(p, y)| **p == *y).count();
         }

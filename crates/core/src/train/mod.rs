@@ -279,7 +279,7 @@ pub(crate) fn weighted_nll(logits: &Tensor, y: &Tensor, w: &Tensor) -> candle_co
 }
 
 /// The weighted NLL's numerator (a scalar tensor) and its total weight, one weight `w` per row.
-fn weighted_nll_sum(logits: &Tensor, y: &Tensor, w: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+pub(crate) fn weighted_nll_sum(logits: &Tensor, y: &Tensor, w: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
     let logp = candle_nn::ops::log_softmax(logits, 1)?;
     let picked = logp.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?;
     Ok(((picked * w)?.sum_all()?.neg()?, w.sum_all()?))
