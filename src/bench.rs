@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// `[N, D]` for the first `count` images into this folder, then stop (used by benches/onnx_peer.py).
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
+    /// Time the whole default `classify` on the photos of DIR beside the network alone, with a
+    /// profile of where each photo's time goes (decode, detection, crop, network, head, output).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["export", "images"])]
+    pub pipeline: Option<PathBuf>,
 }
 
 /// One extraction measurement.
@@ -216,6 +220,9 @@ fn measure_extraction(
 
 /// Runs the benchmark and prints a table (or JSON, or an export); Ctrl-C (`cancel`) stops it.
 pub fn run(a: &BenchArgs, ctx: &Context, cancel: &AtomicBool) -> Result<()> {
+    if let Some(dir) = &a.pipeline {
+        return crate::bench_pipeline::run(dir, a, ctx, cancel);
+    }
     let device = &ctx.device;
     let (dir, files) = bench_images(a)?;
     if let Some(out) = &a.export {

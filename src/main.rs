@@ -1,6 +1,7 @@
 //! `gender-classifier`: the desktop app (no arguments or `app`) and the CLI (`train`, `eval`, `classify`, ...).
 
 mod bench;
+mod bench_pipeline;
 mod builtin;
 mod cli;
 mod export;

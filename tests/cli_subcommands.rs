@@ -1,6 +1,6 @@
 //! Every subcommand run as a user runs it, on the bundled sample photos (`assets/samples/`, see its
 //! `PROVENANCE.md`), with its output read back by a real parser and checked: `classify` (text,
-//! JSON, CSV), `eval` (text, JSON), `faces`, `bench --json`, `train` then `classify --model`, the
+//! JSON, CSV), `eval` (text, JSON), `faces`, `bench --json`, `bench --pipeline`, `train` then `classify --model`, the
 //! app's options and its refusals before any window, and the exit codes of bad flags.
 
 mod common;
@@ -327,6 +327,37 @@ fn bench_json_reports_positive_rates_for_what_was_asked() {
         assert!(r["gflops"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["median_images_per_s_with_decode"].is_null(), "--json times the forward pass only: {r}");
     }
+}
+
+#[test]
+fn bench_pipeline_profiles_every_stage_and_times_classify_beside_the_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = samples();
+    let args = ["bench", "--json", "--pipeline", images.to_str().unwrap(), "--repeats", "2"];
+    let out = ok(&run(&args, &tmp.path().join("cache")));
+    let doc: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    assert_eq!(doc["photos"], SAMPLES.len(), "{doc}");
+    let p = &doc["profile"];
+    for stage in ["decode_ms", "detect_ms", "crop_ms", "network_ms", "head_ms"] {
+        assert!(p[stage].as_f64().unwrap() > 0.0, "{stage}: {p}");
+    }
+    // Every photo runs BlazeFace at least once; the group photo has more than one face.
+    assert!(p["detector_passes_per_photo"].as_f64().unwrap() >= 1.0, "{p}");
+    assert!(p["inputs_per_photo"].as_f64().unwrap() >= 1.0, "{p}");
+    let rounds = doc["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{doc}");
+    for r in rounds {
+        let (net, all) = (r["network"].as_f64().unwrap(), r["classify"].as_f64().unwrap());
+        assert!(net > 0.0 && all > 0.0 && r["classify_no_face_crop"].as_f64().unwrap() > 0.0, "{r}");
+        assert!((r["ratio"].as_f64().unwrap() - all / net).abs() < 1e-9, "{r}");
+    }
+    let ratios: Vec<f64> = rounds.iter().map(|r| r["ratio"].as_f64().unwrap()).collect();
+    assert!(ratios.contains(&doc["median_ratio"].as_f64().unwrap()), "{doc}");
+    // An empty folder is a clear error, not a division by zero.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = run(&["bench", "--pipeline", empty.to_str().unwrap()], &tmp.path().join("cache"));
+    assert!(fails_cleanly(&o, 1).contains("no photos"), "{}", stderr(&o));
 }
 
 #[test]

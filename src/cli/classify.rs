@@ -2,14 +2,16 @@
 //! document; the photos come from the command line and from `--files-from LIST` (or stdin).
 
 use std::io::Read as _;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context as _, Result, bail};
 use indicatif::ProgressBar;
 
 use gc_core::calibration::{is_uncertain, threshold_for};
 use gc_core::classify::{FacePrediction, ImagePrediction};
+use gc_core::classify_stream::{StreamOptions, classify_stream};
 use gc_core::context::Context;
 use gc_core::dataset::collect_images;
 
@@ -27,38 +29,45 @@ pub fn run(ctx: &Context, a: &ClassifyArgs, cancel: &AtomicBool) -> Result<()> {
     let classes = classifier.classes().to_vec();
     let below = threshold_for(classifier.model.meta.calibration.as_ref(), a.uncertain_below)?;
     let mut out = Printer::new(a, &classes, below)?;
-    let pb = if items.len() > 1 { progress::bar("classify", items.len() as u64) } else { ProgressBar::hidden() };
+    let total = items.len();
+    let pb = if total > 1 { progress::bar("classify", total as u64) } else { ProgressBar::hidden() };
     let (mut done, mut failed) = (0usize, 0usize);
-    let mut stopped = false;
-    for (path, unreadable) in &items {
-        if cancel.load(Ordering::Relaxed) {
-            stopped = true;
-            break;
-        }
-        let result = match unreadable {
-            Some(why) => Err(why.clone()),
-            None => classifier.classify_file(path).map_err(|e| gc_core::error::describe(&e)),
-        };
-        match result {
+    let mut write_error = None;
+    let stream = items.into_iter().map(|(path, unreadable)| match unreadable {
+        Some(why) => Err((path, why)),
+        None => Ok(path),
+    });
+    let end = classify_stream(&classifier, stream, &StreamOptions::default(), cancel, |path, outcome| {
+        let written = match outcome {
             Ok(p) => {
                 done += 1;
-                pb.suspend(|| out.photo(&p))?;
+                pb.suspend(|| out.photo(&p))
             }
             Err(why) => {
                 failed += 1;
                 pb.suspend(|| {
                     eprintln!("skipped {}: {why}", path.display());
-                    out.skipped(path, &why)
-                })?;
+                    out.skipped(&path, &why)
+                })
             }
-        }
+        };
         pb.inc(1);
         interrupt_point!("cli::classified", cancel);
+        match written {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    })?;
+    if let Some(e) = write_error {
+        return Err(e);
     }
     pb.finish_and_clear();
     out.finish()?;
-    if stopped {
-        return Err(interrupted(format!("interrupted after {} of {} photos", done + failed, items.len())));
+    if end.cancelled {
+        return Err(interrupted(format!("interrupted after {} of {total} photos", done + failed)));
     }
     if done == 0 {
         bail!("none of the {failed} files could be classified (see the reasons above)");

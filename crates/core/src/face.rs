@@ -141,6 +141,11 @@ impl FaceFinder {
         self
     }
 
+    /// How many 256x256 inputs BlazeFace has run on so far (for profiles).
+    pub fn detector_passes(&self) -> u64 {
+        self.detector.passes()
+    }
+
     /// Faces found in `img`, most confident first, parts of a face dropped (no crop policy).
     pub fn detections(&self, img: &RgbImage) -> Result<Vec<Detection>> {
         let mut dets = self.detector.detect(img, &self.options)?;

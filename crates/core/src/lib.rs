@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod calibration;
 pub mod classify;
+pub mod classify_stream;
 pub mod context;
 pub mod dataset;
 pub mod durable;
@@ -25,6 +26,7 @@ pub mod path_text;
 pub mod pipeline;
 pub mod preprocess;
 pub mod recipe;
+pub mod resample;
 pub mod similarity;
 pub mod task;
 pub mod train;

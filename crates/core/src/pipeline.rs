@@ -129,6 +129,11 @@ impl Pipeline {
         self.forward_passes.load(Ordering::Relaxed)
     }
 
+    /// How many 256x256 inputs the face detector has run on so far (0 without face crops).
+    pub fn detector_passes(&self) -> u64 {
+        self.faces.as_ref().map_or(0, FaceFinder::detector_passes)
+    }
+
     /// Decodes a file and returns its upright RGB pixels (see [`crate::imaging::load_rgb`]).
     pub fn load_image(&self, path: &Path) -> Result<RgbImage> {
         Ok(crate::imaging::load_rgb(path)?)

@@ -11,8 +11,9 @@ use gc_engine::inception_v3;
 /// Bumped whenever the pixels fed to a backbone, or the face facts cached with them, change; part of
 /// every cache key. 2: face score threshold 0.7, and detections nested inside a more confident face
 /// (eyes or a mouth of a close-up) are no longer counted as faces. 3: crops aligned on the eyes,
-/// photos that are already face crops kept whole, flip test-time augmentation.
-pub const PREPROCESS_VERSION: u32 = 3;
+/// photos that are already face crops kept whole, flip test-time augmentation. 4: photos over 512 px
+/// whose first detector pass finds a large face get only the coarse tiles (`LARGE_FACE_SHARE`).
+pub const PREPROCESS_VERSION: u32 = 4;
 
 /// Crop mode of new models when faces are cropped: chosen on the validation splits of web-faces and
 /// utk-dev (docs/ACCURACY.md, "Crops and test-time flips").
@@ -402,8 +403,7 @@ fn shrink_under(img: &RgbImage, bounds: [f32; 4], out: usize, span: f32) -> (Rgb
     let scale = (2.0 * out as f32 / span).min(1.0);
     let tw = ((sw as f32 * scale).round() as u32).max(2);
     let th = ((sh as f32 * scale).round() as u32).max(2);
-    let sub = image::imageops::crop_imm(img, cx1 as u32, cy1 as u32, sw, sh).to_image();
-    let small = image::imageops::resize(&sub, tw, th, image::imageops::FilterType::Triangle);
+    let small = crate::resample::resize_rect(img, [cx1 as u32, cy1 as u32, sw, sh], tw, th);
     let fx = (tw - 1) as f32 / (sw.max(2) - 1) as f32;
     let fy = (th - 1) as f32 / (sh.max(2) - 1) as f32;
     (small, [cx1, cy1], [fx, fy])

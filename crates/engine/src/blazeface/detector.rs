@@ -2,6 +2,7 @@
 //! photos pass 2, a pyramid of overlapping square tiles, merged with non-maximum suppression.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -27,11 +28,31 @@ pub struct DetectOptions {
     pub max_faces: usize,
     /// Run pass 2 (tiles) on large images to find small faces (default true).
     pub tiled: bool,
+    /// When pass 1 found a face spanning at least this share of the image's longer side, pass 2
+    /// runs only its coarse levels (default [`LARGE_FACE_SHARE`]; 0 runs every level, as before).
+    pub large_face_share: f32,
 }
+
+/// Most large faces of pass 1 looked at again through a window of their own.
+const MAX_REFINED: usize = 4;
+
+/// Side of that window as a multiple of the face box's longer side.
+const REFINE_WINDOW: f32 = 2.5;
+
+/// Default [`DetectOptions::large_face_share`]: a face found by pass 1 that spans an eighth of the
+/// longer side or more (32 px or more of the 256 input) makes the photo a portrait, a close shot or
+/// a group seen from near; pass 2 then looks only for faces of about that size (its coarse
+/// levels), not for faces far smaller than it (the fine levels hold most of the tiles).
+pub const LARGE_FACE_SHARE: f32 = 1.0 / 8.0;
+
+/// With a large face from pass 1, pass 2 keeps the levels whose tile side is at least this many
+/// times that face's side: their tiles see faces of its size whole, and faces down to about a
+/// third of it at 30 px or more of the 256 input.
+const COARSE_LEVEL_FACE_SIDES: f32 = 1.5;
 
 impl Default for DetectOptions {
     fn default() -> Self {
-        Self { min_score: 0.5, iou_threshold: 0.3, max_faces: 20, tiled: true }
+        Self { min_score: 0.5, iou_threshold: 0.3, max_faces: 20, tiled: true, large_face_share: LARGE_FACE_SHARE }
     }
 }
 
@@ -51,12 +72,20 @@ struct Tile {
 pub struct FaceDetector {
     net: BlazeFace,
     device: Device,
+    /// Network runs (256x256 inputs) so far, for profiles: pass 1 plus any tiles.
+    passes: AtomicU64,
 }
 
 impl FaceDetector {
     /// Wraps a loaded network; `device` is where inputs are placed (the network's device).
     pub fn new(net: BlazeFace, device: Device) -> Self {
-        Self { net, device }
+        Self { net, device, passes: AtomicU64::new(0) }
+    }
+
+    /// How many 256x256 inputs the network has run on since this detector was made (pass 1 and
+    /// tiles alike; nearly uniform inputs are skipped and not counted).
+    pub fn passes(&self) -> u64 {
+        self.passes.load(Ordering::Relaxed)
     }
 
     /// Loads and checks the weights file.
@@ -83,6 +112,11 @@ impl FaceDetector {
     /// reaching past the image are padded black). Detections cut by an edge shared with a neighbouring
     /// tile are dropped, and everything is merged with NMS (`iou_threshold`, `max_faces`). Inputs that
     /// are nearly uniform (black images, sky, padding) are skipped without running the network.
+    ///
+    /// When pass 1 found a face spanning `opts.large_face_share` of the longer side, pass 2 keeps
+    /// only the levels whose tiles are at least 1.5 times that face (a portrait: about 4 tiles
+    /// instead of 16); when no level is that coarse, each large face is looked at again through an
+    /// unsquashed square window 2.5 times its size instead.
     pub fn detect(&self, img: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>> {
         self.detect_with_tile_budget(img, opts, MAX_TILES)
     }
@@ -101,38 +135,41 @@ impl FaceDetector {
         }
         let s = INPUT_SIZE as u32;
         // Pass 1: the whole image stretched.
-        let mut inputs = vec![(
+        let pass1 = vec![(
             resize_rgb8(img, s, s),
             Tile { ox: 0, oy: 0, sx: w as f32 / s as f32, sy: h as f32 / s as f32, inner: [false; 4] },
         )];
-        if opts.tiled && w.max(h) > TILE_TRIGGER_SIDE {
-            // Finest level from the image, each coarser one from the previous level.
-            let mut prev: Option<(Vec<f32>, u32, u32)> = None;
-            for side in plan_levels(w, h, max_tiles) {
-                let (sw, sh) = scaled_dims(w, h, side);
-                let scaled = match &prev {
-                    Some((p, pw, ph)) if *pw >= sw && *ph >= sh => resize_f32(p, *pw, *ph, sw, sh),
-                    _ => resize_rgb8(img, sw, sh),
-                };
-                let n = INPUT_SIZE as i64;
-                for &oy in &tile_offsets(sh) {
-                    for &ox in &tile_offsets(sw) {
-                        let tile = Tile {
-                            ox,
-                            oy,
-                            sx: w as f32 / sw as f32,
-                            sy: h as f32 / sh as f32,
-                            inner: [ox > 0, oy > 0, ox + n < sw as i64, oy + n < sh as i64],
-                        };
-                        inputs.push((crop_planar(&scaled, sw as usize, sh as usize, ox, oy), tile));
-                    }
-                }
-                prev = Some((scaled, sw, sh));
+        let mut dets = self.run_tiles(pass1, opts)?;
+        let long = w.max(h);
+        if opts.tiled && long > TILE_TRIGGER_SIDE {
+            let mut levels = plan_levels(w, h, max_tiles);
+            let largest = dets.iter().map(box_side).fold(0.0, f32::max);
+            let large = opts.large_face_share > 0.0 && largest >= opts.large_face_share * long as f32;
+            if large {
+                // Only the levels whose tiles see faces about half as large as that one or more.
+                levels.retain(|&side| side >= COARSE_LEVEL_FACE_SIDES * largest);
+            }
+            if !levels.is_empty() {
+                dets.extend(self.run_tiles(pyramid(img, &levels), opts)?);
+            } else if large {
+                // The face is too large for any level: look again at each large face through an
+                // unsquashed window around it (pass 1 saw the photo squashed to a square).
+                let is_large = |d: &&Detection| box_side(d) >= opts.large_face_share * long as f32;
+                let windows = dets.iter().filter(is_large).take(MAX_REFINED).map(|d| window_around(img, d)).collect();
+                let refined = self.run_tiles(windows, opts)?;
+                dets.retain(|d| refined.iter().all(|r| r.iou(d) <= opts.iou_threshold));
+                dets.extend(refined);
             }
         }
-        // A (nearly) uniform input holds no face: skip it (black images, sky, padding).
+        Ok(non_max_suppression(dets, opts.iou_threshold, opts.max_faces))
+    }
+
+    /// Runs the network on `inputs` (nearly uniform ones skipped: black images, sky, padding hold
+    /// no face) and returns their detections in image pixels, those cut by a shared tile edge dropped.
+    fn run_tiles(&self, mut inputs: Vec<(Vec<f32>, Tile)>, opts: &DetectOptions) -> Result<Vec<Detection>> {
         inputs.retain(|(x, _)| !is_flat(x));
         let raws = self.run_inputs(&inputs)?;
+        self.passes.fetch_add(inputs.len() as u64, Ordering::Relaxed);
         let lim = INPUT_SIZE as f32 - TILE_EDGE_MARGIN;
         let mut dets = Vec::new();
         for ((_, t), raw) in inputs.iter().zip(&raws) {
@@ -150,7 +187,7 @@ impl FaceDetector {
                     .map(|d| d.mapped(t.ox as f32, t.oy as f32, t.sx, t.sy)),
             );
         }
-        Ok(non_max_suppression(dets, opts.iou_threshold, opts.max_faces))
+        Ok(dets)
     }
 
     /// Raw `[896*17]` outputs for planar 256x256 inputs. On the CPU one image per run, several runs
@@ -176,6 +213,57 @@ impl FaceDetector {
         }
         Ok(raws)
     }
+}
+
+/// Pass 2's inputs: the tiles of `img` at each level of `levels` (tile sides in image pixels,
+/// finest first; the finest level from the image, each coarser one from the previous level).
+fn pyramid(img: &RgbImage, levels: &[f32]) -> Vec<(Vec<f32>, Tile)> {
+    let (w, h) = img.dimensions();
+    let n = INPUT_SIZE as i64;
+    let mut inputs = Vec::new();
+    let mut prev: Option<(Vec<f32>, u32, u32)> = None;
+    for &side in levels {
+        let (sw, sh) = scaled_dims(w, h, side);
+        let scaled = match &prev {
+            Some((p, pw, ph)) if *pw >= sw && *ph >= sh => resize_f32(p, *pw, *ph, sw, sh),
+            _ => resize_rgb8(img, sw, sh),
+        };
+        for &oy in &tile_offsets(sh) {
+            for &ox in &tile_offsets(sw) {
+                let tile = Tile {
+                    ox,
+                    oy,
+                    sx: w as f32 / sw as f32,
+                    sy: h as f32 / sh as f32,
+                    inner: [ox > 0, oy > 0, ox + n < sw as i64, oy + n < sh as i64],
+                };
+                inputs.push((crop_planar(&scaled, sw as usize, sh as usize, ox, oy), tile));
+            }
+        }
+        prev = Some((scaled, sw, sh));
+    }
+    inputs
+}
+
+/// A square network input around a pass-1 detection, [`REFINE_WINDOW`] times its box, unsquashed
+/// (areas past the image are black), with how to map its detections back.
+fn window_around(img: &RgbImage, d: &Detection) -> (Vec<f32>, Tile) {
+    let (w, h) = img.dimensions();
+    let [x1, y1, x2, y2] = d.bbox;
+    let side = (REFINE_WINDOW * (x2 - x1).max(y2 - y1)).max(INPUT_SIZE as f32);
+    let (sw, sh) = scaled_dims(w, h, side);
+    let (sx, sy) = (w as f32 / sw as f32, h as f32 / sh as f32);
+    let half = INPUT_SIZE as i64 / 2;
+    let ox = ((x1 + x2) / 2.0 / sx).round() as i64 - half;
+    let oy = ((y1 + y2) / 2.0 / sy).round() as i64 - half;
+    let scaled = resize_rgb8(img, sw, sh);
+    let tile = Tile { ox, oy, sx, sy, inner: [false; 4] };
+    (crop_planar(&scaled, sw as usize, sh as usize, ox, oy), tile)
+}
+
+/// The longer side of a detection's box, in image pixels.
+fn box_side(d: &Detection) -> f32 {
+    (d.bbox[2] - d.bbox[0]).max(d.bbox[3] - d.bbox[1])
 }
 
 /// Whether a planar input is (nearly) constant per channel: std below ~2 grey levels.
@@ -408,6 +496,12 @@ mod tests {
                 assert!(p[1] - p[0] <= TILE_STRIDE as i64 && p[1] > p[0], "{n}: {o:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_box_side_is_its_longer_side() {
+        let d = Detection { score: 0.9, bbox: [10.0, 20.0, 110.0, 80.0], keypoints: [[0.0; 2]; 6] };
+        assert_eq!(box_side(&d), 100.0);
     }
 
     #[test]

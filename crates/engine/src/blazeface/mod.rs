@@ -6,7 +6,9 @@
 //! flattened channels-last into `[896, 17]` rows `(logit, dx, dy, w, h, 6 x (kx, ky))`.
 //!
 //! [`FaceDetector::detect`] runs pass 1 (the whole image stretched to 256x256, as human does) and,
-//! on large images, pass 2: a pyramid of overlapping square tiles, all merged with NMS.
+//! on large images, pass 2: a pyramid of overlapping square tiles, all merged with NMS. When pass 1
+//! already found a face spanning [`LARGE_FACE_SHARE`] of the longer side, pass 2 runs only the
+//! coarse levels that see faces of about that size.
 //!
 //! **Face sizes found.** On a photo whose longer side exceeds [`TILE_TRIGGER_SIDE`], with the default
 //! [`DetectOptions`] (tiling on), a face at least 40 px wide and at least 1/50 of the longer side is
@@ -30,7 +32,7 @@ mod decode;
 mod detector;
 
 pub use decode::{Detection, anchors, box_iou, decode, non_max_suppression};
-pub use detector::{DetectOptions, FaceDetector};
+pub use detector::{DetectOptions, FaceDetector, LARGE_FACE_SHARE};
 
 use crate::Result;
 use crate::depthwise::{Depthwise3x3, pointwise};
