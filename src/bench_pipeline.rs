@@ -27,7 +27,7 @@ use crate::bench::BenchArgs;
 pub struct StageProfile {
     /// Reading the file.
     pub read_ms: f64,
-    /// Decoding, EXIF turn and conversion to RGB.
+    /// Decoding (large JPEGs at a reduced scale, as `classify` does), EXIF turn, conversion to RGB.
     pub decode_ms: f64,
     /// Face detection (BlazeFace pass 1, and tiles where they run).
     pub detect_ms: f64,
@@ -43,7 +43,7 @@ pub struct StageProfile {
     pub head_ms: f64,
     /// Serialising the result as JSON.
     pub output_ms: f64,
-    /// Median decoded size, width x height.
+    /// Median photo size (full resolution), width x height.
     pub median_size: (u32, u32),
 }
 
@@ -166,9 +166,10 @@ fn profile(c: &Classifier, files: &[PathBuf], cancel: &AtomicBool) -> Result<Sta
         let Ok(bytes) = std::fs::read(f) else { continue };
         s.read_ms += ms(t);
         let t = Instant::now();
-        let Ok(img) = gc_core::imaging::decode_rgb(&bytes, f) else { continue };
+        let Ok(photo) = p.decode_photo(&bytes, f) else { continue };
         s.decode_ms += ms(t);
-        sizes.push(img.dimensions());
+        sizes.push(photo.full_size);
+        let img = photo.image;
         let t = Instant::now();
         let regions = p.regions(&img)?;
         s.detect_ms += ms(t);

@@ -363,13 +363,14 @@ fn a_dropped_photo_is_classified_and_can_be_added_to_the_dataset() {
     let item = &h.state().classify.items[0];
     let ClassifyState::Done(pred) = &item.state else { panic!("classification failed: {:?}", item.state) };
     assert_eq!(pred.faces.len(), 1, "one face");
-    // What the shipped default says of this photo, wrong as it is (see assets/samples/PROVENANCE.md):
-    // pinned, so that a change of the model or of the pipeline shows here.
+    // What the shipped default says of this photo (see assets/samples/PROVENANCE.md): pinned, so
+    // that a change of the model or of the pipeline shows here. Since the detector looks at a large
+    // face through an unsquashed window (issue 21) it gets her right, at about 0.78; before, the
+    // squashed box of the tiles made it say male at about 0.84.
     let class = item.predicted().unwrap().to_string();
-    assert_eq!(class, "male");
+    assert_eq!(class, "female");
     let face = &pred.faces[0];
-    // The two-domain default is less sure of it (about 0.84) than the web-faces-only one was.
-    assert!(face.probs[face.class] > 0.8, "{:?}", face.probs);
+    assert!(face.probs[face.class] > 0.7, "{:?}", face.probs);
 
     // A adds it under its predicted class: a copy, never overwriting.
     h.key_press(Key::A);

@@ -140,3 +140,29 @@ fn cancel_and_break_stop_the_stream_early() {
     .unwrap();
     assert!(end.cancelled && seen == end.handed_back && seen < files.len(), "{seen} of {}", files.len());
 }
+
+#[test]
+fn a_large_jpeg_decoded_at_half_scale_gives_boxes_and_answers_of_the_full_photo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = classifier(&tmp);
+    // obama.jpg enlarged 4x: 3640x4548, decoded at 1/2 (2274 px >= MIN_DECODED_SIDE).
+    let small = gc_core::imaging::load_rgb(&common::sample("obama.jpg")).unwrap();
+    let (w, h) = (small.width() * 4, small.height() * 4);
+    let big = image::imageops::resize(&small, w, h, image::imageops::FilterType::Triangle);
+    let path = tmp.path().join("big.jpg");
+    std::fs::write(&path, common::jpeg_bytes(&big, 90)).unwrap();
+    let photo = c.pipeline.load_photo(&path).unwrap();
+    assert_eq!((photo.scale, photo.full_size), (2.0, (w, h)), "decoded at half scale");
+    let full = c.classify_image(&gc_core::imaging::load_rgb(&path).unwrap()).unwrap();
+    let streamed = run(&c, vec![Ok(path.clone())], StreamOptions::default());
+    let alone = c.classify_file(&path).unwrap();
+    for reduced in [streamed[0].1.as_ref().unwrap(), &alone] {
+        assert_eq!(reduced.image_size, (w, h));
+        assert_eq!(reduced.faces.len(), full.faces.len());
+        let (a, b) = (&reduced.faces[0], &full.faces[0]);
+        let (da, db) = (a.region.detection.as_ref().unwrap(), b.region.detection.as_ref().unwrap());
+        assert!(common::iou(da.bbox, db.bbox) > 0.9, "{:?} vs {:?}", da.bbox, db.bbox);
+        assert_eq!(a.class, b.class);
+        assert!((a.probs[0] - b.probs[0]).abs() < 0.05, "{:?} vs {:?}", a.probs, b.probs);
+    }
+}

@@ -36,6 +36,8 @@ pub struct Grid {
     viewport_h: f32,
     row_h: f32,
     scroll_request: Option<f32>,
+    /// A thumbnail has been drawn since the last reset (logged once, to time opening a folder).
+    drawn_first: bool,
 }
 
 impl Grid {
@@ -91,6 +93,12 @@ impl Grid {
             v.push(c);
         }
         v
+    }
+
+    /// How many photos [`Grid::selected_ids`] would give, without a pass over the view: after
+    /// [`Grid::refresh`] the selection only holds photos in view.
+    pub fn selected_count(&self) -> usize {
+        if self.selection.is_empty() { usize::from(self.cursor.is_some()) } else { self.selection.len() }
     }
 
     /// Moves the cursor by `delta` positions (e.g. ±1, ±columns); `extend` adds to the selection.
@@ -234,6 +242,10 @@ impl Grid {
                     match thumbs.get(&entry.path) {
                         Thumb::Ready(t) => {
                             widgets::paint_texture_fit(ui, img_rect.shrink(2.0), t);
+                            if !self.drawn_first {
+                                self.drawn_first = true;
+                                tracing::debug!(photos = self.view.len(), "first thumbnail drawn");
+                            }
                         }
                         Thumb::Loading => {
                             painter.text(
@@ -380,6 +392,33 @@ mod tests {
         assert_eq!(g.selected_ids(&p), vec![3, 4, 5]);
         g.click(&p, 4, egui::Modifiers::COMMAND);
         assert_eq!(g.selected_ids(&p), vec![3, 5]);
+    }
+
+    #[test]
+    fn the_selected_count_is_the_number_of_selected_ids_after_every_change() {
+        let mut p = photos(20);
+        let mut g = Grid::default();
+        let all = Filters::default();
+        let check = |g: &Grid, p: &Photos, want: usize| {
+            assert_eq!(g.selected_ids(p).len(), want);
+            assert_eq!(g.selected_count(), want);
+        };
+        g.refresh(&p, &all, SortOrder::Name);
+        check(&g, &p, 0);
+        g.move_cursor(&p, 1, false);
+        check(&g, &p, 1);
+        g.select_all(&p);
+        check(&g, &p, 20);
+        // Five selected photos move to another class and leave the filtered view.
+        let f = Filters { class: Some("female".into()), ..Default::default() };
+        g.refresh(&p, &f, SortOrder::Name);
+        for id in 0..5 {
+            p.moved(id, &PathBuf::from(format!("/d/male/{id:03}.jpg")));
+        }
+        g.refresh(&p, &f, SortOrder::Name);
+        check(&g, &p, 15);
+        g.clear_selection();
+        check(&g, &p, 1);
     }
 
     #[test]

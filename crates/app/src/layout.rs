@@ -151,7 +151,7 @@ fn status_bar(app: &mut GenderApp, ui: &mut egui::Ui) {
                 ui.separator();
                 let (counts, _) = p.counts();
                 let total: usize = counts.iter().sum();
-                let sel = app.data.grid.selected_ids(p).len();
+                let sel = app.data.grid.selected_count();
                 ui.label(format!(
                     "{total} photos · {} shown · {sel} selected · {} predicted",
                     app.data.grid.view.len(),
@@ -350,7 +350,7 @@ fn toolbar(app: &mut GenderApp, ui: &mut egui::Ui) {
     let classes = p.classes.clone();
     let (counts, _) = p.counts();
     let total: usize = counts.iter().sum();
-    let n_sel = app.data.grid.selected_ids(p).len();
+    let n_sel = app.data.grid.selected_count();
     let enabled = n_sel > 0 && app.data.curation.as_ref().is_some_and(|c| !c.is_read_only());
     let relabel_text = if n_sel > 1 { format!("Relabel {n_sel} photos as") } else { "Relabel as".into() };
     ui.horizontal(|ui| {
@@ -453,7 +453,7 @@ fn right_panel(app: &mut GenderApp, ui: &mut egui::Ui) {
     match app.shell.side {
         SidePage::Photo => {
             let facts = app.shown_facts();
-            let n_sel = app.data.photos.as_ref().map_or(0, |p| app.data.grid.selected_ids(p).len());
+            let n_sel = app.data.photos.as_ref().map_or(0, |_| app.data.grid.selected_count());
             egui::ScrollArea::vertical().id_salt("viewer-scroll").auto_shrink([false, false]).show(ui, |ui| {
                 viewer::show(ui, &app.data.viewer, facts.as_ref(), n_sel);
             });

@@ -61,11 +61,14 @@ impl Classifier {
         &self.model.meta.classes
     }
 
-    /// Classifies a file.
+    /// Classifies a file; boxes and size are in the full photo's pixels, also where a large JPEG
+    /// was decoded at a reduced scale ([`Pipeline::load_photo`]).
     pub fn classify_file(&self, path: &Path) -> Result<ImagePrediction> {
-        let img = self.pipeline.load_image(path)?;
-        let mut p = self.classify_image(&img)?;
+        let photo = self.pipeline.load_photo(path)?;
+        let mut p = self.classify_image(&photo.image)?;
         p.path = path.to_path_buf();
+        p.image_size = photo.full_size;
+        p.faces = p.faces.into_iter().map(|f| FacePrediction { region: f.region.scaled(photo.scale), ..f }).collect();
         Ok(p)
     }
 

@@ -168,16 +168,18 @@ fn worker<I: Iterator<Item = StreamItem>>(
 /// the path back with the reason.
 fn prepare(classifier: &Classifier, index: usize, path: PathBuf) -> std::result::Result<Prepared, (PathBuf, String)> {
     let p = &classifier.pipeline;
-    let img = match p.load_image(&path) {
-        Ok(img) => img,
+    let photo = match p.load_photo(&path) {
+        Ok(photo) => photo,
         Err(e) => return Err((path, crate::error::describe(&e))),
     };
-    let regions = match p.regions(&img) {
+    let regions = match p.regions(&photo.image) {
         Ok(r) => r,
         Err(e) => return Err((path, crate::error::describe(&e))),
     };
-    let inputs = regions.iter().map(|r| p.input(&img, r)).collect();
-    Ok(Prepared { index, path, size: img.dimensions(), regions, inputs })
+    let inputs = regions.iter().map(|r| p.input(&photo.image, r)).collect();
+    // Boxes in the full photo's pixels, as `Classifier::classify_file` gives them.
+    let regions = regions.into_iter().map(|r| r.scaled(photo.scale)).collect();
+    Ok(Prepared { index, path, size: photo.full_size, regions, inputs })
 }
 
 /// This thread's side: batches ready inputs, runs the network, hands results back in order.

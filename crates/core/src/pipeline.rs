@@ -13,11 +13,18 @@ use image::RgbImage;
 use crate::context::Context;
 use crate::face::{FaceFinder, FaceRegion};
 use crate::features::cache::FeatureCache;
+use crate::imaging::{ImageLoadError, ReducedImage, decode_rgb_reduced};
 use crate::model_file::Model;
 use crate::preprocess::{PreprocessSpec, mirror_chw, prepare};
 use gc_engine::faceres::Faceres;
 use gc_engine::weights;
 use gc_engine::{Backbone, BackboneKind};
+
+/// The shortest longer side a photo is decoded at. The face detector promises faces of 40 px and
+/// 1/50 of the longer side from 2000 px up (`gc_engine::blazeface`), so decoding a larger photo
+/// down to 2000 px keeps every promised face at 40 px or more: a 12 MP photo is decoded at half
+/// its size, about half the decoding work (docs/PERFORMANCE.md).
+pub const MIN_DECODED_SIDE: u32 = 2000;
 
 /// A loaded preprocessing + backbone pipeline.
 pub struct Pipeline {
@@ -134,8 +141,18 @@ impl Pipeline {
         self.faces.as_ref().map_or(0, FaceFinder::detector_passes)
     }
 
-    /// Decodes a file and returns its upright RGB pixels (see [`crate::imaging::load_rgb`]).
-    pub fn load_image(&self, path: &Path) -> Result<RgbImage> {
-        Ok(crate::imaging::load_rgb(path)?)
+    /// Reads and decodes a file into upright RGB pixels, as training and prediction both see it: a
+    /// JPEG of 4000 px or more on its longer side is decoded at a reduced scale (inside the inverse
+    /// DCT) that keeps that side at [`MIN_DECODED_SIDE`] or more; everything else at full size.
+    /// Regions found in the image are in its pixels: multiply by `scale` for the full photo's.
+    pub fn load_photo(&self, path: &Path) -> Result<ReducedImage> {
+        let bytes =
+            std::fs::read(path).map_err(|source| ImageLoadError::Read { path: path.display().to_string(), source })?;
+        self.decode_photo(&bytes, path)
+    }
+
+    /// [`load_photo`](Self::load_photo) of bytes already read from `path` (named in messages).
+    pub fn decode_photo(&self, bytes: &[u8], path: &Path) -> Result<ReducedImage> {
+        Ok(decode_rgb_reduced(bytes, path, MIN_DECODED_SIDE)?)
     }
 }

@@ -213,18 +213,14 @@ pub fn audit_items(
     // Near duplicates: groups by cosine similarity that hold at least two different files.
     let pairs = &data.near_duplicates;
     let groups = similarity::near_groups(items.len(), pairs);
-    for g in &groups {
+    let min_sims = min_cosine_per_group(items.len(), &groups, pairs);
+    for (g, &min_sim) in groups.iter().zip(&min_sims) {
         let mut distinct: Vec<&str> = g.iter().map(|&i| sha[i]).collect();
         distinct.sort();
         distinct.dedup();
         if distinct.len() < 2 {
             continue;
         }
-        let min_sim = pairs
-            .iter()
-            .filter(|(i, j, _)| g.binary_search(i).is_ok() && g.binary_search(j).is_ok())
-            .map(|p| p.2)
-            .fold(1.0f32, f32::min);
         let members: Vec<Member> = g.iter().map(|&i| member(&items[i], classes)).collect();
         let mut cls: Vec<&str> = members.iter().map(|m| m.class.as_str()).collect();
         cls.sort();
@@ -326,6 +322,25 @@ pub fn audit_items(
     })
 }
 
+/// The lowest cosine of the pairs within each group (1 for a group without pairs), in one pass over
+/// the pairs: every pair links two members of one group.
+fn min_cosine_per_group(n: usize, groups: &[Vec<usize>], pairs: &[(usize, usize, f32)]) -> Vec<f32> {
+    let mut group_of = vec![usize::MAX; n];
+    for (k, g) in groups.iter().enumerate() {
+        for &i in g {
+            group_of[i] = k;
+        }
+    }
+    let mut min = vec![1.0f32; groups.len()];
+    for &(i, j, s) in pairs {
+        let k = group_of[i];
+        if k != usize::MAX && k == group_of[j] {
+            min[k] = min[k].min(s);
+        }
+    }
+    min
+}
+
 /// Audits a dataset folder: extracts (or reads cached) features with `spec`, then [`audit_items`].
 pub fn audit_dataset(
     dir: &Path,
@@ -365,4 +380,75 @@ pub fn format_text(r: &AuditReport) -> String {
         let _ = writeln!(s, "\n[unreadable] {}: {why}", p.display());
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::split::Split;
+    use crate::features::cache::CachedFeatures;
+    use crate::train::rng::Rng;
+
+    #[test]
+    fn the_lowest_cosine_of_each_group_counts_only_its_own_pairs() {
+        let groups = vec![vec![0, 1, 2], vec![4, 5], vec![6, 7]];
+        let pairs = vec![(0, 1, 0.99), (0, 2, 0.98), (1, 2, 0.95), (4, 5, 0.97)];
+        assert_eq!(min_cosine_per_group(8, &groups, &pairs), vec![0.95, 0.97, 1.0]);
+    }
+
+    #[test]
+    fn copies_linked_to_their_first_give_the_report_of_every_pair() {
+        // Two classes of 8-d vectors; file 3 has 12 byte copies, file 10 a near copy in the other
+        // class, file 20 three copies across both classes.
+        let mut rng = Rng::new(4);
+        let mut items: Vec<ItemFeatures> = (0..60)
+            .map(|i| {
+                let label = i % 2;
+                let centre = if label == 0 { 1.0 } else { -1.0 };
+                let features = (0..8).map(|_| centre + 0.8 * rng.normal()).collect();
+                ItemFeatures {
+                    path: PathBuf::from(format!("{i:03}.jpg")),
+                    label,
+                    sha256: gc_engine::weights::sha256_hex(&(i as u32).to_le_bytes()),
+                    split: Split::Train,
+                    value: CachedFeatures { features, n_faces: 1, crop: None, face_score: 0.9, image_size: (90, 90) },
+                }
+            })
+            .collect();
+        items[11].value.features = items[10].value.features.iter().map(|x| x * 1.01 + 0.001).collect();
+        let copy = |it: &ItemFeatures, k: usize, label: usize| ItemFeatures {
+            path: PathBuf::from(format!("copy-{k:03}.jpg")),
+            label,
+            ..it.clone()
+        };
+        for k in 0..12 {
+            items.push(copy(&items[3], k, items[3].label));
+        }
+        for k in 12..15 {
+            items.push(copy(&items[20], k, k % 2));
+        }
+        let classes = vec!["female".to_string(), "male".to_string()];
+        let feats: Vec<&[f32]> = items.iter().map(|i| i.value.features.as_slice()).collect();
+        let sha: Vec<&str> = items.iter().map(|i| i.sha256.as_str()).collect();
+        let t = similarity::NEAR_DUPLICATE_COSINE;
+        let every = similarity::similar_pairs(&feats, t).unwrap();
+        let star = similarity::near_duplicate_pairs(&feats, &sha, t).unwrap();
+        assert!(star.len() < every.len(), "{} and {}", star.len(), every.len());
+        let report = |near_duplicates| {
+            let data = DatasetFeatures { items: items.clone(), failures: Vec::new(), near_duplicates };
+            audit_items(&data, &classes, true, &AuditOptions::default(), &AtomicBool::new(false)).unwrap()
+        };
+        let (a, b) = (report(every), report(star));
+        let key = |r: &AuditReport| -> Vec<(FindingKind, Vec<PathBuf>, String)> {
+            r.findings
+                .iter()
+                .map(|f| (f.kind, f.members.iter().map(|m| m.path.clone()).collect(), f.reason.clone()))
+                .collect()
+        };
+        assert_eq!(key(&a), key(&b));
+        assert_eq!(a.suspects, b.suspects);
+        assert!(a.count(FindingKind::ConflictingDuplicate) == 1 && a.count(FindingKind::ExactDuplicate) == 1);
+        let pair = vec![PathBuf::from("010.jpg"), PathBuf::from("011.jpg")];
+        assert!(key(&a).iter().any(|k| k.0 == FindingKind::NearDuplicate && k.1 == pair), "{:?}", key(&a));
+    }
 }

@@ -70,6 +70,7 @@ impl Dataset {
                 root.display()
             );
         }
+        let started = std::time::Instant::now();
         let real_root = root.canonicalize().io(|| format!("cannot resolve {}", root.display()))?;
         let mut candidates = Vec::new();
         let mut ignored = Vec::new();
@@ -95,10 +96,19 @@ impl Dataset {
         let mut items = Vec::new();
         for class in candidates {
             let dir = root.join(&class);
+            // The entry's own type answers without a stat for all but links (which are followed):
+            // 100,000 photos list in a fraction of the time.
             let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .io(|| format!("cannot list class folder {}", dir.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && has_image_extension(p))
+                .filter_map(|e| {
+                    let e = e.ok()?;
+                    let path = e.path();
+                    let file = match e.file_type() {
+                        Ok(t) if !t.is_symlink() => t.is_file(),
+                        _ => path.is_file(),
+                    };
+                    (file && has_image_extension(&path)).then_some(path)
+                })
                 .collect();
             if files.is_empty() {
                 ignored.push(Ignored::new(&dir, "it holds no photos, so it is not a class"));
@@ -112,6 +122,12 @@ impl Dataset {
         for i in &ignored {
             tracing::warn!("{} is not a class: {}", i.path.display(), i.why);
         }
+        tracing::debug!(
+            classes = classes.len(),
+            photos = items.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "dataset scanned"
+        );
         Ok(Self { root: root.to_path_buf(), classes, items, ignored })
     }
 
@@ -224,6 +240,29 @@ mod tests {
             assert_eq!(ds.counts(), vec![1, 2, 1]);
             assert!(ignored.contains(&"loop".into()), "{ignored:?}");
         }
+    }
+
+    #[test]
+    fn only_files_and_links_to_files_are_photos() {
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["male", "female", "male/folder.jpg"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("male/a.jpg"), b"x").unwrap();
+        std::fs::write(dir.path().join("female/b.jpg"), b"x").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("missing.jpg", dir.path().join("male/gone.jpg")).unwrap();
+            std::os::unix::fs::symlink("folder.jpg", dir.path().join("male/to-folder.jpg")).unwrap();
+            std::os::unix::fs::symlink("../female/b.jpg", dir.path().join("male/b-link.jpg")).unwrap();
+        }
+        let ds = Dataset::scan(dir.path()).unwrap();
+        let names: Vec<_> =
+            ds.items.iter().map(|i| i.path.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        #[cfg(unix)]
+        assert_eq!(names, ["b.jpg", "a.jpg", "b-link.jpg"]);
+        #[cfg(not(unix))]
+        assert_eq!(names, ["b.jpg", "a.jpg"]);
     }
 
     #[test]

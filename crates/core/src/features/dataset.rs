@@ -34,7 +34,8 @@ pub struct DatasetFeatures {
     pub items: Vec<ItemFeatures>,
     /// Files skipped, with the reason.
     pub failures: Vec<(PathBuf, String)>,
-    /// Near-duplicate pairs `(i, j, cosine)` among `items`, at the audit's threshold.
+    /// Near-duplicate pairs `(i, j, cosine)` among `items`, at the audit's threshold; byte-identical
+    /// copies are linked to the first of them only ([`crate::similarity::near_duplicate_pairs`]).
     pub near_duplicates: Vec<(usize, usize, f32)>,
 }
 
@@ -100,10 +101,10 @@ fn keep_near_duplicates_together(
     threshold: f32,
 ) -> Result<Vec<(usize, usize, f32)>> {
     let feats: Vec<&[f32]> = items.iter().map(|i| i.value.features.as_slice()).collect();
-    let pairs = crate::similarity::similar_pairs(&feats, threshold)?;
-    let groups = crate::similarity::near_groups(items.len(), &pairs);
     let sha: Vec<String> = items.iter().map(|i| i.sha256.clone()).collect();
     let sha_refs: Vec<&str> = sha.iter().map(String::as_str).collect();
+    let pairs = crate::similarity::near_duplicate_pairs(&feats, &sha_refs, threshold)?;
+    let groups = crate::similarity::near_groups(items.len(), &pairs);
     let reps = crate::similarity::representatives(&sha_refs, &groups);
     let mut moved = 0;
     for (item, rep) in items.iter_mut().zip(reps) {

@@ -168,12 +168,15 @@ fn prepare_one(pipeline: &Pipeline, cache: &FeatureCache, path: &std::path::Path
     if let Some(value) = cache.get(&pipeline.spec, &sha256) {
         return Prepared::Ready(Ok(Extracted { sha256, value }));
     }
-    let img = match crate::imaging::decode_rgb(&bytes, path) {
-        Ok(i) => i,
+    // The same decoding as prediction (large JPEGs at a reduced scale); the crop and size are
+    // cached in the full photo's pixels.
+    let photo = match crate::imaging::decode_rgb_reduced(&bytes, path, crate::pipeline::MIN_DECODED_SIDE) {
+        Ok(p) => p,
         Err(e) => return Prepared::Ready(Err(e.into())),
     };
+    let img = &photo.image;
     drop(bytes);
-    let regions = match pipeline.regions(&img) {
+    let regions = match pipeline.regions(img) {
         Ok(r) => r,
         Err(e) => {
             return Prepared::Ready(Err(FileError::Detection { path: path.to_path_buf(), reason: format!("{e:#}") }));
@@ -184,9 +187,9 @@ fn prepare_one(pipeline: &Pipeline, cache: &FeatureCache, path: &std::path::Path
     let value = CachedFeatures {
         features: Vec::new(),
         n_faces,
-        crop: best.is_face().then_some(best.region),
+        crop: best.is_face().then(|| best.clone().scaled(photo.scale).region),
         face_score: best.detection.as_ref().map_or(0.0, |d| d.score),
-        image_size: img.dimensions(),
+        image_size: photo.full_size,
     };
-    Prepared::Pending { sha256, value, input: pipeline.input(&img, best) }
+    Prepared::Pending { sha256, value, input: pipeline.input(img, best) }
 }

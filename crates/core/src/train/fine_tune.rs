@@ -371,7 +371,7 @@ type Input = (Vec<f32>, bool);
 /// jittered copies; empty (with a warning) when it cannot be read again.
 fn inputs_of(p: &Photo, pipeline: &Pipeline, opts: &FineTuneOptions, seed: u64, size: usize) -> Vec<Input> {
     let path = &p.item.path;
-    let read = pipeline.load_image(path).and_then(|img| Ok((pipeline.regions(&img)?, img)));
+    let read = pipeline.load_photo(path).and_then(|p| Ok((pipeline.regions(&p.image)?, p.image)));
     let (regions, img) = match read {
         Ok(r) => r,
         Err(e) => {

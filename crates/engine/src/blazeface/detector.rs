@@ -46,9 +46,9 @@ const REFINE_WINDOW: f32 = 2.5;
 pub const LARGE_FACE_SHARE: f32 = 1.0 / 8.0;
 
 /// With a large face from pass 1, pass 2 keeps the levels whose tile side is at least this many
-/// times that face's side: their tiles see faces of its size whole, and faces down to about a
-/// third of it at 30 px or more of the 256 input.
-const COARSE_LEVEL_FACE_SIDES: f32 = 1.5;
+/// times that face's size: a level of side t holds faces up to t/4 whole, so these hold the faces
+/// from half its size up.
+const COARSE_LEVEL_FACE_SIDES: f32 = 2.0;
 
 impl Default for DetectOptions {
     fn default() -> Self {
@@ -114,9 +114,9 @@ impl FaceDetector {
     /// are nearly uniform (black images, sky, padding) are skipped without running the network.
     ///
     /// When pass 1 found a face spanning `opts.large_face_share` of the longer side, pass 2 keeps
-    /// only the levels whose tiles are at least 1.5 times that face (a portrait: about 4 tiles
-    /// instead of 16); when no level is that coarse, each large face is looked at again through an
-    /// unsquashed square window 2.5 times its size instead.
+    /// only the levels whose tiles hold faces from half its size up (a portrait or a 12 MP photo
+    /// of one person: none of its 4 to 32 tiles), and when no kept level holds that face whole,
+    /// each large face is looked at again through an unsquashed square window 2.5 times its size.
     pub fn detect(&self, img: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>> {
         self.detect_with_tile_budget(img, opts, MAX_TILES)
     }
@@ -143,20 +143,23 @@ impl FaceDetector {
         let long = w.max(h);
         if opts.tiled && long > TILE_TRIGGER_SIDE {
             let mut levels = plan_levels(w, h, max_tiles);
-            let largest = dets.iter().map(box_side).fold(0.0, f32::max);
-            let large = opts.large_face_share > 0.0 && largest >= opts.large_face_share * long as f32;
-            if large {
-                // Only the levels whose tiles see faces about half as large as that one or more.
+            let is_large =
+                |d: &Detection| opts.large_face_share > 0.0 && face_size(d) >= opts.large_face_share * long as f32;
+            let largest = dets.iter().filter(|d| is_large(d)).map(face_size).fold(0.0, f32::max);
+            if largest > 0.0 {
+                // Only the levels whose tiles hold faces from half that size up (a level of side t
+                // holds faces up to t/4 whole: see `plan_levels`).
                 levels.retain(|&side| side >= COARSE_LEVEL_FACE_SIDES * largest);
             }
+            tracing::debug!(w, h, pass1 = dets.len(), largest, ?levels, "BlazeFace pass 2");
             if !levels.is_empty() {
                 dets.extend(self.run_tiles(pyramid(img, &levels), opts)?);
-            } else if large {
-                // The face is too large for any level: look again at each large face through an
-                // unsquashed window around it (pass 1 saw the photo squashed to a square).
-                let is_large = |d: &&Detection| box_side(d) >= opts.large_face_share * long as f32;
-                let windows = dets.iter().filter(is_large).take(MAX_REFINED).map(|d| window_around(img, d)).collect();
-                let refined = self.run_tiles(windows, opts)?;
+            }
+            if largest > 0.0 && !levels.iter().any(|&side| side >= 4.0 * largest) {
+                // No tile holds the large faces whole, and pass 1 saw them squashed: look again at
+                // each through an unsquashed window around it, and keep those boxes.
+                let large: Vec<Detection> = dets.iter().filter(|d| is_large(d)).take(MAX_REFINED).cloned().collect();
+                let refined = self.run_tiles(large.iter().map(|d| window_around(img, d)).collect(), opts)?;
                 dets.retain(|d| refined.iter().all(|r| r.iou(d) <= opts.iou_threshold));
                 dets.extend(refined);
             }
@@ -250,7 +253,7 @@ fn pyramid(img: &RgbImage, levels: &[f32]) -> Vec<(Vec<f32>, Tile)> {
 fn window_around(img: &RgbImage, d: &Detection) -> (Vec<f32>, Tile) {
     let (w, h) = img.dimensions();
     let [x1, y1, x2, y2] = d.bbox;
-    let side = (REFINE_WINDOW * (x2 - x1).max(y2 - y1)).max(INPUT_SIZE as f32);
+    let side = (REFINE_WINDOW * box_side(d)).max(INPUT_SIZE as f32);
     let (sw, sh) = scaled_dims(w, h, side);
     let (sx, sy) = (w as f32 / sw as f32, h as f32 / sh as f32);
     let half = INPUT_SIZE as i64 / 2;
@@ -264,6 +267,12 @@ fn window_around(img: &RgbImage, d: &Detection) -> (Vec<f32>, Tile) {
 /// The longer side of a detection's box, in image pixels.
 fn box_side(d: &Detection) -> f32 {
     (d.bbox[2] - d.bbox[0]).max(d.bbox[3] - d.bbox[1])
+}
+
+/// A face's size in image pixels: the geometric mean of its box's sides, which pass 1's squash of
+/// an oblong photo (one side too long, the other too short) leaves about right.
+fn face_size(d: &Detection) -> f32 {
+    ((d.bbox[2] - d.bbox[0]) * (d.bbox[3] - d.bbox[1])).abs().sqrt()
 }
 
 /// Whether a planar input is (nearly) constant per channel: std below ~2 grey levels.
@@ -499,9 +508,10 @@ mod tests {
     }
 
     #[test]
-    fn a_box_side_is_its_longer_side() {
-        let d = Detection { score: 0.9, bbox: [10.0, 20.0, 110.0, 80.0], keypoints: [[0.0; 2]; 6] };
+    fn a_box_side_is_its_longer_side_and_a_face_size_the_mean_of_both() {
+        let d = Detection { score: 0.9, bbox: [10.0, 20.0, 110.0, 45.0], keypoints: [[0.0; 2]; 6] };
         assert_eq!(box_side(&d), 100.0);
+        assert_eq!(face_size(&d), 50.0);
     }
 
     #[test]
