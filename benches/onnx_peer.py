@@ -11,11 +11,14 @@ interleaved with equal thread counts and prints a markdown table.
     python3 benches/onnx_peer.py                      # full comparison
     python3 benches/onnx_peer.py --self-test          # graphs vs shared/models/reference only
     python3 benches/onnx_peer.py --ort-only           # ORT timings only (no binary needed)
+    python3 benches/onnx_peer.py --pipeline DIR       # whole pipeline, decode included: Pillow +
+                                                      # numpy + ORT loop vs `classify --no-face-crop`
 
 Binary contract: `BIN bench --export DIR --backbones X --count N` writes `DIR/X.safetensors` with
 `input` f32 [N,3,H,W] and `features` f32 [N,D]; `BIN bench --json --backbones X --batches B
 --count N --repeats R` prints `{"threads": T, "results": [{"backbone", "batch", "images_per_s",
-"median_images_per_s"}, ...]}` (forward pass only).
+"median_images_per_s"}, ...]}` (forward pass only). `--pipeline DIR` runs `BIN classify --jsonl
+--no-face-crop DIR` (and `BIN classify --jsonl DIR`, face detection included) as whole processes.
 """
 import argparse
 import json
@@ -171,9 +174,12 @@ def load_graph(net, models_dir, cache_dir, rebuild=False):
     return out
 
 
-def session(path, threads):
-    """ORT CPU session: intra_op = threads, inter_op 1, sequential, ORT_ENABLE_ALL."""
+def session(path, threads, spin=True):
+    """ORT CPU session: intra_op = threads, inter_op 1, sequential, ORT_ENABLE_ALL; `spin=False` stops
+    idle intra-op threads from busy-waiting (ORT spins by default)."""
     so = ort.SessionOptions()
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -288,13 +294,166 @@ def fmt(v):
     return f"{m:.1f} ({lo:.1f}-{hi:.1f})"
 
 
+# --- --pipeline: photos in, features out, decode included --------------------------------------------
+
+# `gc_core::imaging::IMAGE_EXTENSIONS`; crates/engine/src/faceres.rs `BGR_MEAN`.
+PHOTO_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif"}
+FACERES_BGR_MEAN = np.array([103.939, 116.779, 123.68], np.float32)
+PIPELINE_BATCH = 16  # `classify`'s batch (crates/core/src/classify_stream.rs)
+
+
+def list_photos(root):
+    """The photos `classify DIR` walks: recursive, links followed, hidden names skipped, each file once, sorted."""
+    out, seen = [], set()
+    for d, dirs, files in os.walk(root, followlinks=True):
+        dirs[:] = [x for x in dirs if not x.startswith(".")]
+        for f in files:
+            p = Path(d) / f
+            if f.startswith(".") or p.suffix.lower() not in PHOTO_EXTENSIONS or not p.is_file():
+                continue
+            st = p.stat()
+            if (st.st_dev, st.st_ino) not in seen:  # hard links count once, as in collect_images
+                seen.add((st.st_dev, st.st_ino))
+                out.append(p)
+    return sorted(out)
+
+
+def warm_page_cache(paths):
+    """Read every file once so that no side pays for the first read from disk; returns the bytes read."""
+    total = 0
+    for p in paths:
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 20):
+                total += len(chunk)
+    return total
+
+
+def faceres_input(path, draft):
+    """Pillow decode (EXIF orientation applied), whole photo resized to 224x224 (antialiased bilinear),
+    faceres normalisation as `preprocess::prepare`: BGR 0..255 minus the VGGFace2 means, CHW."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        if draft:
+            im.draft("RGB", (224, 224))  # JPEG: DCT scaling to the smallest size >= 224x224
+        im = ImageOps.exif_transpose(im).convert("RGB").resize((224, 224), Image.BILINEAR)
+    bgr = np.asarray(im, np.float32)[:, :, ::-1] - FACERES_BGR_MEAN
+    return np.ascontiguousarray(bgr.transpose(2, 0, 1))
+
+
+def python_round(paths, make_session, draft):
+    """One timed Python loop over `paths`: decode, resize, normalise, batches of 16 through ORT.
+    Session construction is outside the timed loop. Returns (seconds, CPU seconds, feature rows, failed)."""
+    sess = make_session()
+    feats, batch, failed = [], [], 0
+    c0, t0 = time.process_time(), time.perf_counter()
+    for i, p in enumerate(paths):
+        try:
+            batch.append(faceres_input(p, draft))
+        except Exception as e:  # a photo Pillow cannot read is skipped, as `classify` skips it
+            print(f"python: skipped {p}: {e}", file=sys.stderr)
+            failed += 1
+        if len(batch) == PIPELINE_BATCH or (i == len(paths) - 1 and batch):
+            feats.append(sess.run(["features"], {"input": np.stack(batch)})[0])
+            batch = []
+    secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return secs, cpu, sum(len(f) for f in feats), failed
+
+
+def ours_round(args, folder, face_crop):
+    """One `BIN classify --jsonl [--no-face-crop] DIR` process, timed whole (start-up and model load
+    included), fresh empty cache. Returns (seconds, CPU seconds of the child, skipped photos)."""
+    import resource
+
+    cmd = [args.bin, "classify", "--jsonl", *([] if face_crop else ["--no-face-crop"]), str(folder)]
+    with tempfile.TemporaryDirectory(prefix="onnx-peer-cache-") as cache:
+        env = {**candle_env(args.threads), "GENDER_CLASSIFIER_CACHE": cache}
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        secs = time.perf_counter() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode:
+        sys.exit(f"error: {' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return secs, cpu, sum(line.startswith("skipped ") for line in r.stderr.splitlines())
+
+
+def pipeline(args, graph):
+    """`--pipeline DIR`: alternate the Python loop, `classify --no-face-crop` and `classify` --repeats
+    times; print per-round photos/s, median (min-max) and the ours/Python ratio. Returns the exit status."""
+    folder = Path(args.pipeline)
+    if not folder.is_dir():
+        return f"error: --pipeline {folder} is not a folder of photos"
+    if not Path(args.bin).exists():
+        return f"error: binary {args.bin} not found (cargo build --locked, then --bin target/debug/gender-classifier)"
+    try:
+        import PIL
+    except ImportError:
+        return "error: --pipeline needs Pillow (python3 -m pip install -r benches/requirements.txt)"
+    paths = list_photos(folder)
+    if not paths:
+        return f"error: no photos ({', '.join(sorted(PHOTO_EXTENSIONS))}) under {folder}"
+    n = len(paths)
+    size = warm_page_cache(paths + [Path(args.bin), graph])
+    print(f"{n} photos under {folder} ({size / 2**20:.1f} MiB incl. binary and graph, page cache warmed); "
+          f"Pillow {PIL.__version__}{', draft' if args.pil_draft else ''}", file=sys.stderr)
+    make_session = lambda: session(graph, args.threads, not args.ort_no_spin)
+    sides = ("python", "whole", "faces")
+    rounds = []
+    for r in range(args.repeats):  # rotate which side goes first
+        row = {}
+        for side in sides[r % 3:] + sides[:r % 3]:
+            if side == "python":
+                secs, cpu, rows, failed = python_round(paths, make_session, args.pil_draft)
+                if rows + failed != n:
+                    return f"error: python produced {rows} feature rows for {n} photos"
+            else:
+                secs, cpu, failed = ours_round(args, folder, side == "faces")
+            row[side] = dict(seconds=secs, cpu_seconds=cpu, photos_per_s=n / secs, skipped=failed)
+            print(f"round {r + 1}: {side:6s} {n / secs:7.1f} photos/s ({secs:.2f} s, CPU {cpu:.2f} s, "
+                  f"{failed} skipped)", file=sys.stderr)
+        row["ratio_whole"] = row["whole"]["photos_per_s"] / row["python"]["photos_per_s"]
+        row["ratio_faces"] = row["faces"]["photos_per_s"] / row["python"]["photos_per_s"]
+        rounds.append(row)
+
+    col = lambda side: [x[side]["photos_per_s"] for x in rounds]
+    ratios = [x["ratio_whole"] for x in rounds]
+    summary = dict(folder=str(folder), photos=n, threads=args.threads, repeats=args.repeats, bin=args.bin,
+                   onnxruntime=ort.__version__, pillow=PIL.__version__, pil_draft=args.pil_draft,
+                   ort_spin=not args.ort_no_spin, rounds=rounds,
+                   median_photos_per_s={s: stats(col(s))[0] for s in sides},
+                   median_ratio_whole=statistics.median(ratios),
+                   median_ratio_faces=statistics.median(x["ratio_faces"] for x in rounds))
+    out = sys.stderr if args.json else sys.stdout
+    print(f"\n{n} photos, {folder}. Python: Pillow decode + exif_transpose + resize 224 bilinear (antialiased)"
+          f"{' with JPEG draft' if args.pil_draft else ''} + numpy BGR-mean, ORT faceres batch {PIPELINE_BATCH}, "
+          f"intra_op={args.threads} inter_op=1{', no spinning' if args.ort_no_spin else ''}, session built outside the timed loop. Ours: whole process "
+          f"(start-up and model load included), RAYON_NUM_THREADS={args.threads}, fresh cache.\n", file=out)
+    print("| round | Python photos/s | ours --no-face-crop photos/s | ours/Python | ours default (faces) photos/s "
+          "| default/Python | CPU ms/photo: Python, ours whole, ours faces |", file=out)
+    print("|---|---|---|---|---|---|---|", file=out)
+    cpu = lambda x: ", ".join(f"{1000 * x[s]['cpu_seconds'] / n:.1f}" for s in sides)
+    for i, x in enumerate(rounds, 1):
+        print(f"| {i} | {x['python']['photos_per_s']:.1f} | {x['whole']['photos_per_s']:.1f} | {x['ratio_whole']:.2f} "
+              f"| {x['faces']['photos_per_s']:.1f} | {x['ratio_faces']:.2f} | {cpu(x)} |", file=out)
+    med_cpu = ", ".join(f"{1000 * statistics.median(x[s]['cpu_seconds'] for x in rounds) / n:.1f}" for s in sides)
+    print(f"| median (min-max) | {fmt(col('python'))} | {fmt(col('whole'))} | {summary['median_ratio_whole']:.2f} "
+          f"| {fmt(col('faces'))} | {summary['median_ratio_faces']:.2f} | {med_cpu} |", file=out)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=str(REPO / "target/release/gender-classifier"), help="our binary")
     ap.add_argument("--threads", type=int, default=2, help="ORT intra-op threads = RAYON_NUM_THREADS")
     ap.add_argument("--batches", default="1,16", help="comma-separated batch sizes")
     ap.add_argument("--count", type=int, default=32, help="images per timed pass")
-    ap.add_argument("--repeats", type=int, default=5, help="timed passes per runtime")
+    ap.add_argument("--repeats", type=int, help="timed passes per runtime (default 5; --pipeline: 3)")
     ap.add_argument("--networks", default="faceres,inception-v3", help="faceres,inception-v3")
     ap.add_argument("--images", help="forwarded to `bench --images`")
     ap.add_argument("--models", default=str(REPO / "models"), help="folder with the safetensors weights")
@@ -305,7 +464,18 @@ def main():
     ap.add_argument("--ort-only", action="store_true", help="time ORT on reference inputs, no binary")
     ap.add_argument("--export-dir", help="use this `bench --export` folder instead of calling --export")
     ap.add_argument("--json-out", help="also write the results as JSON")
+    ap.add_argument("--pipeline", metavar="DIR", help="time the whole pipeline on the photos of DIR, decode "
+                    "included: a Pillow + numpy + ORT faceres loop vs `BIN classify --no-face-crop DIR`")
+    ap.add_argument("--pil-draft", action="store_true", help="--pipeline: let Pillow decode JPEGs at a reduced "
+                    "scale (Image.draft), the fastest plain-Pillow decode")
+    ap.add_argument("--ort-no-spin", action="store_true", help="--pipeline: ORT intra-op threads do not "
+                    "busy-wait (session.intra_op.allow_spinning=0; ORT's default spins)")
+    ap.add_argument("--json", action="store_true", help="--pipeline: print the results as JSON on stdout")
     args = ap.parse_args()
+    if args.repeats is None:
+        args.repeats = 3 if args.pipeline else 5
+    if args.repeats < 1 or args.threads < 1:
+        sys.exit("error: --repeats and --threads must be at least 1")
     nets = [n.strip() for n in args.networks.split(",") if n.strip()]
     batches = [int(b) for b in args.batches.split(",")]
     if bad := [n for n in nets if n not in NETWORKS]:
@@ -315,6 +485,9 @@ def main():
           f"threads {args.threads}", file=sys.stderr)
     if args.self_test:
         sys.exit(0 if self_test(args, nets) else "error: ONNX graphs do not match the reference outputs")
+    if args.pipeline:
+        graph = load_graph("faceres", args.models, args.cache, args.rebuild)
+        sys.exit(pipeline(args, graph))
 
     if not args.ort_only and not Path(args.bin).exists():
         sys.exit(f"error: binary {args.bin} not found (cargo build --release, or pass --bin / --ort-only)")

@@ -15,7 +15,7 @@ use crate::face::{FaceFinder, FaceRegion};
 use crate::features::cache::FeatureCache;
 use crate::imaging::{ImageLoadError, ReducedImage, decode_rgb_reduced};
 use crate::model_file::Model;
-use crate::preprocess::{PreprocessSpec, mirror_chw, prepare};
+use crate::preprocess::{CropMode, PreprocessSpec, mirror_chw, prepare};
 use gc_engine::faceres::Faceres;
 use gc_engine::weights;
 use gc_engine::{Backbone, BackboneKind};
@@ -142,8 +142,9 @@ impl Pipeline {
     }
 
     /// Reads and decodes a file into upright RGB pixels, as training and prediction both see it: a
-    /// JPEG of 4000 px or more on its longer side is decoded at a reduced scale (inside the inverse
-    /// DCT) that keeps that side at [`MIN_DECODED_SIDE`] or more; everything else at full size.
+    /// large JPEG is decoded at a reduced scale (inside the inverse DCT) that keeps its longer side
+    /// at [`min_decoded_side`](Self::min_decoded_side) or more (with face crops: a JPEG of 4000 px
+    /// or more); everything else at full size.
     /// Regions found in the image are in its pixels: multiply by `scale` for the full photo's.
     pub fn load_photo(&self, path: &Path) -> Result<ReducedImage> {
         let bytes =
@@ -153,6 +154,13 @@ impl Pipeline {
 
     /// [`load_photo`](Self::load_photo) of bytes already read from `path` (named in messages).
     pub fn decode_photo(&self, bytes: &[u8], path: &Path) -> Result<ReducedImage> {
-        Ok(decode_rgb_reduced(bytes, path, MIN_DECODED_SIDE)?)
+        Ok(decode_rgb_reduced(bytes, path, self.min_decoded_side())?)
+    }
+
+    /// The shortest longer side this pipeline decodes a photo at: [`MIN_DECODED_SIDE`] where it
+    /// finds faces; the network's input side where it reads the whole photo (the scaled inverse
+    /// DCT is as good a shrink as any, and a 960x1280 JPEG then decodes at a quarter of its size).
+    pub fn min_decoded_side(&self) -> u32 {
+        if self.spec.crop() == CropMode::Whole { self.spec.input_size() as u32 } else { MIN_DECODED_SIDE }
     }
 }

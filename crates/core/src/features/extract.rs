@@ -170,7 +170,7 @@ fn prepare_one(pipeline: &Pipeline, cache: &FeatureCache, path: &std::path::Path
     }
     // The same decoding as prediction (large JPEGs at a reduced scale); the crop and size are
     // cached in the full photo's pixels.
-    let photo = match crate::imaging::decode_rgb_reduced(&bytes, path, crate::pipeline::MIN_DECODED_SIDE) {
+    let photo = match crate::imaging::decode_rgb_reduced(&bytes, path, pipeline.min_decoded_side()) {
         Ok(p) => p,
         Err(e) => return Prepared::Ready(Err(e.into())),
     };
