@@ -86,7 +86,7 @@ pub struct ExtractionReport {
 }
 
 /// Stops with the typed `Cancelled` (exit code 130) once Ctrl-C has set `cancel`.
-fn check(cancel: &AtomicBool) -> Result<()> {
+pub(crate) fn check(cancel: &AtomicBool) -> Result<()> {
     if cancel.load(Ordering::Relaxed) {
         return Err(anyhow::Error::from(gc_core::error::Cancelled).context("bench interrupted"));
     }

@@ -8,7 +8,7 @@
 //! ratio of the whole pipeline to the network is taken within each round.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Result, bail};
@@ -20,7 +20,7 @@ use gc_core::dataset::collect_images;
 use gc_core::model_file::Model;
 use gc_core::preprocess::CropMode;
 
-use crate::bench::BenchArgs;
+use crate::bench::{BenchArgs, check};
 
 /// Mean milliseconds per photo in each stage, one photo at a time.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -77,13 +77,6 @@ pub struct PipelineReport {
     pub median_ratio: f64,
     /// Peak resident memory of this process (VmHWM), MB.
     pub peak_rss_mb: Option<f64>,
-}
-
-fn check(cancel: &AtomicBool) -> Result<()> {
-    if cancel.load(Ordering::Relaxed) {
-        return Err(anyhow::Error::from(gc_core::error::Cancelled).context("bench interrupted"));
-    }
-    Ok(())
 }
 
 /// Runs `bench --pipeline DIR`.

@@ -285,18 +285,7 @@ impl Photos {
         // 1.7 million comparisons); the sorts are stable, so the order is that of comparing in place.
         let by_key = |v: &mut Vec<usize>, key: &dyn Fn(&Entry) -> Option<f32>, desc: bool| {
             let mut keyed: Vec<(Option<f32>, usize)> = v.iter().map(|&i| (key(&self.entries[i]), i)).collect();
-            keyed.sort_by(|a, b| match (a.0, b.0) {
-                (Some(x), Some(y)) => {
-                    if desc {
-                        y.total_cmp(&x)
-                    } else {
-                        x.total_cmp(&y)
-                    }
-                }
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            });
+            keyed.sort_by(|a, b| compare_keys(a.0, b.0, desc));
             *v = keyed.into_iter().map(|(_, i)| i).collect();
         };
         match order {
@@ -336,6 +325,22 @@ impl Photos {
             labels.push(l);
         }
         (!labels.is_empty()).then(|| compute(&self.pred_classes, &probs, &labels))
+    }
+}
+
+/// The order of two sort keys: ascending, or descending with `desc`; photos without a key last.
+fn compare_keys(a: Option<f32>, b: Option<f32>, desc: bool) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => {
+            if desc {
+                y.total_cmp(&x)
+            } else {
+                x.total_cmp(&y)
+            }
+        }
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
     }
 }
 
@@ -448,18 +453,7 @@ mod tests {
         p.set_predictions(&Predictions { classes: vec!["female".into(), "male".into()], rows, failures: vec![] });
         let in_place = |key: &dyn Fn(&Entry) -> Option<f32>, desc: bool| -> Vec<usize> {
             let mut v: Vec<usize> = (0..p.entries.len()).collect();
-            v.sort_by(|a, b| match (key(&p.entries[*a]), key(&p.entries[*b])) {
-                (Some(x), Some(y)) => {
-                    if desc {
-                        y.total_cmp(&x)
-                    } else {
-                        x.total_cmp(&y)
-                    }
-                }
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
-            });
+            v.sort_by(|a, b| compare_keys(key(&p.entries[*a]), key(&p.entries[*b]), desc));
             v
         };
         let all = Filters::default();
