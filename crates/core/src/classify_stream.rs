@@ -263,7 +263,10 @@ fn consume<I>(
             pending_inputs = 0;
         }
         let before = next;
-        while let Some((path, outcome)) = finished.remove(&next) {
+        // Cancel is checked before each photo handed back, so none is handed back after it.
+        while !cancel.load(Ordering::Relaxed)
+            && let Some((path, outcome)) = finished.remove(&next)
+        {
             let flow = emit(path, outcome);
             next += 1;
             if flow.is_break() {
