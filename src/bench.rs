@@ -114,7 +114,8 @@ fn bench_images(a: &BenchArgs) -> Result<(PathBuf, Vec<PathBuf>)> {
     Ok((dir, files))
 }
 
-fn prepared_inputs(files: &[PathBuf], spec: &PreprocessSpec) -> Vec<Vec<f32>> {
+/// Whole-image network inputs of `files` (those that decode), for timing the forward pass alone.
+pub(crate) fn prepared_inputs(files: &[PathBuf], spec: &PreprocessSpec) -> Vec<Vec<f32>> {
     files
         .iter()
         .filter_map(|f| gc_core::imaging::load_rgb(f).ok())

@@ -20,7 +20,7 @@ use gc_core::dataset::collect_images;
 use gc_core::model_file::Model;
 use gc_core::preprocess::CropMode;
 
-use crate::bench::{BenchArgs, check};
+use crate::bench::{BenchArgs, check, prepared_inputs};
 
 /// Mean milliseconds per photo in each stage, one photo at a time.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -95,11 +95,7 @@ pub fn run(dir: &Path, a: &BenchArgs, ctx: &Context, cancel: &AtomicBool) -> Res
     let classifier = Classifier::new(model, ctx)?;
     let whole = Classifier::new(whole_model, ctx)?;
     let profile = profile(&classifier, &files, cancel)?;
-    let inputs: Vec<Vec<f32>> = files
-        .iter()
-        .filter_map(|f| gc_core::imaging::load_rgb(f).ok())
-        .map(|i| whole.pipeline.input(&i, &gc_core::face::FaceRegion::whole(&i)))
-        .collect();
+    let inputs = prepared_inputs(&files, &whole.pipeline.spec);
     if !a.json {
         print_profile(dir, files.len(), &profile);
     }
