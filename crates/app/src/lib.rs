@@ -44,9 +44,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gc_core::context::Context;
-use gc_core::dataset::Dataset;
 use gc_core::features::extract::Progress;
 use gc_core::metrics::Metrics;
+use photos::Photos;
 
 pub use commands::{Command, Tab};
 use curation::{Notice, Op};
@@ -237,7 +237,7 @@ impl GenderApp {
     fn poll(&mut self, ctx: &egui::Context) {
         // Dataset scan.
         match self.data.poll_scan() {
-            Some(Ok(ds)) => self.dataset_opened(ds),
+            Some(Ok(photos)) => self.dataset_opened(photos),
             Some(Err(e)) => self.say(Level::Error, e),
             None => {}
         }
@@ -283,11 +283,11 @@ impl GenderApp {
         let _ = ctx;
     }
 
-    fn dataset_opened(&mut self, ds: Dataset) {
-        let root = ds.root.clone();
-        let n = ds.items.len();
+    fn dataset_opened(&mut self, photos: Photos) {
+        let root = photos.root.clone();
+        let n = photos.entries.len();
         self.settings.remember_folder(&root);
-        let summary = self.data.adopt(&self.rt, &ds);
+        let summary = self.data.adopt(&self.rt, photos);
         if n == 0 {
             self.say(
                 Level::Warning,
