@@ -6,6 +6,10 @@
 //! `bench --backbones faceres --batches 16` measures), the whole default `classify` (the streaming
 //! pipeline of `classify`, output serialised and dropped), and `classify --no-face-crop`. The
 //! ratio of the whole pipeline to the network is taken within each round.
+//!
+//! The profile of `--no-face-crop` gives a bound: a photo must at least be read and decoded, so
+//! with `r` ms of one core for that and `n` core-ms per photo for the network at batch 16, no
+//! pipeline reaches more than `n / (n + r)` of the network on the same cores.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -71,6 +75,11 @@ pub struct PipelineReport {
     pub threads: usize,
     /// Where the time goes.
     pub profile: StageProfile,
+    /// Where the time goes with `--no-face-crop` (the decode at the scale the whole photo needs).
+    pub profile_no_face_crop: StageProfile,
+    /// The most any pipeline that reads and decodes these photos can reach of the network
+    /// (`n / (n + r)`, module docs), from the first round's network rate.
+    pub decode_bound: f64,
     /// One entry per round.
     pub rounds: Vec<Round>,
     /// Median of the rounds' ratios.
@@ -95,9 +104,13 @@ pub fn run(dir: &Path, a: &BenchArgs, ctx: &Context, cancel: &AtomicBool) -> Res
     let classifier = Classifier::new(model, ctx)?;
     let whole = Classifier::new(whole_model, ctx)?;
     let profile = profile(&classifier, &files, cancel)?;
+    let profile_whole = self::profile(&whole, &files, cancel)?;
     let inputs = prepared_inputs(&files, &whole.pipeline.spec);
     if !a.json {
-        print_profile(dir, files.len(), &profile);
+        let (w, h) = profile.median_size;
+        println!("pipeline: {} photos from {} (median {w}x{h})", files.len(), dir.display());
+        print_profile(&profile, "default");
+        print_profile(&profile_whole, "--no-face-crop");
     }
     let mut rounds = Vec::new();
     for r in 0..a.repeats.max(1) {
@@ -120,11 +133,15 @@ pub fn run(dir: &Path, a: &BenchArgs, ctx: &Context, cancel: &AtomicBool) -> Res
     }
     let mut ratios: Vec<f64> = rounds.iter().map(|r| r.ratio).collect();
     ratios.sort_by(f64::total_cmp);
+    let threads = rayon::current_num_threads();
+    let decode_bound = decode_bound(&profile_whole, rounds[0].network, threads);
     let report = PipelineReport {
         dir: dir.to_path_buf(),
         photos: files.len(),
-        threads: rayon::current_num_threads(),
+        threads,
         profile,
+        profile_no_face_crop: profile_whole,
+        decode_bound,
         median_ratio: ratios[ratios.len() / 2],
         rounds,
         peak_rss_mb: peak_rss_mb(),
@@ -133,8 +150,9 @@ pub fn run(dir: &Path, a: &BenchArgs, ctx: &Context, cancel: &AtomicBool) -> Res
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "median ratio classify / network: {:.2} | peak memory {}",
+            "median ratio classify / network: {:.2} | reading and decoding alone cap any pipeline at {:.2} | peak memory {}",
             report.median_ratio,
+            report.decode_bound,
             report.peak_rss_mb.map_or("unknown".into(), |m| format!("{m:.0} MB"))
         );
     }
@@ -195,10 +213,16 @@ fn profile(c: &Classifier, files: &[PathBuf], cancel: &AtomicBool) -> Result<Sta
     Ok(s)
 }
 
-fn print_profile(dir: &Path, n: usize, s: &StageProfile) {
-    println!("pipeline: {n} photos from {} (median {}x{})", dir.display(), s.median_size.0, s.median_size.1);
+/// `n / (n + r)`: `n` core-ms per photo for the network (`threads` cores at `network_rate`
+/// photos/s), `r` ms of one core to read and decode a photo.
+fn decode_bound(whole: &StageProfile, network_rate: f64, threads: usize) -> f64 {
+    let n = threads as f64 * 1e3 / network_rate;
+    n / (n + whole.read_ms + whole.decode_ms)
+}
+
+fn print_profile(s: &StageProfile, which: &str) {
     println!(
-        "one photo at a time, mean ms: read {:.2} | decode {:.2} | detect {:.2} ({:.2} BlazeFace runs) | crop {:.2} | \
+        "{which}, one photo at a time, mean ms: read {:.2} | decode {:.2} | detect {:.2} ({:.2} BlazeFace runs) | crop {:.2} | \
          network {:.2} ({:.2} inputs) | head {:.2} | output {:.2}",
         s.read_ms,
         s.decode_ms,

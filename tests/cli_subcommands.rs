@@ -353,6 +353,14 @@ fn bench_pipeline_profiles_every_stage_and_times_classify_beside_the_network() {
     }
     let ratios: Vec<f64> = rounds.iter().map(|r| r["ratio"].as_f64().unwrap()).collect();
     assert!(ratios.contains(&doc["median_ratio"].as_f64().unwrap()), "{doc}");
+    // --no-face-crop's profile runs no detector; the bound is n / (n + read + decode) of it.
+    let w = &doc["profile_no_face_crop"];
+    assert_eq!(w["detector_passes_per_photo"].as_f64().unwrap(), 0.0, "{w}");
+    assert_eq!(w["inputs_per_photo"].as_f64().unwrap(), 1.0, "{w}");
+    let n = doc["threads"].as_f64().unwrap() * 1e3 / rounds[0]["network"].as_f64().unwrap();
+    let r = w["read_ms"].as_f64().unwrap() + w["decode_ms"].as_f64().unwrap();
+    let bound = doc["decode_bound"].as_f64().unwrap();
+    assert!((bound - n / (n + r)).abs() < 1e-9 && bound > 0.0 && bound < 1.0, "{doc}");
     // An empty folder is a clear error, not a division by zero.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
