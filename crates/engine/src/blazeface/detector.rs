@@ -10,12 +10,12 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::decode::{Detection, decode, non_max_suppression};
+use super::resize::{crop_planar, resize_f32, resize_rgb8, resize_rgb8_window};
 use super::{
     BlazeFace, DETECT_BATCH, FLAT_STD, INPUT_SIZE, MAX_TILES, MIN_TILE_SIDE, NUM_ANCHORS, RAW_COLS, TILE_EDGE_MARGIN,
-    TILE_STRIDE, TILE_TRIGGER_SIDE, axpy,
+    TILE_STRIDE, TILE_TRIGGER_SIDE, USE_NHWC,
 };
 use crate::Result;
-use crate::layer::has_avx2_fma;
 
 /// Options for [`FaceDetector::detect`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -193,12 +193,12 @@ impl FaceDetector {
         Ok(dets)
     }
 
-    /// Raw `[896*17]` outputs for planar 256x256 inputs. On the CPU one image per run, several runs
-    /// in parallel (batching does not help there: the 128x128 maps fall out of cache); elsewhere in
-    /// batches of [`DETECT_BATCH`].
+    /// Raw `[896*17]` outputs for planar 256x256 inputs, in batches of [`DETECT_BATCH`] (on the
+    /// CPU the NHWC path shares a batch's images out between the cores). The older NCHW CPU path
+    /// ([`USE_NHWC`] off) runs one image per run, several runs in parallel.
     fn run_inputs(&self, inputs: &[(Vec<f32>, Tile)]) -> Result<Vec<Vec<f32>>> {
         let shape = |n: usize| (n, 3, INPUT_SIZE, INPUT_SIZE);
-        if self.device.is_cpu() {
+        if self.device.is_cpu() && !USE_NHWC {
             return inputs
                 .par_iter()
                 .map(|(x, _)| {
@@ -208,7 +208,9 @@ impl FaceDetector {
                 .collect();
         }
         let mut raws = Vec::with_capacity(inputs.len());
-        for chunk in inputs.chunks(DETECT_BATCH) {
+        // Batches of near-equal size (17 inputs: 9 and 8, not 16 and 1).
+        let per_batch = inputs.len().div_ceil(inputs.len().div_ceil(DETECT_BATCH).max(1)).max(1);
+        for chunk in inputs.chunks(per_batch) {
             let data: Vec<f32> = chunk.iter().flat_map(|(x, _)| x.iter().copied()).collect();
             let x = Tensor::from_vec(data, shape(chunk.len()), &Device::Cpu)?.to_device(&self.device)?;
             let raw = self.net.forward_raw(&x)?.flatten_all()?.to_vec1::<f32>()?;
@@ -259,9 +261,8 @@ fn window_around(img: &RgbImage, d: &Detection) -> (Vec<f32>, Tile) {
     let half = INPUT_SIZE as i64 / 2;
     let ox = ((x1 + x2) / 2.0 / sx).round() as i64 - half;
     let oy = ((y1 + y2) / 2.0 / sy).round() as i64 - half;
-    let scaled = resize_rgb8(img, sw, sh);
     let tile = Tile { ox, oy, sx, sy, inner: [false; 4] };
-    (crop_planar(&scaled, sw as usize, sh as usize, ox, oy), tile)
+    (resize_rgb8_window(img, sw, sh, ox, oy), tile)
 }
 
 /// The longer side of a detection's box, in image pixels.
@@ -351,144 +352,6 @@ fn plan_levels(w: u32, h: u32, max_tiles: usize) -> Vec<f32> {
     }
 }
 
-/// Per-output-pixel `(first source index, weights)` of a triangle ("bilinear") filter that widens
-/// when downscaling (PIL's antialiased bilinear resize; the identity at equal sizes).
-fn filter_coeffs(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f32>)> {
-    let scale = in_size as f64 / out_size as f64;
-    let filter_scale = scale.max(1.0);
-    (0..out_size)
-        .map(|o| {
-            let center = (o as f64 + 0.5) * scale;
-            let lo = ((center - filter_scale + 0.5).floor().max(0.0) as usize).min(in_size - 1);
-            let hi = ((center + filter_scale + 0.5).floor() as usize).clamp(lo + 1, in_size);
-            let mut w: Vec<f32> =
-                (lo..hi).map(|i| (1.0 - ((i as f64 - center + 0.5) / filter_scale).abs()).max(0.0) as f32).collect();
-            let sum: f32 = w.iter().sum();
-            if sum > 0.0 {
-                w.iter_mut().for_each(|v| *v /= sum);
-            } else {
-                // Cannot happen (the nearest pixel always has weight >= 0.5); fall back to it.
-                w.iter_mut().for_each(|v| *v = 0.0);
-                w[(center as usize).clamp(lo, hi - 1) - lo] = 1.0;
-            }
-            (lo, w)
-        })
-        .collect()
-}
-
-/// Runs `f(oy, r, g, b)` for every output row of a planar `[3, oh, ow]` buffer, in parallel, with
-/// a per-thread scratch buffer of `scratch` floats.
-fn for_each_out_row(
-    oh: usize,
-    ow: usize,
-    scratch: usize,
-    f: impl Fn(usize, &mut [f32], &mut [f32], &mut [f32], &mut [f32]) + Sync,
-) -> Vec<f32> {
-    let mut out = vec![0f32; 3 * oh * ow];
-    let (r, rest) = out.split_at_mut(oh * ow);
-    let (g, b) = rest.split_at_mut(oh * ow);
-    r.par_chunks_mut(ow)
-        .zip(g.par_chunks_mut(ow))
-        .zip(b.par_chunks_mut(ow))
-        .enumerate()
-        .for_each_init(|| vec![0f32; scratch], |buf, (oy, ((r, g), b))| f(oy, buf, r, g, b));
-    out
-}
-
-/// `buf[i] = sum_k ws[k] * rows[k][i]` over u8 rows (vertical filter taps).
-#[inline(always)]
-fn vertical_u8(src: &[u8], stride: usize, lo: usize, ws: &[f32], buf: &mut [f32]) {
-    buf.fill(0.0);
-    for (k, &wk) in ws.iter().enumerate() {
-        let row = &src[(lo + k) * stride..(lo + k + 1) * stride];
-        for (b, &p) in buf.iter_mut().zip(row) {
-            *b += wk * p as f32;
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn vertical_u8_avx2(src: &[u8], stride: usize, lo: usize, ws: &[f32], buf: &mut [f32]) {
-    vertical_u8(src, stride, lo, ws, buf)
-}
-
-/// Resizes (stretching) an RGB image to `ow x oh`, returning planar `[3, oh, ow]` values
-/// `pixel / 127.5 - 1`. Separable antialiased bilinear (vertical then horizontal), parallel over rows.
-fn resize_rgb8(img: &RgbImage, ow: u32, oh: u32) -> Vec<f32> {
-    let (w, ow, oh) = (img.width() as usize, ow as usize, oh as usize);
-    let src = img.as_raw();
-    let cx = filter_coeffs(w, ow);
-    let cy = filter_coeffs(img.height() as usize, oh);
-    let simd = has_avx2_fma();
-    for_each_out_row(oh, ow, w * 3, |oy, buf, r, g, b| {
-        let (lo, ws) = &cy[oy];
-        if simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX2 support was checked at runtime.
-            unsafe {
-                vertical_u8_avx2(src, w * 3, *lo, ws, buf)
-            }
-        } else {
-            vertical_u8(src, w * 3, *lo, ws, buf);
-        }
-        for (ox, (lo, ws)) in cx.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for (p, &wk) in buf[lo * 3..(lo + ws.len()) * 3].chunks_exact(3).zip(ws) {
-                acc[0] += wk * p[0];
-                acc[1] += wk * p[1];
-                acc[2] += wk * p[2];
-            }
-            r[ox] = acc[0] / 127.5 - 1.0;
-            g[ox] = acc[1] / 127.5 - 1.0;
-            b[ox] = acc[2] / 127.5 - 1.0;
-        }
-    })
-}
-
-/// Resizes a planar `[3, h, w]` image to `[3, oh, ow]` (same filter as [`resize_rgb8`]).
-fn resize_f32(src: &[f32], w: u32, h: u32, ow: u32, oh: u32) -> Vec<f32> {
-    let (w, h, ow, oh) = (w as usize, h as usize, ow as usize, oh as usize);
-    let cx = filter_coeffs(w, ow);
-    let cy = filter_coeffs(h, oh);
-    for_each_out_row(oh, ow, w, |oy, buf, r, g, b| {
-        let (lo, ws) = &cy[oy];
-        for (c, dst) in [r, g, b].into_iter().enumerate() {
-            buf.fill(0.0);
-            for (k, &wk) in ws.iter().enumerate() {
-                let row = (c * h + lo + k) * w;
-                axpy(buf, wk, &src[row..row + w]);
-            }
-            for (d, (lo, ws)) in dst.iter_mut().zip(&cx) {
-                *d = buf[*lo..lo + ws.len()].iter().zip(ws).map(|(v, wk)| v * wk).sum();
-            }
-        }
-    })
-}
-
-/// Cuts a 256x256 tile at `(ox, oy)` from a planar `[3, h, w]` image; outside it is black (-1).
-fn crop_planar(src: &[f32], w: usize, h: usize, ox: i64, oy: i64) -> Vec<f32> {
-    let n = INPUT_SIZE;
-    let mut out = vec![-1f32; 3 * n * n];
-    let x0 = ox.max(0) as usize;
-    let x1 = (ox + n as i64).min(w as i64).max(0) as usize;
-    if x1 <= x0 {
-        return out;
-    }
-    let dx0 = (x0 as i64 - ox) as usize;
-    for c in 0..3 {
-        for ty in 0..n {
-            let sy = oy + ty as i64;
-            if sy < 0 || sy >= h as i64 {
-                continue;
-            }
-            let srow = &src[(c * h + sy as usize) * w..(c * h + sy as usize + 1) * w];
-            out[(c * n + ty) * n + dx0..(c * n + ty) * n + dx0 + (x1 - x0)].copy_from_slice(&srow[x0..x1]);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,54 +390,5 @@ mod tests {
                 .sum();
             assert!(!levels.is_empty() && count <= MAX_TILES, "{w}x{h}: {levels:?} -> {count}");
         }
-    }
-
-    #[test]
-    fn resize_identity_and_constant() {
-        let img = RgbImage::from_fn(5, 4, |x, y| image::Rgb([(x * 40) as u8, (y * 50) as u8, 7]));
-        let out = resize_rgb8(&img, 5, 4);
-        for y in 0..4 {
-            for x in 0..5 {
-                let i = (y * 5 + x) as usize;
-                assert!((out[i] - ((x * 40) as f32 / 127.5 - 1.0)).abs() < 1e-5);
-                assert!((out[20 + i] - ((y * 50) as f32 / 127.5 - 1.0)).abs() < 1e-5);
-            }
-        }
-        let planar = resize_f32(&out, 5, 4, 5, 4);
-        assert_eq!(planar, out);
-        let one = RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 51]));
-        let out = resize_rgb8(&one, 7, 3);
-        assert!(out[..21].iter().all(|v| (v - 1.0).abs() < 1e-5));
-        assert!(out[21..42].iter().all(|v| (v + 1.0).abs() < 1e-5));
-    }
-
-    #[test]
-    fn chained_downscale_close_to_direct() {
-        let img = RgbImage::from_fn(400, 300, |x, y| {
-            let v = 128.0 + 100.0 * ((x as f32 / 37.0).sin() * (y as f32 / 23.0).cos());
-            image::Rgb([v as u8, (255.0 - v) as u8, 77])
-        });
-        let direct = resize_rgb8(&img, 100, 75);
-        let mid = resize_rgb8(&img, 200, 150);
-        let chained = resize_f32(&mid, 200, 150, 100, 75);
-        let diff = direct.iter().zip(&chained).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-        assert!(diff < 0.1, "diff {diff}");
-        assert!(chained[150 * 100..].iter().take(7500).all(|v| (v - (77.0 / 127.5 - 1.0)).abs() < 1e-5));
-    }
-
-    #[test]
-    fn crop_pads_black() {
-        let (w, h) = (300usize, 100usize);
-        let src: Vec<f32> = (0..3 * w * h).map(|i| (i % 7) as f32 / 7.0).collect();
-        let t = crop_planar(&src, w, h, 20, -78);
-        let n = INPUT_SIZE;
-        assert_eq!(t.len(), 3 * n * n);
-        assert_eq!(t[0], -1.0);
-        assert_eq!(t[78 * n], src[20]);
-        assert_eq!(t[(2 * n + 78 + 99) * n + 255], src[(2 * h + 99) * w + 275]);
-        assert_eq!(t[(78 + 100) * n], -1.0);
-        let right = crop_planar(&src, w, h, 200, 0);
-        assert_eq!(right[99], src[299]);
-        assert_eq!(right[100], -1.0);
     }
 }

@@ -19,8 +19,10 @@
 //! `tests/reference_blazeface.rs` (`tiling_finds_every_face_of_the_promised_sizes_in_large_photos`)
 //! checks the promise.
 //!
-//! On the CPU the stem (5x5 stride-2 conv) and each block's pointwise conv + bias + skip + relu run
-//! as fused kernels (with an AVX2 build picked at runtime); other devices use plain candle ops.
+//! On the CPU the network runs on the NHWC engine (`blazeface/nhwc.rs`: several images per pass,
+//! shared out between the cores; see [`USE_NHWC`]); the older NCHW path (the stem and each block's
+//! pointwise conv + bias + skip + relu as fused kernels) is kept beside it for comparison; other
+//! devices use plain candle ops.
 
 use std::path::Path;
 
@@ -30,6 +32,8 @@ use rayon::prelude::*;
 
 mod decode;
 mod detector;
+mod nhwc;
+mod resize;
 
 pub use decode::{Detection, anchors, box_iou, decode, non_max_suppression};
 pub use detector::{DetectOptions, FaceDetector, LARGE_FACE_SHARE};
@@ -53,8 +57,11 @@ pub const MAX_TILES: usize = 32;
 pub const TILE_TRIGGER_SIDE: u32 = 512;
 /// Finest tile side in image pixels: a 40 px face becomes ~28 px of the 256 input.
 pub const MIN_TILE_SIDE: f32 = 256.0 * 40.0 / 28.0;
-/// Images per forward pass of the detector on non-CPU devices (the CPU runs one image per pass).
+/// Images per forward pass of the detector.
 pub const DETECT_BATCH: usize = 16;
+/// Whether the CPU runs the NHWC path (`blazeface/nhwc.rs`) rather than the older NCHW kernels
+/// (3-3.7 times slower per image, measured side by side: `docs/PERFORMANCE.md`).
+pub const USE_NHWC: bool = true;
 /// Inputs whose every channel has a standard deviation below this (in -1..1 units, ~2 grey levels)
 /// are skipped: they cannot hold a face.
 const FLAT_STD: f32 = 0.016;
@@ -109,6 +116,8 @@ pub struct BlazeFace {
     /// Both 8x8 heads fused the same way: `[102, 96]`.
     head8_weight: Tensor,
     head8_bias: Tensor,
+    /// The CPU path on the NHWC engine (built when the weights are on the CPU).
+    nhwc: Option<nhwc::NhwcBlazeFace>,
 }
 
 /// Fuses a `cls` head (`[A,96,1,1]`) and a `reg` head (`[16A,96,1,1]`) into one `[17A, 96]` matmul
@@ -135,10 +144,12 @@ impl BlazeFace {
         let stem_weight = vb.get((24, 3, 5, 5), "stem.weight")?;
         let stem_bias = vb.get(24, "stem.bias")?;
         let mut blocks = Vec::with_capacity(NUM_BLOCKS);
+        let mut dw_weights = Vec::with_capacity(NUM_BLOCKS);
         for i in 0..NUM_BLOCKS {
             let (stride, cin, cout) = block_spec(i);
             let b = vb.pp(format!("blocks.{i}"));
             let w = b.get((cin, 1, 3, 3), "dw.weight")?;
+            dw_weights.push(w.clone());
             let zeros = Tensor::zeros(cin, w.dtype(), w.device())?;
             let dw = Depthwise3x3::new(w, zeros, stride, Activation::None)?;
             let pw_weight = b.get((cout, cin, 1, 1), "pw.weight")?.reshape((cout, cin))?;
@@ -157,12 +168,35 @@ impl BlazeFace {
         let t = vb.pp("tail");
         let w = t.get((96, 1, 3, 3), "dw.weight")?;
         let zeros = Tensor::zeros(96, w.dtype(), w.device())?;
-        let tail_dw = Depthwise3x3::new(w, zeros, 2, Activation::None)?;
+        let tail_dw = Depthwise3x3::new(w.clone(), zeros, 2, Activation::None)?;
         let tail_pw_weight = t.get((96, 96, 1, 1), "pw.weight")?.reshape((96, 96))?;
         let tail_pw_bias = t.get(96, "pw.bias")?;
         let (head16_weight, head16_bias) = fuse_heads(&vb.pp("head16"), 2)?;
         let (head8_weight, head8_bias) = fuse_heads(&vb.pp("head8"), 6)?;
+        let nhwc = match vb.device().is_cpu() {
+            true => {
+                let weights: Vec<nhwc::BlockWeights> = blocks
+                    .iter()
+                    .zip(&dw_weights)
+                    .map(|(b, dw)| nhwc::BlockWeights {
+                        dw,
+                        pw_weight: &b.pw_weight,
+                        pw_bias: &b.pw_bias,
+                        stride: b.stride,
+                    })
+                    .collect();
+                Some(nhwc::NhwcBlazeFace::new(
+                    (&stem_weight, &stem_bias),
+                    &weights,
+                    (&w, &tail_pw_weight, &tail_pw_bias),
+                    (&head16_weight, &head16_bias),
+                    (&head8_weight, &head8_bias),
+                )?)
+            }
+            false => None,
+        };
         Ok(Self {
+            nhwc,
             stem_weight_cpu: host(&stem_weight)?,
             stem_bias_cpu: host(&stem_bias)?,
             stem_weight,
@@ -183,7 +217,10 @@ impl BlazeFace {
     /// Rows 0..512 come from the 16x16 map (2 anchors per cell), rows 512..896 from the 8x8 map
     /// (6 per cell), ordered `(y, x, anchor)`; columns: logit, dx, dy, w, h, then 6 keypoints (x, y).
     pub fn forward_raw(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.forward_impl(x, crate::layer::cpu_kernels(x))
+        match &self.nhwc {
+            Some(net) if USE_NHWC && crate::layer::cpu_kernels(x) => net.forward(x),
+            _ => self.forward_impl(x, crate::layer::cpu_kernels(x)),
+        }
     }
 
     /// `cpu`: use the fused CPU kernels for the stem and the block tails (else plain candle ops).

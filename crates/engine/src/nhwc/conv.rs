@@ -274,6 +274,8 @@ pub(super) struct Plan {
     pt: usize,
     nt: usize,
     per_task: usize,
+    /// The first K block adds to what C already holds (a residual written there beforehand).
+    onto_c: bool,
 }
 
 impl Plan {
@@ -314,7 +316,12 @@ impl Plan {
         let nt = (3 * threads).div_ceil(pt).clamp(1, panels);
         let per_task = panels.div_ceil(nt);
         let nt = panels.div_ceil(per_task);
-        Self { k, blocks, pixels, groups, panels, pt, nt, per_task }
+        Self { k, blocks, pixels, groups, panels, pt, nt, per_task, onto_c: false }
+    }
+
+    /// The same plan, adding its products to the values C holds before it runs (a residual).
+    pub(super) fn onto_c(self) -> Self {
+        Self { onto_c: true, ..self }
     }
 
     /// Number of tasks.
@@ -386,7 +393,8 @@ pub(super) unsafe fn run_task(
                         let next = (pixel + MR).min(px.end);
                         prefetch_rows(c.at(next * ldc + panel * NR), ldc, (px.end - next).min(MR));
                     }
-                    let tile = Tile { a, runs, b, c: c.at(pixel * ldc + panel * NR), ldc, accumulate: !first, finish };
+                    let accumulate = !first || plan.onto_c;
+                    let tile = Tile { a, runs, b, c: c.at(pixel * ldc + panel * NR), ldc, accumulate, finish };
                     // SAFETY: the fields are readable and C's block lies in this task's pixels
                     // and panel (the caller's contract); `b` holds this block's rows of the
                     // panel; edges go through a scratch tile.

@@ -76,6 +76,11 @@ impl NhwcDepthwise {
         self.stride
     }
 
+    /// The weights `[tap][channel]` (tap `ky * 3 + kx`), the bias and the activation.
+    pub(super) fn parts(&self) -> (&[f32], &[f32], Activation) {
+        (&self.weights, &self.bias, self.act)
+    }
+
     /// Runs the conv on a contiguous NHWC f32 CPU tensor with the given padding.
     pub fn forward(&self, x: &Tensor, pad: Padding) -> Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(&DepthwiseOp { layer: self, pad })
@@ -97,6 +102,18 @@ pub(super) struct Geometry {
     pad: (usize, usize),
     /// Output size.
     pub(super) out: (usize, usize),
+}
+
+impl Geometry {
+    /// Input size `(H, W, C)`.
+    pub(super) fn input(&self) -> (usize, usize, usize) {
+        (self.h, self.w, self.c)
+    }
+
+    /// Padding before the input: `(top, left)`.
+    pub(super) fn pad(&self) -> (usize, usize) {
+        self.pad
+    }
 }
 
 impl NhwcDepthwise {

@@ -4,11 +4,15 @@
 //! lies in the input ([`conv`]); depthwise convs and pools vectorise across channels, a
 //! depthwise conv can run fused into the 1x1 conv after it ([`separable`]), and a deep 3x3
 //! stride-1 conv or a 1x7 or 7x1 one can run as Winograd on the same GEMMs ([`winograd`]).
+//! BlazeFace's residual blocks add their skip inside the same pass ([`residual`]), and its
+//! narrow layers (24 channels) run on kernels that hold every output channel at once ([`narrow`]).
 
 pub mod conv;
 pub mod depthwise;
 pub mod kernel;
+pub mod narrow;
 pub mod pool;
+pub mod residual;
 pub mod separable;
 pub mod winograd;
 
