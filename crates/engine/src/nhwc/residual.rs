@@ -4,9 +4,8 @@
 //! The skip is written into the output first, and the pointwise GEMM then adds its products to
 //! it (the micro-kernel's accumulate), so the residual costs no pass of its own. Where each GEMM
 //! task covers all output channels, the task writes the skip of its own pixels just before its
-//! GEMM, and the depthwise output stays in a per-thread scratch, as in [`super::separable`].
+//! GEMM, and the depthwise output stays in a per-thread scratch ([`super::separable::run_fused`]).
 
-use std::cell::Cell;
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
@@ -16,6 +15,7 @@ use rayon::prelude::*;
 use super::conv::{NhwcConv, Plan, SendPtr, run_task};
 use super::depthwise::{Geometry, NhwcDepthwise, write_pixels};
 use super::narrow::{NarrowPointwise, depthwise_row};
+use super::separable::run_fused;
 use crate::layer::{Activation, Padding};
 
 /// A depthwise 3x3 conv, a 1x1 conv with bias, a skip connection and ReLU, over NHWC f32 tensors.
@@ -60,11 +60,6 @@ impl ResidualSeparable {
 struct ResidualOp<'a> {
     layer: &'a ResidualSeparable,
     pad: Padding,
-}
-
-thread_local! {
-    /// Per-thread scratch: the depthwise output of one task's pixels.
-    static SCRATCH: Cell<Vec<MaybeUninit<f32>>> = const { Cell::new(Vec::new()) };
 }
 
 impl CustomOp1 for ResidualOp<'_> {
@@ -113,23 +108,12 @@ impl CustomOp1 for ResidualOp<'_> {
         let plan = Plan::new(pw, pixels, ow * c).onto_c();
         let dst = SendPtr(out.as_mut_ptr());
         if plan.whole_rows() && c_out < pixels {
-            (0..plan.tasks()).into_par_iter().for_each(|task| {
-                let (px, pn) = plan.task(task);
-                let mut scratch = SCRATCH.take();
-                scratch.clear();
-                scratch.resize(px.len() * c, MaybeUninit::uninit());
-                write_pixels(dw, src, &geo, (px.clone(), c), &mut scratch);
-                // SAFETY: tasks cover disjoint pixels, whose rows of C lie inside `out`'s capacity.
-                let rows = unsafe { out_rows(dst, &px, c_out) };
-                skip.write(px.clone(), rows);
-                let base = scratch.as_ptr().cast::<f32>();
-                let origins: Vec<*const f32> = (0..px.len()).map(|i| base.wrapping_add(i * c)).collect();
-                // SAFETY: the scratch holds each pixel's C depthwise outputs (the whole field of a
-                // 1x1 conv) and C holds the skip of these pixels; `out` has room for every pixel's
-                // row of C and tasks cover disjoint pixels.
-                unsafe { run_task(pw, &plan, (px, pn), &origins, dst) };
-                SCRATCH.set(scratch);
-            });
+            // SAFETY: `out` has room for every pixel's row of C, each task covers every output
+            // channel of its pixels, and the skip is written only into the rows of the task's own
+            // pixels (tasks cover disjoint pixels), before the GEMM adds onto them.
+            unsafe {
+                run_fused(dw, pw, (src, &geo, c), &plan, dst, |px| skip.write(px.clone(), out_rows(dst, &px, c_out)))
+            };
         } else {
             let mut mid = Vec::with_capacity(pixels * c);
             mid.spare_capacity_mut()[..pixels * c]

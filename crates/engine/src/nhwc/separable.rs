@@ -8,12 +8,13 @@
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
+use std::ops::Range;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::conv::{Fields, NhwcConv, Plan, SendPtr, gemm, run_task};
-use super::depthwise::{NhwcDepthwise, write_pixels};
+use super::depthwise::{Geometry, NhwcDepthwise, write_pixels};
 use crate::layer::Padding;
 
 /// A depthwise 3x3 conv and then a 1x1 conv, over NHWC f32 tensors on the CPU.
@@ -82,21 +83,9 @@ impl CustomOp1 for SeparableOp<'_> {
         // Fused only where the pixels outnumber the output channels: on the weight-heavy late
         // layers the scratch of a 192-pixel block outgrows L2 and fusing measured 7-9% slower.
         if plan.whole_rows() && c_out < pixels {
-            let dst = SendPtr(out.as_mut_ptr());
-            (0..plan.tasks()).into_par_iter().for_each(|task| {
-                let (px, pn) = plan.task(task);
-                let mut scratch = SCRATCH.take();
-                scratch.clear();
-                scratch.resize(px.len() * pitch, MaybeUninit::uninit());
-                write_pixels(dw, src, &geo, (px.clone(), pitch), &mut scratch);
-                let base = scratch.as_ptr().cast::<f32>();
-                let origins: Vec<*const f32> = (0..px.len()).map(|i| base.wrapping_add(i * pitch)).collect();
-                // SAFETY: `write_pixels` initialised the scratch, which holds each pixel's C
-                // depthwise outputs (the whole field of a 1x1 conv); `out` has room for every
-                // pixel's row of C and tasks cover disjoint pixels.
-                unsafe { run_task(pw, &plan, (px, pn), &origins, dst) };
-                SCRATCH.set(scratch);
-            });
+            // SAFETY: `out` has room for every pixel's row of C, and each task covers every
+            // output channel of its pixels (`whole_rows`).
+            unsafe { run_fused(dw, pw, (src, &geo, pitch), &plan, SendPtr(out.as_mut_ptr()), |_| ()) };
         } else {
             // Zeroed, so any padding between pixels is initialised too.
             let mut mid = vec![0f32; pixels * pitch];
@@ -112,6 +101,40 @@ impl CustomOp1 for SeparableOp<'_> {
         unsafe { out.set_len(pixels * c_out) };
         Ok((CpuStorage::F32(out), Shape::from((n, oh, ow, c_out))))
     }
+}
+
+/// Runs `plan`'s tasks with the depthwise conv fused in: each task writes the depthwise output of
+/// its pixels into a per-thread scratch (pixels `pitch` floats apart), calls `before(pixels)`
+/// (where a plan that adds onto C writes those pixels' rows of C first), then runs its GEMM on the
+/// scratch while it is still in cache.
+///
+/// # Safety
+/// `dst` must have room for every pixel's row of C, each task of `plan` must cover every output
+/// channel of its pixels (`Plan::whole_rows`), and `before` may touch only the rows of C of the
+/// pixels it is given.
+pub(super) unsafe fn run_fused(
+    dw: &NhwcDepthwise,
+    pw: &NhwcConv,
+    (src, geo, pitch): (&[f32], &Geometry, usize),
+    plan: &Plan,
+    dst: SendPtr,
+    before: impl Fn(Range<usize>) + Sync,
+) {
+    (0..plan.tasks()).into_par_iter().for_each(|task| {
+        let (px, pn) = plan.task(task);
+        let mut scratch = SCRATCH.take();
+        scratch.clear();
+        scratch.resize(px.len() * pitch, MaybeUninit::uninit());
+        write_pixels(dw, src, geo, (px.clone(), pitch), &mut scratch);
+        before(px.clone());
+        let base = scratch.as_ptr().cast::<f32>();
+        let origins: Vec<*const f32> = (0..px.len()).map(|i| base.wrapping_add(i * pitch)).collect();
+        // SAFETY: `write_pixels` initialised the scratch, which holds each pixel's C depthwise
+        // outputs (the whole field of a 1x1 conv); `dst` has room for every pixel's row of C and
+        // tasks cover disjoint pixels (the caller's contract).
+        unsafe { run_task(pw, plan, (px, pn), &origins, dst) };
+        SCRATCH.set(scratch);
+    });
 }
 
 #[cfg(test)]
