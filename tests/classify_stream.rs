@@ -142,6 +142,27 @@ fn cancel_and_break_stop_the_stream_early() {
 }
 
 #[test]
+fn cancel_while_handing_back_after_the_workers_finished_ends_cancelled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = classifier(&tmp);
+    // The first photo takes the network; the 30 unreadable ones after it are done at once, so the
+    // workers run out of list (and the channel closes) while the first is still in its batch:
+    // all 31 are finished when Cancel comes during the first hand-back.
+    let mut items: Vec<StreamItem> = vec![Ok(common::sample("obama.jpg"))];
+    items.extend((0..30).map(|i| Err((PathBuf::from(format!("gone-{i}.jpg")), "unreadable".to_string()))));
+    let opts = StreamOptions { workers: 2, batch: 16, window: 64, ..StreamOptions::default() };
+    let cancel = AtomicBool::new(false);
+    let mut seen = 0;
+    let end = classify_stream(&c, items.into_iter(), &opts, &cancel, |_, _| {
+        seen += 1;
+        cancel.store(true, Ordering::SeqCst);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!((seen, end.handed_back, end.cancelled), (1, 1, true));
+}
+
+#[test]
 fn a_large_jpeg_decoded_at_half_scale_gives_boxes_and_answers_of_the_full_photo() {
     let tmp = tempfile::tempdir().unwrap();
     let c = classifier(&tmp);

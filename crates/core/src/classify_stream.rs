@@ -277,6 +277,11 @@ fn consume<I>(
             lock(gate).handed_back = next;
             moved.notify_all();
         }
+        // A cancel during the hand-back leaves photos finished but not handed back; the workers
+        // stop on it too, so the channel may close in the same round.
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(StreamEnd { handed_back: next, cancelled: true });
+        }
         if !open && pending.is_empty() {
             debug_assert!(finished.is_empty(), "every photo taken was handed back");
             return Ok(StreamEnd { handed_back: next, cancelled: false });
